@@ -1,0 +1,36 @@
+# The two commands: `make run` (the site with a Customer.io emulator) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+VPY := $(VENV)/bin/python
+# The first Python >= 3.11 on PATH (override with `make PYTHON=/path/to/python3.12 ...`).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+
+.PHONY: run test lint format
+
+$(VPY):
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: $(VPY) requirements.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VPY) requirements.txt requirements-dev.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(VPY) scripts/run_dev.py
+
+test: $(VENV)/.installed-dev
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(VPY) -m ruff format .
+	$(VPY) -m ruff check --fix .

@@ -1,0 +1,135 @@
+import re
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinLengthValidator, RegexValidator
+from django.db import models
+from solo.models import SingletonModel
+
+# A generated key is this long or longer; a shorter key (e.g. the 8-character key of the WP Fusion site being
+# replaced) is accepted but shown as weak.
+STRONG_ACCESS_KEY_LENGTH = 32
+MIN_ACCESS_KEY_LENGTH = 8
+
+
+def generate_access_key() -> str:
+    return secrets.token_urlsafe(32)  # 43 url-safe characters
+
+
+class WebhookSettings(SingletonModel):
+    access_key = models.CharField(
+        max_length=128,
+        validators=[
+            MinLengthValidator(MIN_ACCESS_KEY_LENGTH),
+            # The key travels in a URL query string: keep it to characters that need no escaping.
+            RegexValidator(r"^[A-Za-z0-9_.~-]+$", "Use letters, digits and - _ . ~ only."),
+        ],
+        help_text=(
+            "Sent by Customer.io as access_key=... in every webhook URL. Generated for you; you may enter an "
+            "existing key of at least 8 characters (e.g. your WP Fusion site's) so existing journeys keep working."
+        ),
+    )
+    return_password = models.BooleanField(
+        "return password",
+        default=True,
+        help_text="Write a generated password back to a Customer.io attribute when a webhook creates a user.",
+    )
+    return_password_field = models.CharField(
+        "return password field",
+        max_length=150,
+        blank=True,
+        help_text="The Customer.io attribute that receives the generated password. Nothing is returned while empty.",
+    )
+    send_welcome_email = models.BooleanField(
+        default=False, help_text="Email new users a set-password link even without send_notification=true."
+    )
+
+    class UsernameFormat(models.TextChoices):
+        EMAIL = "email", "Email address"
+        FLNAME = "flname", "FirstnameLastname"
+        FNAMENUM = "fnamenum", "Firstname followed by a random number"
+
+    username_format = models.CharField(max_length=16, choices=UsernameFormat.choices, default=UsernameFormat.EMAIL)
+    process_in_background = models.BooleanField(
+        default=False, help_text="Answer webhooks at once and process them in the background worker."
+    )
+
+    class Meta:
+        verbose_name = "webhook settings"
+
+    def __str__(self):
+        return "Webhook settings"
+
+    @classmethod
+    def load(cls) -> "WebhookSettings":
+        """The settings row, read fresh from the database (no per-process cache, so a changed key takes effect in
+        every process at once). The access key is generated on the first read."""
+        settings = cls.get_solo()
+        if not settings.access_key:
+            # Conditional update: when two processes race on the first read, one key wins and both see it.
+            cls.objects.filter(pk=settings.pk, access_key="").update(access_key=generate_access_key())
+            settings.refresh_from_db()
+        return settings
+
+    @property
+    def access_key_is_weak(self) -> bool:
+        return len(self.access_key) < STRONG_ACCESS_KEY_LENGTH
+
+    @property
+    def return_password_misconfigured(self) -> bool:
+        return self.return_password and not self.return_password_field.strip()
+
+    def regenerate_access_key(self) -> None:
+        self.access_key = generate_access_key()
+        self.save(update_fields=["access_key"])
+
+
+# What a FieldMapping may write to. "meta.<key>" stores the attribute in User.meta under <key>.
+USER_FIELD_CHOICES = [
+    ("email", "Email"),
+    ("first_name", "First name"),
+    ("last_name", "Last name"),
+    ("username", "Username (from user_login)"),
+    ("password", "Password (from user_pass)"),
+    ("role", "Role"),
+]
+FIRST_CLASS_USER_FIELDS = {value for value, _ in USER_FIELD_CHOICES}
+META_FIELD_PATTERN = re.compile(r"^meta\.[A-Za-z0-9_.-]{1,100}$")
+
+
+def validate_user_field(value: str) -> None:
+    if value in FIRST_CLASS_USER_FIELDS or META_FIELD_PATTERN.match(value):
+        return
+    raise ValidationError(
+        f"{value!r} is not a user field: use one of {', '.join(sorted(FIRST_CLASS_USER_FIELDS))} "
+        "or meta.<key> (letters, digits, _ . -)."
+    )
+
+
+class FieldMapping(models.Model):
+    """Which Customer.io attribute fills which user field."""
+
+    cio_attribute = models.CharField("Customer.io attribute", max_length=150)
+    user_field = models.CharField(
+        max_length=120,
+        validators=[validate_user_field],
+        help_text="email, first_name, last_name, username, password, role, or meta.<key>",
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["user_field", "cio_attribute"]
+        constraints = [models.UniqueConstraint(fields=["cio_attribute", "user_field"], name="fieldmapping_unique_pair")]
+
+    def __str__(self):
+        return f"{self.cio_attribute} → {self.user_field}"
+
+    def clean(self):
+        super().clean()
+        if self.active and not self.user_field.startswith("meta."):
+            # Two active sources for one first-class field would make the result depend on row order.
+            clash = FieldMapping.objects.filter(active=True, user_field=self.user_field).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError(
+                    {"user_field": f"Another active mapping already fills {self.user_field}: deactivate it first."}
+                )

@@ -1,0 +1,18 @@
+"""Default field mappings (used by the data migration and test fixtures; `FieldMapping` may be historical)."""
+
+DEFAULT_FIELD_MAPPINGS = [
+    # (Customer.io attribute, user field, active)
+    ("email", "email", True),
+    ("first_name", "first_name", True),
+    ("last_name", "last_name", True),
+    # Off until the site admin turns them on, as in WP Fusion.
+    ("user_login", "username", False),
+    ("user_pass", "password", False),
+]
+
+
+def seed_field_mappings(FieldMapping):
+    for cio_attribute, user_field, active in DEFAULT_FIELD_MAPPINGS:
+        FieldMapping.objects.get_or_create(
+            cio_attribute=cio_attribute, user_field=user_field, defaults={"active": active}
+        )

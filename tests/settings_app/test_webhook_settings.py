@@ -1,0 +1,163 @@
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.urls import reverse
+
+from settings_app.models import FieldMapping, WebhookSettings
+from users.models import ActivityLog, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    admin = User.objects.create_superuser(username="boss", email="boss@example.com", password="pw")
+    client.force_login(admin)
+    return client
+
+
+def test_the_access_key_is_generated_once_and_kept():
+    first = WebhookSettings.load().access_key
+    assert len(first) >= 32
+    assert WebhookSettings.load().access_key == first
+    assert WebhookSettings.objects.get().access_key == first
+
+
+def test_regenerate_makes_a_new_strong_key():
+    settings_row = WebhookSettings.load()
+    old = settings_row.access_key
+    settings_row.regenerate_access_key()
+    assert WebhookSettings.load().access_key != old
+    assert not WebhookSettings.load().access_key_is_weak
+
+
+@pytest.mark.parametrize(
+    ("key", "valid", "weak"),
+    [("1234567", False, None), ("a1b2c3d4", True, True), ("x" * 31, True, True), ("y" * 32, True, False)],
+)
+def test_access_key_length_rules(key, valid, weak):
+    settings_row = WebhookSettings.load()
+    settings_row.access_key = key
+    if not valid:
+        with pytest.raises(ValidationError, match="at least 8"):
+            settings_row.full_clean()
+        return
+    settings_row.full_clean()
+    assert settings_row.access_key_is_weak is weak
+
+
+def test_a_key_with_characters_that_need_url_escaping_is_refused():
+    settings_row = WebhookSettings.load()
+    settings_row.access_key = "abc def&ghi"
+    with pytest.raises(ValidationError):
+        settings_row.full_clean()
+
+
+def test_defaults_match_wp_fusion():
+    settings_row = WebhookSettings.load()
+    assert settings_row.return_password is True
+    assert settings_row.return_password_field == ""
+    assert settings_row.return_password_misconfigured
+    assert settings_row.send_welcome_email is False
+    assert settings_row.username_format == "email"
+    assert settings_row.process_in_background is False
+
+
+def test_default_field_mappings_are_seeded():
+    rows = set(FieldMapping.objects.values_list("cio_attribute", "user_field", "active"))
+    assert rows == {
+        ("email", "email", True),
+        ("first_name", "first_name", True),
+        ("last_name", "last_name", True),
+        ("user_login", "username", False),
+        ("user_pass", "password", False),
+    }
+
+
+def test_field_mapping_validates_the_user_field():
+    with pytest.raises(ValidationError, match="not a user field"):
+        FieldMapping(cio_attribute="plan", user_field="is_staff").full_clean()
+    FieldMapping(cio_attribute="plan", user_field="meta.plan").full_clean()
+    with pytest.raises(ValidationError, match="already fills first_name"):
+        FieldMapping(cio_attribute="First Name", user_field="first_name").full_clean()
+
+
+def test_webhook_urls_command_prints_the_four_urls_with_the_current_key(capsys):
+    key = WebhookSettings.load().access_key
+    call_command("webhook_urls", "--base-url", "https://mydomain.com")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"update_tags https://mydomain.com/?wpf_action=update_tags&access_key={key}",
+        f"update https://mydomain.com/?wpf_action=update&access_key={key}",
+        f"add https://mydomain.com/?wpf_action=add&access_key={key}",
+        f"test https://mydomain.com/?wpf_action=test&access_key={key}",
+    ]
+
+
+def test_the_settings_page_shows_the_urls_and_warns_about_a_missing_return_field(admin_client):
+    key = WebhookSettings.load().access_key
+    page = admin_client.get(reverse("admin:settings_app_webhooksettings_change")).content.decode()
+    assert f"/?wpf_action=update_tags&amp;access_key={key}" in page
+    assert "no Customer.io field is chosen" in page
+    assert "Regenerate access key" in page
+    assert "is weak" not in page
+
+
+def test_the_settings_page_warns_about_a_weak_key(admin_client):
+    WebhookSettings.load()
+    WebhookSettings.objects.update(access_key="abcd1234")
+    page = admin_client.get(reverse("admin:settings_app_webhooksettings_change")).content.decode()
+    assert "is weak" in page
+
+
+def test_the_settings_page_accepts_a_wp_fusion_key(admin_client):
+    WebhookSettings.load()
+    form = {
+        "access_key": "a1b2c3d4",
+        "username_format": "email",
+        "return_password": "on",
+        "return_password_field": "site_password",
+    }
+    response = admin_client.post(reverse("admin:settings_app_webhooksettings_change"), form)
+    assert response.status_code == 302
+    assert WebhookSettings.load().access_key == "a1b2c3d4"
+    form["access_key"] = "short"
+    response = admin_client.post(reverse("admin:settings_app_webhooksettings_change"), form)
+    assert response.status_code == 200
+    assert WebhookSettings.load().access_key == "a1b2c3d4"
+
+
+def test_regenerate_from_the_admin(admin_client):
+    old = WebhookSettings.load().access_key
+    url = reverse("admin:settings_app_webhooksettings_regenerate")
+    assert admin_client.get(url).status_code == 405
+    response = admin_client.post(url)
+    assert response.status_code == 302
+    new = WebhookSettings.load().access_key
+    assert new != old
+    entry = ActivityLog.objects.get(source="admin")
+    assert "regenerated" in entry.message and new not in entry.message and old not in entry.message
+
+
+def test_field_mapping_admin_lists_mappings(admin_client):
+    page = admin_client.get(reverse("admin:settings_app_fieldmapping_changelist")).content.decode()
+    assert "user_pass" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_key_is_the_same_in_another_process(subprocess_env):
+    key = WebhookSettings.load().access_key
+    result = subprocess.run(
+        [sys.executable, "manage.py", "webhook_urls", "--base-url", "https://mydomain.com"],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"access_key={key}" in result.stdout

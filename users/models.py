@@ -1,0 +1,177 @@
+from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+
+from .emails import normalize_email
+
+
+class Role(models.Model):
+    """What WordPress calls a role. It carries Django permissions through its optional group; it never carries
+    staff or superuser status."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=150)
+    is_default = models.BooleanField(
+        default=False, help_text="New users get this role unless something else assigns one."
+    )
+    webhook_assignable = models.BooleanField(
+        default=False,
+        help_text="May a webhook (role=...) or a mapped Customer.io field assign this role?",
+    )
+    group = models.ForeignKey(
+        Group,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="roles",
+        help_text="Users with this role are put in this group (and taken out of the previous role's group).",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="users_role_single_default"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # Keeping exactly one default is an invariant of the table, so it is kept here, atomically; the partial
+        # unique constraint is the backstop for writes that bypass save().
+        with transaction.atomic():
+            if self.is_default:
+                Role.objects.filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
+            super().save(*args, **kwargs)
+
+    @classmethod
+    def get_default(cls) -> "Role":
+        return cls.objects.get(is_default=True)
+
+
+class UserManager(DjangoUserManager):
+    @classmethod
+    def normalize_email(cls, email):
+        # Stored as given (Django would lowercase the domain); comparisons go through email_normalized.
+        return (email or "").strip()
+
+    def _create_user(self, username, email, password, **extra_fields):
+        if not email:
+            raise ValueError("Every user needs an email address.")
+        return super()._create_user(username, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    email = models.EmailField("email address", max_length=254)
+    email_normalized = models.CharField(
+        max_length=254, unique=True, editable=False, help_text="The email lowercased; every lookup uses it."
+    )
+    cio_id = models.CharField("Customer.io id", max_length=64, unique=True, null=True, blank=True, default=None)
+    # Filled with the default role by a pre_save receiver when left empty (create_user, the admin, User(...));
+    # bulk paths, which skip signals, set it explicitly.
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="users")
+    tags = models.ManyToManyField("Tag", through="UserTag", related_name="users", blank=True)
+    meta = models.JSONField(
+        default=dict, blank=True, help_text="Customer.io attributes that map to no first-class field."
+    )
+
+    objects = UserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        user = super().from_db(db, field_names, values)
+        # Read by the role/group signal: a save only re-syncs groups when the role really changed.
+        user._synced_role_id = user.__dict__.get("role_id")
+        return user
+
+    def clean(self):
+        super().clean()
+        self.email_normalized = normalize_email(self.email)
+        clash = User.objects.filter(email_normalized=self.email_normalized).exclude(pk=self.pk)
+        if self.email_normalized and clash.exists():
+            raise ValidationError({"email": "A user with this email address already exists."})
+
+    def save(self, *args, **kwargs):
+        # Filled on every save so that the unique index is always the case-insensitive rule.
+        self.email_normalized = normalize_email(self.email)
+        if self.cio_id == "":
+            self.cio_id = None
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "email" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "email_normalized"}
+        super().save(*args, **kwargs)
+
+
+class Tag(models.Model):
+    """A Customer.io segment as the site sees it. Matched by segment id; the name is only a label."""
+
+    class Kind(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        DATA_DRIVEN = "data_driven", "Data-driven"
+
+    segment_id = models.PositiveBigIntegerField("Customer.io segment id", unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    # Blank until the segment list has been read from Customer.io.
+    kind = models.CharField(max_length=16, choices=Kind.choices, blank=True)
+
+    class Meta:
+        ordering = ["name", "segment_id"]
+
+    def __str__(self):
+        return self.name or f"Segment {self.segment_id}"
+
+    @staticmethod
+    def kind_from_segment_type(segment_type: str | None) -> str:
+        if not segment_type:
+            return ""
+        return Tag.Kind.MANUAL if segment_type == "manual" else Tag.Kind.DATA_DRIVEN
+
+
+class UserTag(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="user_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="user_tags")
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tag"], name="users_usertag_unique")]
+
+    def __str__(self):
+        return f"{self.user} – {self.tag}"
+
+
+class ActivityLog(models.Model):
+    """The log a site admin reads ("contact loaded, tags loaded"). Context is redacted before it is stored."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        NOTICE = "notice", "Notice"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        CUSTOMERIO = "customerio", "Customer.io"
+        BACKFILL = "backfill", "Backfill"
+        ADMIN = "admin", "Admin"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices, db_index=True)
+    message = models.TextField()
+    user = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="activity_logs")
+    context = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"[{self.level}] {self.message[:80]}"

@@ -1,0 +1,36 @@
+"""Masking of secrets before anything is logged or stored.
+
+Passwords, access keys and API keys must never reach the ActivityLog, a stored webhook body or a log line.
+"""
+
+import re
+from collections.abc import Mapping
+
+MASK = "********"
+
+# Matched against dictionary keys, case-insensitively. "pass" covers user_pass, password, passwd, passphrase.
+SECRET_KEY_PATTERN = re.compile(
+    r"pass|pwd|secret|token|access[_-]?key|api[_-]?key|authorization|credential", re.IGNORECASE
+)
+
+
+def is_secret_key(key) -> bool:
+    return isinstance(key, str) and bool(SECRET_KEY_PATTERN.search(key))
+
+
+def redact(value):
+    """A copy of `value` (dicts and lists, recursively) with the values of secret-looking keys masked."""
+    if isinstance(value, Mapping):
+        return {
+            key: (MASK if is_secret_key(key) and item not in (None, "") else redact(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+def without_secrets(query: Mapping) -> dict:
+    """A query-string dict with secret parameters (access_key above all) removed, not just masked, so that not even
+    the key's length is kept."""
+    return {key: value for key, value in query.items() if not is_secret_key(key)}

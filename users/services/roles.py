@@ -1,0 +1,26 @@
+from django.contrib.auth.models import Group
+
+from ..models import Role, User
+
+
+def sync_role_group(user: User) -> None:
+    """Put the user in their role's group and out of every other role's group. Groups that belong to no role
+    (assigned by hand in the admin) are left alone."""
+    role_group_id = user.role.group_id if user.role_id else None
+    other_role_groups = Group.objects.filter(roles__isnull=False).exclude(pk=role_group_id).distinct()
+    user.groups.remove(*other_role_groups)
+    if role_group_id:
+        user.groups.add(role_group_id)
+    user._synced_role_id = user.role_id
+
+
+def assign_role(user: User, role: Role) -> None:
+    """Give the user a role (and with it the role's group). Callers decide whether the role may be assigned."""
+    user.role = role
+    user.save(update_fields=["role"])
+    sync_role_group(user)
+
+
+def make_default_role(role: Role) -> None:
+    role.is_default = True
+    role.save()

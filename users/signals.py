@@ -1,0 +1,22 @@
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
+
+from .models import Role, User
+from .services.roles import sync_role_group
+
+
+@receiver(pre_save, sender=User)
+def give_new_user_the_default_role(sender, instance, raw=False, **kwargs):
+    if instance.role_id is None and not raw:
+        instance.role = Role.get_default()
+
+
+@receiver(post_save, sender=User)
+def keep_role_group_in_step(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    if update_fields is not None and "role" not in update_fields:
+        return
+    # User.from_db remembers the role a loaded user had, so an unrelated save costs no group queries.
+    if created or instance.role_id != getattr(instance, "_synced_role_id", None):
+        sync_role_group(instance)
