@@ -1,6 +1,7 @@
 """`make run`: the site on SQLite with DEBUG on, ready to try with no Customer.io account.
 
-Runs the set-up steps, then serves; Ctrl-C stops every process this script started.
+Runs the set-up steps, starts the Customer.io emulator with the demo contacts (unless real Customer.io credentials
+are configured) and the web server; Ctrl-C stops every process this script started.
 """
 
 import contextlib
@@ -8,11 +9,59 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST, PORT = "127.0.0.1", "8000"
+EMULATOR_PORT = os.environ.get("EMULATOR_PORT", "8765")
+EMULATOR_DEFAULTS = {
+    "CUSTOMERIO_APP_API_KEY": "emulator-app-key",
+    "CUSTOMERIO_SITE_ID": "emulator-site",
+    "CUSTOMERIO_TRACK_API_KEY": "emulator-track-key",
+}
+
+
+def real_customerio_configured(env) -> bool:
+    """True when the settings name a real workspace (an App API key of its own and no URL override)."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(bool(s.CUSTOMERIO_APP_API_KEY) and s.CUSTOMERIO_APP_API_KEY != 'emulator-app-key' "
+        "and not s.CUSTOMERIO_APP_API_URL)"
+    )
+    answer = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return answer.stdout.strip() == "True"
+
+
+def start_emulator(env):
+    """Start the emulator with the demo fixture; return the process and the env pointing the site at it."""
+    emulator = subprocess.Popen(
+        [
+            PYTHON,
+            "manage.py",
+            "cio_emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            EMULATOR_PORT,
+            "--fixture",
+            str(ROOT / "cio" / "fixtures" / "demo.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = emulator.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        emulator.kill()
+        raise SystemExit(f"The Customer.io emulator did not start (port {EMULATOR_PORT} busy? set EMULATOR_PORT).")
+    url = line.removeprefix("listening on ")
+    # Keep reading what the emulator prints, so a full pipe can never stall it.
+    threading.Thread(target=lambda: [print(out, end="") for out in emulator.stdout], daemon=True).start()
+    print(f"Customer.io emulator with demo contacts: {url}")
+    return emulator, {**env, **EMULATOR_DEFAULTS, "CUSTOMERIO_APP_API_URL": url, "CUSTOMERIO_TRACK_API_URL": url}
 
 
 def manage(*args, env):
@@ -28,11 +77,19 @@ def main():
     manage("webhook_urls", env=env)
     print(f"\nAdmin: http://{HOST}:{PORT}/admin/\n")
 
-    children = [subprocess.Popen([PYTHON, "manage.py", "runserver", "--noreload", f"{HOST}:{PORT}"], cwd=ROOT, env=env)]
+    children = []
+    if real_customerio_configured(env):
+        print("Using the Customer.io workspace configured in the settings.")
+    else:
+        emulator, env = start_emulator(env)
+        children.append(emulator)
+    children.append(
+        subprocess.Popen([PYTHON, "manage.py", "runserver", "--noreload", f"{HOST}:{PORT}"], cwd=ROOT, env=env)
+    )
     try:
         while all(child.poll() is None for child in children):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                children[0].wait(timeout=1)
+                children[-1].wait(timeout=1)
     except KeyboardInterrupt:
         pass
     finally:

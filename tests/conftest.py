@@ -3,6 +3,7 @@ import os
 import pytest
 from django.db import connection
 
+from cio.emulator_control import EmulatorControl
 from settings_app.models import FieldMapping
 from settings_app.seed import seed_field_mappings
 from users.models import Role
@@ -13,6 +14,15 @@ def _uses_database(request) -> bool:
     if request.node.get_closest_marker("django_db"):
         return True
     return bool({"db", "transactional_db", "live_server", "django_db_setup"} & set(request.fixturenames))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_rate_limiter_connections(django_db_setup):
+    """The limiter keeps its own PostgreSQL connection; close it before the test database is dropped."""
+    yield
+    from cio.ratelimit import close_side_connections
+
+    close_side_connections()
 
 
 @pytest.fixture(autouse=True)
@@ -53,4 +63,38 @@ def subprocess_env(transactional_db):
         "DJANGO_SETTINGS_MODULE": "wpfusion_site.test_settings",
         "DATABASE_URL": database_url,
         "ENV_FILE": os.devnull,
+    }
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    """One Customer.io emulator (a real HTTP server on a free loopback port) for the whole run."""
+    from cio.emulator import EmulatorServer
+
+    server = EmulatorServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cio_emulator(emulator_server, settings):
+    """A clean emulator, with the site's Customer.io settings pointed at it. Yields its control client."""
+    control = EmulatorControl(emulator_server.url)
+    control.reset()
+    control.configure(rate_limit=10, retry_after_header=True, latency_ms=0)
+    settings.CUSTOMERIO_REGION = "us"
+    settings.CUSTOMERIO_APP_API_URL = emulator_server.url
+    settings.CUSTOMERIO_TRACK_API_URL = emulator_server.url
+    yield control
+    control.set_faults()
+
+
+@pytest.fixture
+def emulator_env(cio_emulator, subprocess_env):
+    """subprocess_env plus the emulator's address, for processes that call Customer.io."""
+    return {
+        **subprocess_env,
+        "CUSTOMERIO_APP_API_URL": cio_emulator.url,
+        "CUSTOMERIO_TRACK_API_URL": cio_emulator.url,
     }

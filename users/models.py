@@ -78,6 +78,13 @@ class User(AbstractUser):
     meta = models.JSONField(
         default=dict, blank=True, help_text="Customer.io attributes that map to no first-class field."
     )
+    # Follow-ups of a webhook-created account that must survive a failed or interrupted attempt: a generated password
+    # Customer.io has not accepted yet, and a welcome email that waits for the final password.
+    password_return_due = models.BooleanField(default=False, editable=False)
+    # Set while one processing is returning the password, so a concurrent delivery does not return another one;
+    # it expires by itself if that processing died.
+    password_return_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    welcome_email_due = models.BooleanField(default=False, editable=False)
 
     objects = UserManager()
 
@@ -175,3 +182,14 @@ class ActivityLog(models.Model):
 
     def __str__(self):
         return f"[{self.level}] {self.message[:80]}"
+
+
+class ContactLock(models.Model):
+    """One row per Customer.io contact, locked (SELECT ... FOR UPDATE) while that contact is processed so that
+    concurrent deliveries for one person run one after another. On SQLite the IMMEDIATE write lock serializes
+    anyway."""
+
+    key = models.CharField(max_length=300, unique=True)
+
+    def __str__(self):
+        return self.key

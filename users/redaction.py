@@ -18,15 +18,16 @@ def is_secret_key(key) -> bool:
     return isinstance(key, str) and bool(SECRET_KEY_PATTERN.search(key))
 
 
-def redact(value):
-    """A copy of `value` (dicts and lists, recursively) with the values of secret-looking keys masked."""
+def redact(value, also: frozenset[str] | set[str] = frozenset()):
+    """A copy of `value` (dicts and lists, recursively) with the values of secret-looking keys masked, and of the
+    keys named in `also` (e.g. the Customer.io attribute that receives returned passwords, whatever its name)."""
     if isinstance(value, Mapping):
         return {
-            key: (MASK if is_secret_key(key) and item not in (None, "") else redact(item))
+            key: (MASK if (is_secret_key(key) or key in also) and item not in (None, "") else redact(item, also))
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
+        return [redact(item, also) for item in value]
     return value
 
 

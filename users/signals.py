@@ -1,5 +1,5 @@
 from django.db.models.signals import post_save, pre_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import Role, User
 from .services.roles import sync_role_group
@@ -20,3 +20,12 @@ def keep_role_group_in_step(sender, instance, created, raw=False, update_fields=
     # User.from_db remembers the role a loaded user had, so an unrelated save costs no group queries.
     if created or instance.role_id != getattr(instance, "_synced_role_id", None):
         sync_role_group(instance)
+
+
+# WP Fusion's hooks, as Django signals. Sent on transaction commit, never for a change that was rolled back.
+# tags_applied / tags_removed: the tags that changed (lists of Tag); tags_modified: the user's tags after every load.
+tags_applied = Signal()
+tags_removed = Signal()
+tags_modified = Signal()
+# A webhook (or backfill) created this user; `delivery` is the WebhookDelivery when there is one.
+user_imported = Signal()

@@ -119,24 +119,60 @@ CUSTOMERIO_SITE_ID = env.str("CUSTOMERIO_SITE_ID", default="")
 CUSTOMERIO_TRACK_API_KEY = env.str("CUSTOMERIO_TRACK_API_KEY", default="")
 CUSTOMERIO_APP_API_URL = env.str("CUSTOMERIO_APP_API_URL", default="").rstrip("/")
 CUSTOMERIO_TRACK_API_URL = env.str("CUSTOMERIO_TRACK_API_URL", default="").rstrip("/")
+# App API requests per second for all processes together (Customer.io allows 10); 0 turns the limiter off.
+CUSTOMERIO_APP_API_RATE = env.int("CUSTOMERIO_APP_API_RATE", default=10)
+CUSTOMERIO_CONNECT_TIMEOUT = env.float("CUSTOMERIO_CONNECT_TIMEOUT", default=3.05)
+CUSTOMERIO_READ_TIMEOUT = env.float("CUSTOMERIO_READ_TIMEOUT", default=10.0)
+# Retries after the first attempt for 429, 5xx, timeouts and connection errors (a deadline may stop them sooner).
+CUSTOMERIO_MAX_RETRIES = env.int("CUSTOMERIO_MAX_RETRIES", default=4)
+# First retry waits about this long (seconds); each further retry doubles it, with jitter, up to 30 s.
+CUSTOMERIO_RETRY_BACKOFF = env.float("CUSTOMERIO_RETRY_BACKOFF", default=0.5)
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
 
+# The webhook.
+# Bodies larger than this are refused with 413 before they are read.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
+# Seconds the synchronous path may spend on Customer.io (limiter waits and retries included); Customer.io itself
+# gives up after 4 s and retries.
+WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
+# REMOTE_ADDR values of reverse proxies whose X-Forwarded-For may be believed.
+WEBHOOK_TRUSTED_PROXIES = env.list("WEBHOOK_TRUSTED_PROXIES", default=[])
+
+# The access key travels in webhook URLs: keep it out of request log lines and error reports.
+DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "webhooks.logging.SafeReporterFilter"
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_secrets": {"()": "webhooks.logging.RedactSecretsFilter"},
+        "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
     },
 }

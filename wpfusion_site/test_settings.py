@@ -15,3 +15,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that processes a test starts (servers, workers) can open the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+
+# The emulator's default credentials; tests point the API URLs at the emulator they start.
+CUSTOMERIO_APP_API_KEY = "emulator-app-key"
+CUSTOMERIO_SITE_ID = "emulator-site"
+CUSTOMERIO_TRACK_API_KEY = "emulator-track-key"
+CUSTOMERIO_RETRY_BACKOFF = 0.05

@@ -24,3 +24,17 @@ def assign_role(user: User, role: Role) -> None:
 def make_default_role(role: Role) -> None:
     role.is_default = True
     role.save()
+
+
+def find_assignable_role(requested: str) -> tuple[Role | None, str]:
+    """The role a webhook or a Customer.io field asked for, by slug or name. Returns (role, "") when it may be
+    assigned, else (None, why not) — callers fall back to the default role or keep the current one."""
+    requested = (requested or "").strip()
+    if not requested:
+        return None, ""
+    role = Role.objects.filter(slug__iexact=requested).first() or Role.objects.filter(name__iexact=requested).first()
+    if role is None:
+        return None, f"Role '{requested}' does not exist: the role must be registered on your site."
+    if not role.webhook_assignable:
+        return None, f"Role '{role.slug}' may not be assigned by webhooks (not marked webhook assignable)."
+    return role, ""

@@ -1,0 +1,54 @@
+"""A small client for the emulator's /_emulator/ control endpoints, shared by tests, the demo run and benchmarks.
+(These are the emulator's own endpoints, not Customer.io's.)"""
+
+from collections import Counter
+
+import requests
+
+
+class EmulatorControl:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, body=None):
+        response = self.session.request(method, f"{self.url}/_emulator/{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self, fixture: dict | None = None) -> None:
+        self._call("POST", "reset", {"fixture": fixture} if fixture else {})
+
+    def load(self, fixture: dict) -> None:
+        self._call("POST", "load", fixture)
+
+    def configure(self, **options) -> None:
+        """rate_limit, retry_after_header, latency_ms."""
+        self._call("POST", "settings", options)
+
+    def set_faults(self, **faults) -> None:
+        """fail_rate, fail_status, latency_ms, timeout_rate, timeout_seconds, path_prefix, method; none clears."""
+        self._call("POST", "faults", faults)
+
+    def add_customer(self, **customer) -> dict:
+        return self._call("POST", "customers", customer)
+
+    def add_segment(self, **segment) -> dict:
+        return self._call("POST", "segments", segment)
+
+    def customer(self, identifier: str) -> dict | None:
+        response = self.session.get(f"{self.url}/_emulator/customers/{requests.utils.quote(identifier, safe='')}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def requests(self, path_prefix: str = "") -> list[dict]:
+        return [entry for entry in self._call("GET", "requests") if entry["path"].startswith(path_prefix)]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "requests")
+
+    def call_counts(self) -> Counter:
+        """Requests received, by API: {"app": n, "track": n}."""
+        return Counter("app" if entry["path"].startswith("/v1/") else "track" for entry in self.requests())

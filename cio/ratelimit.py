@@ -1,0 +1,126 @@
+"""A rate limiter shared by every process that uses the database.
+
+Customer.io's App API allows 10 requests per second per workspace. Web processes and background workers share
+one budget, so the limiter's state lives in the database: a row holding the grant times of the last `rate`
+requests. A request may go when the oldest of them is more than one window old.
+
+On PostgreSQL the limiter uses its own autocommit connection: a caller may hold a long transaction (the
+per-contact lock while Customer.io answers), and a row lock taken inside it would stall every other process
+until that transaction ends. On SQLite there is one writer at a time anyway, so the limiter writes through
+Django's connection (inside the caller's transaction when there is one).
+"""
+
+import contextlib
+import json
+import threading
+import time
+import weakref
+
+from django.db import connections, transaction
+
+from .errors import DeadlineExceeded
+
+# Requests reach Customer.io a little after they are granted, and not always with the same delay; a grant window
+# slightly longer than a second keeps the arrivals themselves within the rate.
+WINDOW_SECONDS = 1.0
+ARRIVAL_MARGIN_SECONDS = 0.05
+
+_TABLE = "cio_ratelimitbucket"
+_local = threading.local()
+# Every side connection opened, so that close_side_connections() can end them all (test database teardown).
+_side_connections: "weakref.WeakSet" = weakref.WeakSet()
+
+
+class SharedRateLimiter:
+    def __init__(self, name: str, rate: int, window: float = WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS):
+        self.name = name
+        self.rate = rate
+        self.window = window
+
+    def acquire(self, deadline: float | None = None) -> float:
+        """Wait until a request may be sent; return the seconds waited. Past `deadline` (a time.monotonic()
+        value) raise DeadlineExceeded instead of waiting longer."""
+        if not self.rate or self.rate <= 0:
+            return 0.0
+        started = time.monotonic()
+        while True:
+            wait = self._try_grant()
+            if wait <= 0:
+                return time.monotonic() - started
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise DeadlineExceeded(
+                    f"Customer.io App API rate limit: no request slot before the deadline ({self.rate}/s)"
+                )
+            time.sleep(wait)
+
+    def _try_grant(self) -> float:
+        """Take a slot now and return 0, or return how long until one frees up."""
+        connection = connections["default"]
+        if connection.vendor == "postgresql":
+            return self._try_grant_postgresql(connection.settings_dict)
+        with transaction.atomic(), connection.cursor() as cursor:
+            return self._grant_with_cursor(cursor, lock_clause="")
+
+    def _grant_with_cursor(self, cursor, lock_clause: str) -> float:
+        cursor.execute(
+            f"INSERT INTO {_TABLE} (name, stamps) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",  # noqa: S608
+            [self.name, "[]"],
+        )
+        cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
+        now = time.time()
+        recent = [stamp for stamp in json.loads(cursor.fetchone()[0]) if stamp > now - self.window]
+        if len(recent) >= self.rate:
+            recent.sort()
+            return recent[-self.rate] + self.window - now
+        recent.append(now)
+        cursor.execute(
+            f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
+            [json.dumps(recent[-self.rate :]), self.name],
+        )
+        return 0.0
+
+    def _try_grant_postgresql(self, settings_dict) -> float:
+        side_connection = _postgresql_side_connection(settings_dict)
+        try:
+            with side_connection.transaction(), side_connection.cursor() as cursor:
+                return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE")
+        except Exception:
+            _drop_side_connection()
+            raise
+
+
+def _postgresql_side_connection(settings_dict):
+    import psycopg
+
+    key = (settings_dict.get("HOST"), settings_dict.get("PORT"), settings_dict["NAME"], settings_dict.get("USER"))
+    cached = getattr(_local, "side_connection", None)
+    if cached is not None and cached[0] == key and not cached[1].closed:
+        return cached[1]
+    _drop_side_connection()
+    side_connection = psycopg.connect(
+        host=settings_dict.get("HOST") or None,
+        port=settings_dict.get("PORT") or None,
+        dbname=settings_dict["NAME"],
+        user=settings_dict.get("USER") or None,
+        password=settings_dict.get("PASSWORD") or None,
+        autocommit=True,
+        **(settings_dict.get("OPTIONS") or {}),
+    )
+    _local.side_connection = (key, side_connection)
+    _side_connections.add(side_connection)
+    return side_connection
+
+
+def close_side_connections() -> None:
+    """Close the limiter's own PostgreSQL connections in every thread."""
+    for side_connection in list(_side_connections):
+        with contextlib.suppress(Exception):
+            side_connection.close()
+
+
+def _drop_side_connection():
+    cached = getattr(_local, "side_connection", None)
+    _local.side_connection = None
+    if cached is not None:
+        with contextlib.suppress(Exception):  # already broken; nothing more to do
+            cached[1].close()

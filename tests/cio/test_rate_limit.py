@@ -1,0 +1,53 @@
+"""The shared App API rate limiter: within one process and across processes."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings as django_settings
+
+from cio.errors import DeadlineExceeded
+from cio.ratelimit import SharedRateLimiter
+
+
+def max_in_any_window(times, window=1.0):
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+@pytest.mark.django_db
+def test_the_limiter_spaces_requests_and_honours_a_deadline():
+    limiter = SharedRateLimiter("unit-test", rate=3)
+    waits = [limiter.acquire() for _ in range(3)]
+    assert all(w < 0.5 for w in waits)
+    with pytest.raises(DeadlineExceeded):
+        limiter.acquire(deadline=time.monotonic() + 0.2)
+    assert limiter.acquire() > 0.5
+
+
+@pytest.mark.concurrency
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_share_the_limit_and_never_see_a_429(emulator_env, cio_emulator):
+    cio_emulator.add_customer(email="ann@example.com", segments=[])
+    script = (
+        "import django; django.setup()\n"
+        "from cio import get_client\n"
+        "client = get_client()\n"
+        "for _ in range(15): client.get_segments('ann@example.com')\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=django_settings.BASE_DIR, env=emulator_env)
+        for _ in range(2)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=60) == 0
+    calls = cio_emulator.requests("/v1/")
+    assert len(calls) == 30
+    assert [c["status"] for c in calls].count(429) == 0
+    assert max_in_any_window([c["time"] for c in calls]) <= 10

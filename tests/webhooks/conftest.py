@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from settings_app.models import WebhookSettings
+
+FIXTURE = {
+    "segments": [
+        {"id": 1, "name": "VIP", "type": "manual"},
+        {"id": 2, "name": "Newsletter", "type": "manual"},
+        {"id": 3, "name": "Active customers", "type": "dynamic"},
+    ],
+    "customers": [
+        {
+            "email": "ann@example.com",
+            "id": "ann",
+            "attributes": {"first_name": "Ann", "last_name": "Smith", "plan": "gold", "user_pass": "from-cio-Pa55"},
+            "segments": [1, 2],
+        },
+        {"email": "bob@example.com", "id": "bob", "attributes": {"first_name": "Bob"}, "segments": [3]},
+        {
+            "email": "cara+news@example.com",
+            "id": "cara",
+            "attributes": {"first_name": "Cara", "role": "customer"},
+            "segments": [],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def emulator(cio_emulator):
+    cio_emulator.reset(FIXTURE)
+    return cio_emulator
+
+
+@pytest.fixture
+def access_key(db):
+    return WebhookSettings.load().access_key
+
+
+class Hook:
+    """Calls the webhook the way Customer.io does: the URL from the guide, a JSON body."""
+
+    def __init__(self, client, access_key):
+        self.client = client
+        self.access_key = access_key
+
+    def url(self, action=None, key=None, path="/", **params):
+        query = {}
+        if action is not None:
+            query["wpf_action"] = action
+        query["access_key"] = self.access_key if key is None else key
+        query.update(params)
+        return path + "?" + "&".join(f"{name}={value}" for name, value in query.items())
+
+    def __call__(self, action, email="ann@example.com", *, body=None, method="post", headers=None, **params):
+        payload = body if body is not None else {"email": email}
+        data = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        return self.client.generic(
+            method.upper(),
+            self.url(action, **params),
+            data=data,
+            content_type="application/json",
+            headers=headers or {},
+        )
+
+
+@pytest.fixture
+def hook(client, access_key):
+    return Hook(client, access_key)
+
+
+def set_settings(**values):
+    WebhookSettings.load()
+    WebhookSettings.objects.update(**values)

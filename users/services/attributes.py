@@ -1,0 +1,58 @@
+"""Customer.io attributes → user fields, through the site's field mappings."""
+
+from settings_app.models import FieldMapping
+
+from ..emails import normalize_email
+from ..models import User
+
+NAME_MAX_LENGTH = 150
+
+
+def active_mappings() -> list[FieldMapping]:
+    return list(FieldMapping.objects.filter(active=True).order_by("pk"))
+
+
+def mapped_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
+    """{user_field: value} for each active mapping whose attribute Customer.io sent (empty values included, so a
+    cleared attribute clears the field)."""
+    values = {}
+    for mapping in mappings:
+        if mapping.cio_attribute in attributes and attributes[mapping.cio_attribute] is not None:
+            values[mapping.user_field] = str(attributes[mapping.cio_attribute])
+    return values
+
+
+def logged_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
+    """The mapped attributes by Customer.io name, for the activity log (the caller redacts them)."""
+    return {m.cio_attribute: attributes[m.cio_attribute] for m in mappings if m.cio_attribute in attributes}
+
+
+def apply_profile_fields(user: User, values: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Write mapped names, email and meta onto `user` (unsaved). Username, password and role are not handled here:
+    they follow account rules (creation only, never for existing users, assignable roles only).
+    Returns (changed field names, notices)."""
+    changed, notices = [], []
+    for field_name in ("first_name", "last_name"):
+        if field_name in values:
+            value = values[field_name].strip()[:NAME_MAX_LENGTH]
+            if getattr(user, field_name) != value:
+                setattr(user, field_name, value)
+                changed.append(field_name)
+    if values.get("email", "").strip():
+        new_email = values["email"].strip()
+        if normalize_email(new_email) != normalize_email(user.email):
+            taken = User.objects.filter(email_normalized=normalize_email(new_email)).exclude(pk=user.pk).exists()
+            if taken:
+                notices.append(f"Email not changed to {new_email}: another user has it.")
+            else:
+                user.email = new_email
+                changed.append("email")
+    meta = dict(user.meta or {})
+    for field_name, value in values.items():
+        if field_name.startswith("meta."):
+            key = field_name.removeprefix("meta.")
+            if meta.get(key) != value:
+                meta[key] = value
+                changed.append(field_name)
+    user.meta = meta
+    return changed, notices

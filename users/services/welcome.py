@@ -1,0 +1,57 @@
+"""The welcome email: the username and a set-password link (Django's password-reset token), never a password."""
+
+import logging
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from ..models import ActivityLog, User
+from .activity import log_activity
+
+logger = logging.getLogger(__name__)
+
+
+def set_password_url(user: User) -> str:
+    path = reverse(
+        "password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    return site_base_url() + path
+
+
+def site_base_url() -> str:
+    return (settings.SITE_BASE_URL or "http://127.0.0.1:8000").rstrip("/")
+
+
+def send_welcome_email(user: User, source=ActivityLog.Source.WEBHOOK) -> bool:
+    """Send it; a failure is logged and reported as False, never raised (it must not fail the webhook)."""
+    context = {
+        "user": user,
+        "site_name": urlsplit(site_base_url()).netloc,
+        "set_password_url": set_password_url(user),
+        "login_url": site_base_url() + reverse("login"),
+    }
+    subject = render_to_string("users/email/welcome_subject.txt", context).strip()
+    body = render_to_string("users/email/welcome_body.txt", context)
+    try:
+        send_mail(subject, body, None, [user.email])
+    except Exception as exc:
+        logger.exception("Welcome email to %s failed", user.email)
+        log_activity(
+            source,
+            f"Welcome email to {user.email} failed: {type(exc).__name__}",
+            level=ActivityLog.Level.ERROR,
+            user=user,
+        )
+        return False
+    log_activity(source, f"Sent welcome email to {user.email}", user=user)
+    return True

@@ -1,0 +1,51 @@
+from django.db import models
+
+
+class WebhookDelivery(models.Model):
+    """Every request that reaches the webhook, stored first (untrusted) and then processed — so a crash still leaves
+    a trace and a delivery can be inspected or replayed. Never holds the access key or a password: the query is
+    stored without secret parameters and the body with password-like fields masked."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSING = "processing", "Processing"
+        SUCCEEDED = "succeeded", "Succeeded"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+        INVALID = "invalid", "Invalid"
+
+    FINISHED_OK = (Status.SUCCEEDED, Status.SKIPPED)
+
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    action = models.CharField(max_length=32, blank=True, db_index=True)
+    contact = models.CharField(max_length=254, blank=True, db_index=True, help_text="Email, cio_id or id.")
+    contact_type = models.CharField(max_length=8, blank=True)
+    query = models.JSONField(default=dict, blank=True, help_text="Query parameters, access_key removed.")
+    body = models.JSONField(null=True, blank=True, help_text="Parsed body, password-like fields masked.")
+    remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    cio_delivery_id = models.CharField(max_length=200, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    # "key:<x-cio-idempotency-key>" or "delivery:<x-cio-delivery-id>": one row per Customer.io delivery.
+    dedup_key = models.CharField(max_length=220, null=True, blank=True, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        "users.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries"
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),
+        ]
+
+    def __str__(self):
+        return f"{self.action or '?'} {self.contact or '-'} ({self.status})"
