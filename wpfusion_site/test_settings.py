@@ -12,9 +12,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
+# Two test runs on one machine at once (a developer and a helper, say) set TEST_DB_SUFFIX to keep apart.
+_suffix = os.environ.get("TEST_DB_SUFFIX", "")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that processes a test starts (servers, workers) can open the same database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db{_suffix}.sqlite3")}
+elif _suffix:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_suffix}"}
 
 # The emulator's default credentials; tests point the API URLs at the emulator they start.
 CUSTOMERIO_APP_API_KEY = "emulator-app-key"

@@ -52,6 +52,9 @@ class ActionRequest:
     deadline: float | None = None  # time.monotonic() value covering every Customer.io call of this processing
     delivery: object = None  # the WebhookDelivery, passed on to user_imported
     source: str = WEBHOOK
+    # The person's attributes when the caller already has them (sent in the webhook body, or fetched for many
+    # contacts in one batch call): {"identifiers": {...}, "attributes": {...}}. Saves the attributes call.
+    person: dict | None = None
 
 
 @dataclass
@@ -101,7 +104,7 @@ def update(request: ActionRequest) -> ActionResult:
         user, person = _find_existing(request)
         if user is None or is_protected(user):
             return _skip("update", request, user)
-        person = person or client.get_attributes(*_identifier(request.contact), deadline=request.deadline)
+        person = person or _fetch_person(request)
         updated_fields = _update_existing(user, person, request)
         change = _load_tags(user, client, request)
     _finish_account(user, request)
@@ -119,7 +122,7 @@ def add(request: ActionRequest) -> ActionResult:
         user = find_user(request.contact)
         if user is not None and is_protected(user):
             return _skip("add", request, user)
-        person = client.get_attributes(*_identifier(request.contact), deadline=request.deadline)
+        person = _fetch_person(request)
         user = user or find_user_for_person(person)
         if user is not None and is_protected(user):
             return _skip("add", request, user)
@@ -157,13 +160,19 @@ def _identifier(contact: Contact) -> tuple[str, str]:
     return contact.value, contact.kind
 
 
+def _fetch_person(request: ActionRequest) -> dict:
+    if request.person is not None:
+        return request.person
+    return get_client().get_attributes(*_identifier(request.contact), deadline=request.deadline)
+
+
 def _find_existing(request: ActionRequest) -> tuple[User | None, dict | None]:
     """The local user. A contact given by email or known cio_id costs no call; otherwise Customer.io tells us who
     it is (and that answer is reused as the person's attributes)."""
     user = find_user(request.contact)
     if user is not None or request.contact.kind == "email":
-        return user, None
-    person = get_client().get_attributes(*_identifier(request.contact), deadline=request.deadline)
+        return user, request.person
+    person = _fetch_person(request)
     return find_user_for_person(person), person
 
 
