@@ -40,14 +40,17 @@ def record_invalid(fields: dict, http_status: int, code: str, detail: str) -> We
         )
 
 
-def open_delivery(fields: dict, key: str | None, lease: timedelta) -> Opened:
-    """Create the delivery's row and claim it for processing, or find the row of an earlier attempt of the same
-    Customer.io delivery and say what to do with it."""
-    lease_until = timezone.now() + lease
-    claim = {"status": Status.PROCESSING, "lease_expires_at": lease_until}
+def open_delivery(fields: dict, key: str | None, lease: timedelta | None) -> Opened:
+    """Create the delivery's row and claim it — for processing now (with a lease) or, when `lease` is None, for the
+    queue — or find the row of an earlier attempt of the same Customer.io delivery and say what to do with it."""
+    # An attempt is counted when processing starts: now for the synchronous path, when a worker claims it otherwise.
+    if lease is None:
+        claim, attempt = {"status": Status.QUEUED, "lease_expires_at": None}, 0
+    else:
+        claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
     try:
         with transaction.atomic():
-            return Opened(WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=1), "new")
+            return Opened(WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=attempt), "new")
     except IntegrityError:
         if key is None:
             raise
@@ -55,14 +58,18 @@ def open_delivery(fields: dict, key: str | None, lease: timedelta) -> Opened:
     if existing.status in WebhookDelivery.FINISHED_OK:
         WebhookDelivery.objects.filter(pk=existing.pk).update(attempts=F("attempts") + 1)
         return Opened(existing, "done")
-    # Claim it only if nobody holds a live lease on it: a retry that arrives while the first attempt still runs
-    # (Customer.io gave up waiting after 4 s) must not run it twice.
+    # Claim it only if it failed before, or its processing died (lease run out): a retry that arrives while the
+    # first attempt still runs (Customer.io gave up waiting after 4 s), or while it waits in the queue, must not
+    # run it twice.
     now = timezone.now()
     claimed = (
         WebhookDelivery.objects.filter(pk=existing.pk)
-        .exclude(status__in=WebhookDelivery.FINISHED_OK)
-        .filter(~Q(status=Status.PROCESSING) | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
-        .update(**claim, attempts=F("attempts") + 1, error="", updated_at=now)
+        .filter(
+            Q(status__in=[Status.FAILED, Status.INVALID, Status.RECEIVED])
+            | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
+            | Q(status=Status.PROCESSING, lease_expires_at__isnull=True)
+        )
+        .update(**claim, attempts=F("attempts") + attempt, error="", updated_at=now)
     )
     existing.refresh_from_db()
     return Opened(existing, "again" if claimed else "busy")

@@ -8,6 +8,8 @@ class WebhookDelivery(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        RETRYING = "retrying", "Retrying"
         PROCESSING = "processing", "Processing"
         SUCCEEDED = "succeeded", "Succeeded"
         SKIPPED = "skipped", "Skipped"
@@ -15,12 +17,17 @@ class WebhookDelivery(models.Model):
         INVALID = "invalid", "Invalid"
 
     FINISHED_OK = (Status.SUCCEEDED, Status.SKIPPED)
+    FINISHED = (Status.SUCCEEDED, Status.SKIPPED, Status.FAILED, Status.INVALID)
+    # Accepted and not yet processed: the background worker owes them a run.
+    WAITING = (Status.QUEUED, Status.RETRYING)
 
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     action = models.CharField(max_length=32, blank=True, db_index=True)
     contact = models.CharField(max_length=254, blank=True, db_index=True, help_text="Email, cio_id or id.")
     contact_type = models.CharField(max_length=8, blank=True)
+    # The contact as the per-contact lock names it ("email:ann@example.com"): groups one person's deliveries.
+    contact_key = models.CharField(max_length=300, blank=True, db_index=True)
     query = models.JSONField(default=dict, blank=True, help_text="Query parameters, access_key removed.")
     body = models.JSONField(null=True, blank=True, help_text="Parsed body, password-like fields masked.")
     remote_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -36,6 +43,8 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, help_text="The background task that will process it.")
     user = models.ForeignKey(
         "users.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries"
     )

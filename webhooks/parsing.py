@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from users.redaction import MASK
 from users.services.contacts import Contact
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
@@ -94,3 +95,16 @@ class WebhookOptions:
             role=str(role).strip() if isinstance(role, str | int) and not isinstance(role, bool) else "",
             send_notification=is_true(pick("send_notification")),
         )
+
+
+def person_from_body(body: dict | None, contact: Contact) -> dict | None:
+    """The person's attributes when the webhook body carries them (`"attributes": {"first_name":
+    "{{customer.first_name}}", ...}`), in the shape the App API returns, so the attributes call can be skipped.
+    A stored body has password-like values masked: such a body is not used (the real value must be fetched)."""
+    attributes = (body or {}).get("attributes")
+    if not isinstance(attributes, dict) or not attributes:
+        return None
+    if any(value == MASK for value in attributes.values()):
+        return None
+    as_strings = {str(key): "" if value is None else str(value) for key, value in attributes.items()}
+    return {"identifiers": {contact.kind: contact.value}, "attributes": as_strings}

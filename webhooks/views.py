@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.debug import sensitive_variables
@@ -13,7 +14,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cio import errors as cio_errors
 from cio.client import deadline_in
 from settings_app.models import WebhookSettings
 from users.models import ActivityLog
@@ -21,9 +21,10 @@ from users.redaction import redact, without_secrets
 from users.services import accounts
 from users.services.activity import log_activity
 
-from . import deliveries
+from . import deliveries, queue
 from .models import WebhookDelivery
-from .parsing import WebhookInputError, WebhookOptions, find_contact, parse_body
+from .parsing import WebhookInputError, WebhookOptions, find_contact, is_true, parse_body, person_from_body
+from .processing import Outcome, run_action
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,11 @@ class CustomerIOWebhookView(APIView):
             except WebhookInputError as exc:
                 return self._refuse(fields, exc)
             fields["contact"], fields["contact_type"] = contact.value, contact.kind
+            fields["contact_key"] = contact.lock_key
 
         key = deliveries.dedup_key(fields["idempotency_key"], fields["cio_delivery_id"])
+        if action != "test" and (is_true(query.get("async")) or site_settings.process_in_background):
+            return self._accept_for_background(fields, key)
         opened = deliveries.open_delivery(fields, key, SYNC_LEASE)
         if opened.state == "done":
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
@@ -103,69 +107,47 @@ class CustomerIOWebhookView(APIView):
             )
         return self._process(opened.delivery, action, contact, body, query, started)
 
+    @sensitive_variables()
     def _process(self, delivery, action, contact, body, query, started):
         if action == "test":
-            result = {"status": "ok", "action": "test"}
-            self._finish(delivery, Status.SUCCEEDED, 200, result, started)
-            return Response(result)
-        options = WebhookOptions.from_request(body, query)
-        request = accounts.ActionRequest(
-            contact=contact,
-            role=options.role,
-            send_notification=options.send_notification,
-            deadline=deadline_in(settings.WEBHOOK_SYNC_DEADLINE),
-            delivery=delivery,
-        )
-        try:
-            outcome = accounts.ACTIONS[action](request)
-        except cio_errors.ContactNotFound:
-            return self._fail(delivery, 422, "contact_not_found", f"Customer.io has no contact {contact}.", started)
-        except accounts.ContactHasNoEmail as exc:
-            return self._fail(delivery, 422, "contact_has_no_email", str(exc), started)
-        except accounts.PasswordReturnFailed as exc:
-            return self._fail(delivery, 502, "upstream_error", str(exc), started)
-        except cio_errors.CustomerIOError as exc:
-            logger.warning("Webhook %s for %s: Customer.io error: %s", action, contact, exc)
-            return self._fail(delivery, 502, "upstream_error", f"Customer.io: {exc}", started)
-        except Exception:
-            logger.exception("Webhook %s for %s failed", action, contact)
-            return self._fail(
-                delivery,
-                500,
-                "internal_error",
-                "The site failed to process this webhook.",
-                started,
-                with_traceback=True,
+            outcome = Outcome(Status.SUCCEEDED, 200, {"status": "ok", "action": "test"})
+        else:
+            options = WebhookOptions.from_request(body, query)
+            request = accounts.ActionRequest(
+                contact=contact,
+                role=options.role,
+                send_notification=options.send_notification,
+                deadline=deadline_in(settings.WEBHOOK_SYNC_DEADLINE),
+                delivery=delivery,
+                person=person_from_body(body, contact),
             )
-        result = outcome.as_dict()
-        status = Status.SKIPPED if outcome.status == "skipped" else Status.SUCCEEDED
-        self._finish(delivery, status, 200, result, started, user=outcome.user)
-        return Response(result)
-
-    def _fail(self, delivery, http_status, code, detail, started, with_traceback=False):
-        result = {"error": code, "detail": detail}
-        self._finish(
-            delivery,
-            Status.FAILED,
-            http_status,
-            result,
-            started,
-            error=f"{code}: {detail}",
-            with_traceback=with_traceback,
-        )
-        return Response(result, status=http_status)
-
-    @staticmethod
-    def _finish(delivery, status, http_status, result, started, **extra):
+            outcome = run_action(action, request)
         deliveries.finish(
             delivery,
-            status=status,
-            http_status=http_status,
-            result=result,
+            status=outcome.status,
+            http_status=outcome.http_status,
+            result=outcome.result,
             started=started,
             now=time.monotonic(),
-            **extra,
+            error=outcome.error,
+            user=outcome.user,
+            with_traceback=outcome.with_traceback,
         )
+        return Response(outcome.result, status=outcome.http_status)
+
+    @staticmethod
+    def _accept_for_background(fields, key):
+        """Queued mode: record and enqueue in one transaction, answer at once, call nobody."""
+        with transaction.atomic():
+            opened = deliveries.open_delivery(fields, key, lease=None)
+            if opened.state in ("new", "again"):
+                queue.enqueue(opened.delivery)
+        if opened.state == "done":
+            return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
+        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
+        if opened.state == "busy":
+            answer["duplicate"] = True
+        return Response(answer, status=200)
 
     @staticmethod
     def _refuse(fields, error: WebhookInputError):

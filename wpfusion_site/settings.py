@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "solo",
+    "django_tasks",
+    "django_tasks_db",
     "users",
     "settings_app",
     "webhooks",
@@ -141,6 +143,23 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 # REMOTE_ADDR values of reverse proxies whose X-Forwarded-For may be believed.
 WEBHOOK_TRUSTED_PROXIES = env.list("WEBHOOK_TRUSTED_PROXIES", default=[])
+
+# Background processing (queued mode): Django's Tasks API with the database backend; `manage.py webhook_worker`
+# runs the tasks. Without TASKS the backport would silently run tasks inline.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# A delivery being processed holds a lease, renewed while it runs; an expired lease means its worker died.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+# Seconds one background processing may spend on Customer.io (limiter waits and retries included).
+WEBHOOK_TASK_DEADLINE = env.float("WEBHOOK_TASK_DEADLINE", default=30.0)
+# Retries of a delivery that met a Customer.io failure: first after about this many seconds, doubling up to the
+# cap, for this long in all (then the delivery is failed).
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+WEBHOOK_RETRY_FOR = env.int("WEBHOOK_RETRY_FOR", default=24 * 3600)
+# How often each worker looks for deliveries whose worker died or whose task went missing.
+WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=5.0)
+# Most contacts whose attributes one worker fetches in one batch call (Customer.io allows 100).
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 
 # The access key travels in webhook URLs: keep it out of request log lines and error reports.
 DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"

@@ -1,0 +1,30 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from users.models import ActivityLog
+from webhooks.models import WebhookDelivery
+
+
+class Command(BaseCommand):
+    help = "Delete finished webhook deliveries, activity log lines and finished task rows older than --days."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, default=30, help="keep this many days (default 30)")
+
+    def handle(self, *args, days, **options):
+        if days < 1:
+            raise CommandError("--days must be at least 1")
+        cutoff = timezone.now() - timedelta(days=days)
+        # Waiting and in-progress deliveries are kept whatever their age: nothing accepted is dropped.
+        deliveries, _ = WebhookDelivery.objects.filter(
+            status__in=WebhookDelivery.FINISHED, received_at__lt=cutoff
+        ).delete()
+        log_lines, _ = ActivityLog.objects.filter(created_at__lt=cutoff).delete()
+        tasks, _ = DBTaskResult.objects.filter(status__in=["SUCCESSFUL", "FAILED"], finished_at__lt=cutoff).delete()
+        self.stdout.write(
+            f"Deleted {deliveries} deliveries, {log_lines} activity log lines and {tasks} task rows "
+            f"older than {days} days."
+        )

@@ -1,0 +1,60 @@
+import logging
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.utils.crypto import get_random_string
+from django_tasks_db.management.commands.db_worker import Worker
+
+from webhooks import queue
+
+logger = logging.getLogger("webhooks.worker")
+
+
+class Command(BaseCommand):
+    help = (
+        "Process queued webhook deliveries: runs the django-tasks-db worker loop (no auto-reload) and, every few "
+        "seconds, the sweep that recovers deliveries whose worker died. Run one or more per host."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls when idle")
+        parser.add_argument("--worker-id", default="", help="unique across the pool (default: random)")
+        parser.add_argument("--batch", action="store_true", help="process what is waiting, then exit")
+
+    def handle(self, *args, interval, worker_id, batch, **options):
+        worker_id = worker_id or f"webhook-{get_random_string(12)}"
+        worker = Worker(
+            queue_names=["default"],
+            interval=interval,
+            batch=batch,
+            backend_name="default",
+            startup_delay=not batch,
+            max_tasks=None,
+            worker_id=worker_id,
+            excluded_queue_names=[],
+        )
+        stop_sweeping = threading.Event()
+        sweeper = threading.Thread(target=self._sweep_forever, args=(stop_sweeping,), daemon=True, name="sweep")
+        queue.sweep()
+        if not batch:
+            sweeper.start()
+        self.stdout.write(f"webhook worker {worker_id} started")
+        self.stdout.flush()
+        worker.configure_signals()
+        try:
+            worker.run()
+        finally:
+            stop_sweeping.set()
+
+    @staticmethod
+    def _sweep_forever(stopped: threading.Event):
+        try:
+            while not stopped.wait(settings.WEBHOOK_SWEEP_SECONDS):
+                try:
+                    queue.sweep()
+                except Exception:
+                    logger.exception("Delivery recovery sweep failed; trying again later")
+        finally:
+            connection.close()

@@ -1,0 +1,335 @@
+"""Queued mode: accept fast, keep every accepted delivery, drain within Customer.io's limits.
+
+django-tasks-db runs tasks but neither retries them nor notices a worker that died, so the guarantees live on
+WebhookDelivery: a worker claims deliveries with a lease it renews while it works; a sweep re-queues deliveries
+whose lease expired or whose task went missing; a failure that may pass is retried with backoff.
+
+One task processes more than its own delivery: every waiting delivery of the same contact (the strongest action
+wins, so an old failure never blocks a newer delivery) and, for `update`/`add`, up to a batch of other contacts
+whose attributes then come from one Customer.io call.
+"""
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from cio import get_client
+from cio.client import deadline_in
+from cio.errors import CustomerIOError
+from users.emails import normalize_email
+from users.services.accounts import ActionRequest
+from users.services.contacts import Contact
+
+from .models import WebhookDelivery
+from .parsing import WebhookOptions, person_from_body
+from .processing import ACTION_STRENGTH, Outcome, failure, run_action
+
+logger = logging.getLogger(__name__)
+
+Status = WebhookDelivery.Status
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+
+
+# Enqueueing ---------------------------------------------------------------------------------------------------------
+
+
+def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) -> None:
+    """Create the task that will process the delivery, in the caller's transaction (a rollback leaves neither).
+    Deliveries in `also` (the same contact's, processed together) are marked as waiting on the same task."""
+    from .tasks import process_delivery
+
+    task = process_delivery.using(run_after=run_after) if run_after else process_delivery
+    result = task.enqueue(delivery.pk)
+    WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=str(result.id))
+    delivery.task_id = str(result.id)
+
+
+def requeue(delivery: WebhookDelivery, *, status=Status.QUEUED) -> None:
+    """Put a delivery back in the queue (a replay from the admin, or a delivery the sweep recovered)."""
+    with transaction.atomic():
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=status, lease_expires_at=None, next_attempt_at=None, updated_at=timezone.now()
+        )
+        enqueue(delivery)
+
+
+# Claiming ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ContactWork:
+    """One contact's claimed deliveries, processed once with the strongest action among them."""
+
+    contact: Contact
+    deliveries: list[WebhookDelivery] = field(default_factory=list)
+
+    @property
+    def action(self) -> str:
+        return max((d.action for d in self.deliveries), key=lambda action: ACTION_STRENGTH[action])
+
+    @property
+    def leading(self) -> WebhookDelivery:
+        """The newest delivery with the winning action: its options (role, send_notification) apply."""
+        action = self.action
+        return max((d for d in self.deliveries if d.action == action), key=lambda d: (d.received_at, d.pk))
+
+    @property
+    def person(self) -> dict | None:
+        for delivery in sorted(self.deliveries, key=lambda d: (d.received_at, d.pk), reverse=True):
+            person = person_from_body(delivery.body, self.contact)
+            if person is not None:
+                return person
+        return None
+
+
+def _claimable(now):
+    """Waiting deliveries, and processing ones whose worker let the lease run out."""
+    return Q(status__in=WebhookDelivery.WAITING) | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
+
+
+def claim_work(delivery_id: int) -> list[ContactWork]:
+    """Claim the delivery, its contact's other waiting deliveries and — for update/add — other contacts' waiting
+    update/add deliveries up to the batch size. Returns nothing when someone else holds or finished it."""
+    now = timezone.now()
+    with transaction.atomic():
+        seed = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True).filter(_claimable(now), pk=delivery_id).first()
+        )
+        if seed is None:
+            return []
+        contact_keys = [seed.contact_key]
+        if seed.action in ("update", "add"):
+            others = (
+                WebhookDelivery.objects.filter(
+                    status__in=WebhookDelivery.WAITING,
+                    action__in=("update", "add"),
+                    contact_type="email",
+                )
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .exclude(contact_key=seed.contact_key)
+                .order_by("received_at", "pk")
+                .values_list("contact_key", flat=True)
+            )
+            for key in others[: settings.WEBHOOK_BATCH_SIZE * 4]:
+                if key not in contact_keys:
+                    contact_keys.append(key)
+                if len(contact_keys) >= settings.WEBHOOK_BATCH_SIZE:
+                    break
+        claimed = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(Q(pk=seed.pk) | Q(_claimable(now), contact_key__in=contact_keys))
+            .order_by("received_at", "pk")
+        )
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
+            status=Status.PROCESSING,
+            lease_expires_at=now + lease(),
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    work: dict[str, ContactWork] = {}
+    for delivery in claimed:
+        delivery.attempts += 1
+        contact = Contact(delivery.contact_type, delivery.contact)
+        work.setdefault(delivery.contact_key, ContactWork(contact)).deliveries.append(delivery)
+    return list(work.values())
+
+
+# Processing -------------------------------------------------------------------------------------------------------
+
+
+def process(delivery_id: int) -> None:
+    """The task body. Never raises: every outcome is recorded on the deliveries."""
+    works = claim_work(delivery_id)
+    if not works:
+        return
+    all_ids = [d.pk for work in works for d in work.deliveries]
+    with LeaseKeeper(all_ids):
+        persons = _fetch_people_in_batch(works)
+        for work in works:
+            _process_contact(work, persons)
+
+
+def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
+    """Attributes of every email contact that needs them, 100 per call. A failed batch call is not fatal: each
+    contact then fetches (and retries) on its own."""
+    wanted = [
+        work.contact.value
+        for work in works
+        if work.action in ("update", "add") and work.contact.kind == "email" and work.person is None
+    ]
+    if len(wanted) < 2:
+        return {}
+    try:
+        people = get_client().get_attributes_batch(wanted, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
+    except CustomerIOError as exc:
+        logger.warning("Batch attributes call for %d contacts failed: %s", len(wanted), exc)
+        return {}
+    found = {}
+    for person in people:
+        email = (person.get("identifiers") or {}).get("email") or (person.get("attributes") or {}).get("email")
+        if email:
+            found[normalize_email(email)] = person
+    # Someone Customer.io did not return is unknown to it: the absence is the answer (contact_not_found).
+    return {normalize_email(email): found.get(normalize_email(email), MISSING) for email in wanted}
+
+
+MISSING = {"missing": True}
+
+
+def _process_contact(work: ContactWork, persons: dict[str, dict]) -> None:
+    started = time.monotonic()
+    leading = work.leading
+    person = work.person
+    if person is None and work.contact.kind == "email":
+        person = persons.get(normalize_email(work.contact.value))
+    if person is MISSING:
+        outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
+    else:
+        options = WebhookOptions.from_request(leading.body or {}, leading.query or {})
+        request = ActionRequest(
+            contact=work.contact,
+            role=options.role,
+            send_notification=options.send_notification,
+            deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE),
+            delivery=leading,
+            person=person,
+        )
+        outcome = run_action(work.action, request)
+    _record(work, outcome, started)
+
+
+def _record(work: ContactWork, outcome: Outcome, started: float) -> None:
+    now = timezone.now()
+    duration_ms = int((time.monotonic() - started) * 1000)
+    first_received = min(d.received_at for d in work.deliveries)
+    give_up = (now - first_received).total_seconds() >= settings.WEBHOOK_RETRY_FOR
+    if outcome.retryable and not give_up:
+        attempts = max(d.attempts for d in work.deliveries)
+        next_attempt = now + timedelta(seconds=retry_delay(attempts))
+        with transaction.atomic():
+            WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries]).update(
+                status=Status.RETRYING,
+                http_status=outcome.http_status,
+                result=outcome.result,
+                error=outcome.error[:2000],
+                lease_expires_at=None,
+                next_attempt_at=next_attempt,
+                duration_ms=duration_ms,
+                updated_at=now,
+            )
+            enqueue(work.leading, run_after=next_attempt, also=[d.pk for d in work.deliveries])
+        return
+    status = outcome.status
+    error = outcome.error
+    if outcome.retryable:
+        error = f"{error} (gave up after {settings.WEBHOOK_RETRY_FOR} s of retries)"
+    WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries]).update(
+        status=status,
+        http_status=outcome.http_status,
+        result=outcome.result,
+        error=error[:2000],
+        lease_expires_at=None,
+        next_attempt_at=None,
+        duration_ms=duration_ms,
+        user=outcome.user if outcome.user is not None and outcome.user.pk else None,
+        updated_at=now,
+    )
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter, capped."""
+    ceiling = min(settings.WEBHOOK_RETRY_MAX_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class LeaseKeeper:
+    """Renews the claimed deliveries' lease while they are processed, from a thread of its own."""
+
+    def __init__(self, delivery_ids: list[int]):
+        self.delivery_ids = delivery_ids
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="delivery-lease", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+    def _renew(self):
+        interval = max(1.0, settings.WEBHOOK_LEASE_SECONDS / 3)
+        try:
+            while not self.stopped.wait(interval):
+                WebhookDelivery.objects.filter(pk__in=self.delivery_ids, status=Status.PROCESSING).update(
+                    lease_expires_at=timezone.now() + lease()
+                )
+        except Exception:
+            logger.exception("Renewing delivery leases failed")
+        finally:
+            connection.close()
+
+
+# Recovery ---------------------------------------------------------------------------------------------------------
+
+
+def sweep() -> int:
+    """Re-queue deliveries whose worker died (lease expired) and waiting deliveries without a live task. Returns
+    how many were re-queued. Safe to run from every worker at once: a delivery is claimed by exactly one."""
+    from django_tasks_db.models import DBTaskResult
+
+    close_old_connections()
+    now = timezone.now()
+    requeued = 0
+    for delivery in WebhookDelivery.objects.filter(status=Status.PROCESSING, lease_expires_at__lt=now):
+        # The conditional update makes concurrent sweeps re-queue it once.
+        expired = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PROCESSING, lease_expires_at__lt=now)
+        with transaction.atomic():
+            if expired.update(status=Status.RETRYING, lease_expires_at=None, next_attempt_at=now, updated_at=now):
+                _abandon_task(delivery.task_id)
+                enqueue(delivery)
+                requeued += 1
+    stale_start = now - lease()
+    waiting = WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    for delivery in waiting.only("pk", "task_id", "updated_at").iterator():
+        task = DBTaskResult.objects.filter(pk=delivery.task_id).first() if delivery.task_id else None
+        alive = task is not None and (
+            task.status == "READY" or (task.status == "RUNNING" and task.started_at and task.started_at > stale_start)
+        )
+        if alive or delivery.updated_at > now - timedelta(seconds=5):
+            continue  # its task will come; (a delivery changed a moment ago may be mid-enqueue)
+        with transaction.atomic():
+            if WebhookDelivery.objects.filter(
+                pk=delivery.pk, status__in=WebhookDelivery.WAITING, task_id=delivery.task_id
+            ).update(updated_at=now):
+                if task is not None and task.status == "RUNNING":
+                    _abandon_task(delivery.task_id)
+                enqueue(delivery)
+                requeued += 1
+    if requeued:
+        logger.warning("Recovered %d webhook deliveries (dead worker or missing task)", requeued)
+    return requeued
+
+
+def _abandon_task(task_id: str) -> None:
+    """Mark the task of a dead worker as failed, so it does not stay RUNNING forever."""
+    from django_tasks_db.models import DBTaskResult
+
+    if task_id:
+        DBTaskResult.objects.filter(pk=task_id, status="RUNNING").update(
+            status="FAILED", finished_at=timezone.now(), exception_class_path="webhooks.queue.WorkerDied"
+        )
