@@ -1,7 +1,7 @@
 """`make run`: the site on SQLite with DEBUG on, ready to try with no Customer.io account.
 
 Runs the set-up steps, starts the Customer.io emulator with the demo contacts (unless real Customer.io credentials
-are configured) and the web server; Ctrl-C stops every process this script started.
+are configured), the web server and one background worker; Ctrl-C stops every process this script started.
 """
 
 import contextlib
@@ -83,6 +83,7 @@ def main():
     else:
         emulator, env = start_emulator(env)
         children.append(emulator)
+    children.append(subprocess.Popen([PYTHON, "manage.py", "webhook_worker"], cwd=ROOT, env=env))
     children.append(
         subprocess.Popen([PYTHON, "manage.py", "runserver", "--noreload", f"{HOST}:{PORT}"], cwd=ROOT, env=env)
     )
