@@ -70,6 +70,7 @@ def manage(*args, env):
 
 def main():
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
+    env.setdefault("DJANGO_SETTINGS_MODULE", "wpfusion_site.settings")
     env.setdefault("SITE_BASE_URL", f"http://{HOST}:{PORT}")
     manage("migrate", "--noinput", env=env)
     manage("ensure_admin", env=env)
