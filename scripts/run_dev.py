@@ -68,7 +68,14 @@ def manage(*args, env):
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+def stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main():
+    # Ctrl-C, and also SIGTERM (and SIGINT when a shell started us in the background with it ignored).
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
     env.setdefault("DJANGO_SETTINGS_MODULE", "wpfusion_site.settings")
     env.setdefault("SITE_BASE_URL", f"http://{HOST}:{PORT}")
@@ -97,7 +104,7 @@ def main():
     finally:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()
         for child in children:
             try:
                 child.wait(timeout=10)
