@@ -1,0 +1,295 @@
+"""Burst benchmark for queued mode: 1,000 webhooks as fast as they can be sent, drained within Customer.io's limits.
+
+    .venv/bin/python bench/burst.py            (after `make test` has created .venv; or `make bench-burst`)
+
+Starts the Customer.io emulator (App API limit 10 requests/s), the site (runserver, DEBUG off) and two
+`webhook_worker` processes on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g. an empty
+PostgreSQL database), fires 1,000 queued webhooks — mixed actions over 700 distinct contacts, 300 repeats — waits
+for the queue to drain and prints figures. A second run does the same with 30 % of Customer.io requests failing
+(500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded.
+"""
+
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+CONTACTS = 700
+DELIVERIES = 1000
+EXISTING_USERS = 400  # contacts 0..399 have accounts (update / update_tags); the rest are created by add
+SENDERS = 32
+DRAIN_TIMEOUT = 900  # seconds
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def fixture():
+    segments = [{"id": n, "name": f"Segment {n}", "type": "manual" if n % 2 else "dynamic"} for n in range(1, 11)]
+    customers = [
+        {
+            "email": f"contact{n}@example.com",
+            "id": f"c{n}",
+            "attributes": {"first_name": f"First{n}", "last_name": f"Last{n}"},
+            "segments": [1 + n % 10, 1 + (n * 7) % 10],
+        }
+        for n in range(CONTACTS)
+    ]
+    return {"segments": segments, "customers": customers}
+
+
+def deliveries_to_send(rng: random.Random) -> list[tuple[str, int]]:
+    """(action, contact number) for every webhook: each contact once, then 300 repeats, shuffled."""
+
+    def action_for(n):
+        if n >= EXISTING_USERS:
+            return "add"
+        return "update" if n % 2 else "update_tags"
+
+    first = [(action_for(n), n) for n in range(CONTACTS)]
+    repeats = [(action_for(n), n) for n in (rng.randrange(CONTACTS) for _ in range(DELIVERIES - CONTACTS))]
+    sends = first + repeats
+    rng.shuffle(sends)
+    return sends
+
+
+class Site:
+    """The site's processes (web server and workers) on one database."""
+
+    def __init__(self, workdir: Path, emulator_url: str):
+        self.port = free_port()
+        database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "wpfusion_site.settings",
+            "ENV_FILE": os.devnull,
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-secret-key",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": database_url,
+            "CUSTOMERIO_APP_API_URL": emulator_url,
+            "CUSTOMERIO_TRACK_API_URL": emulator_url,
+            "CUSTOMERIO_APP_API_KEY": "emulator-app-key",
+            "CUSTOMERIO_SITE_ID": "emulator-site",
+            "CUSTOMERIO_TRACK_API_KEY": "emulator-track-key",
+            "CUSTOMERIO_READ_TIMEOUT": "2",
+            "WEBHOOK_RETRY_BASE_SECONDS": "1",
+            "WEBHOOK_RETRY_MAX_SECONDS": "8",
+            "LOG_LEVEL": "WARNING",
+        }
+        os.environ.update(
+            {
+                key: self.env[key]
+                for key in ("DJANGO_SETTINGS_MODULE", "ENV_FILE", "DEBUG", "SECRET_KEY", "DATABASE_URL")
+            }
+        )
+        self.processes: list[subprocess.Popen] = []
+
+    def manage(self, *args):
+        subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def start(self, workers: int = 2):
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.processes.append(
+            subprocess.Popen(
+                [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+                cwd=ROOT,
+                env=self.env,
+                **quiet,
+            )
+        )
+        for _ in range(workers):
+            self.processes.append(
+                subprocess.Popen([PYTHON, "manage.py", "webhook_worker"], cwd=ROOT, env=self.env, **quiet)
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{self.port}/", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.3)
+        raise SystemExit("the site did not start")
+
+    def stop(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+
+
+def reset_database():
+    from django.contrib.auth import get_user_model
+    from django_tasks_db.models import DBTaskResult
+
+    from users.models import ActivityLog, ContactLock, Role, UserTag
+    from webhooks.models import WebhookDelivery
+
+    User = get_user_model()
+    WebhookDelivery.objects.all().delete()
+    DBTaskResult.objects.all().delete()
+    ActivityLog.objects.all().delete()
+    UserTag.objects.all().delete()
+    ContactLock.objects.all().delete()
+    User.objects.all().delete()
+    role = Role.get_default()
+    User.objects.bulk_create(
+        [
+            User(
+                username=f"contact{n}@example.com",
+                email=f"contact{n}@example.com",
+                email_normalized=f"contact{n}@example.com",
+                role=role,
+            )
+            for n in range(EXISTING_USERS)
+        ]
+    )
+
+
+def fire(site_url: str, access_key: str, sends) -> tuple[list[float], int]:
+    """Send every webhook (async=true) from SENDERS threads; return accept latencies (s) and how many were
+    accepted (200 queued)."""
+    local = threading.local()
+
+    def send(item):
+        action, n = item
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        started = time.perf_counter()
+        response = session.post(
+            f"{site_url}/?wpf_action={action}&access_key={access_key}&async=true",
+            json={"email": f"contact{n}@example.com"},
+            timeout=60,
+        )
+        return time.perf_counter() - started, response.status_code == 200 and response.json().get("status") == "queued"
+
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        answers = list(pool.map(send, sends))
+    return [latency for latency, _ in answers], sum(1 for _, ok in answers if ok)
+
+
+def wait_for_drain() -> float:
+    from webhooks.models import WebhookDelivery
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    busy = (*WebhookDelivery.WAITING, WebhookDelivery.Status.PROCESSING)
+    while time.monotonic() < deadline:
+        if not WebhookDelivery.objects.filter(status__in=busy).exists():
+            return time.monotonic()
+        time.sleep(0.5)
+    return time.monotonic()
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def run(label: str, site: Site, emulator, control, access_key: str, faults: bool) -> None:
+    from django.db.models import Count
+
+    from users.models import User
+    from webhooks.models import WebhookDelivery
+
+    reset_database()
+    control.reset(fixture())
+    stop_faults = threading.Event()
+    if faults:
+        # 20 % errors (the status rotating between 500, 429 and 503 every half second) + 10 % timeouts.
+        def rotate():
+            statuses = [500, 429, 503]
+            turn = 0
+            while not stop_faults.is_set():
+                control.set_faults(fail_rate=0.2, fail_status=statuses[turn % 3], timeout_rate=0.1, timeout_seconds=3)
+                turn += 1
+                stop_faults.wait(0.5)
+            control.set_faults()
+
+        threading.Thread(target=rotate, daemon=True).start()
+    sends = deliveries_to_send(random.Random(7))
+    started = time.monotonic()
+    latencies, accepted = fire(f"http://127.0.0.1:{site.port}", access_key, sends)
+    drained = wait_for_drain()
+    stop_faults.set()
+    time.sleep(0.6)
+
+    statuses = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("pk")).order_by())
+    finished = sum(statuses.get(s, 0) for s in WebhookDelivery.FINISHED)
+    log = control.requests()
+    calls = len(log)
+    duplicates = User.objects.values("email_normalized").annotate(n=Count("pk")).filter(n__gt=1).count()
+    print(f"\n{label}")
+    print(f"  accepted                      {accepted}")
+    print(f"  processed                     {statuses.get('succeeded', 0) + statuses.get('skipped', 0)}")
+    print(f"  failed                        {statuses.get('failed', 0)}")
+    print(f"  lost (accepted, unfinished)   {accepted - finished}")
+    print(f"  duplicate users               {duplicates}")
+    print(f"  users                         {User.objects.count()} (expected {CONTACTS})")
+    print(f"  Customer.io calls             {calls} ({calls / max(accepted, 1):.2f} per delivery)")
+    print(
+        f"  429s seen                     {sum(1 for entry in log if entry['status'] == 429)}"
+        + ("  (injected faults included)" if faults else "")
+    )
+    print(f"  drain time                    {drained - started:.1f} s")
+    print(
+        f"  accept latency p50 / p99      {statistics.median(latencies) * 1000:.0f} ms / "
+        f"{percentile(latencies, 0.99) * 1000:.0f} ms"
+    )
+
+
+def main():
+    from cio.emulator import EmulatorServer
+    from cio.emulator_control import EmulatorControl
+
+    with tempfile.TemporaryDirectory(prefix="burst-") as workdir, EmulatorServer(port=0, rate_limit=10) as emulator:
+        site = Site(Path(workdir), emulator.url)
+        site.manage("migrate", "--noinput")
+        import django
+
+        django.setup()
+        from settings_app.models import WebhookSettings
+
+        access_key = WebhookSettings.load().access_key
+        control = EmulatorControl(emulator.url)
+        print(
+            f"{DELIVERIES} queued webhooks, {CONTACTS} contacts, {SENDERS} senders, 2 workers, "
+            f"emulator App API limit 10/s, database {site.env['DATABASE_URL'].split(':')[0]}"
+        )
+        try:
+            site.start(workers=2)
+            run("Run 1: no faults", site, emulator, control, access_key, faults=False)
+            run(
+                "Run 2: 30 % of Customer.io requests failing (500 / 429 / 503, timeouts)",
+                site,
+                emulator,
+                control,
+                access_key,
+                faults=True,
+            )
+        finally:
+            site.stop()
+
+
+if __name__ == "__main__":
+    main()
