@@ -8,16 +8,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from settings_app.models import FieldMapping, WebhookSettings
-from users.models import ActivityLog, User
+from users.models import ActivityLog
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client):
-    admin = User.objects.create_superuser(username="boss", email="boss@example.com", password="pw")
-    client.force_login(admin)
-    return client
 
 
 def test_the_access_key_is_generated_once_and_kept():

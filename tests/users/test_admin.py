@@ -6,13 +6,6 @@ from users.models import ActivityLog, Tag, User, UserTag
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client):
-    admin = User.objects.create_superuser(username="boss", email="boss@example.com", password="pw")
-    client.force_login(admin)
-    return client
-
-
 def add_user_form(**overrides):
     data = {
         "username": "newbie",
@@ -32,7 +25,7 @@ def test_the_add_user_form_requires_an_email(admin_client):
 
 
 def test_the_add_user_form_refuses_an_email_that_differs_only_in_case(admin_client):
-    response = admin_client.post(reverse("admin:users_user_add"), add_user_form(email="BOSS@example.com"))
+    response = admin_client.post(reverse("admin:users_user_add"), add_user_form(email="ADMIN@example.com"))
     assert response.status_code == 200
     assert "already exists" in response.content.decode()
     assert User.objects.count() == 1
