@@ -214,17 +214,22 @@ class CustomerIOClient:
 
     # The wire --------------------------------------------------------------------------------------------------
 
-    def _app(self, method, path, *, params=None, json=None, deadline=None) -> dict:
-        if not self.config.app_api_key:
+    def require_credentials(self, *, app: bool = False, track: bool = False) -> None:
+        """Raise NotConfigured now when credentials a job will need are missing, rather than halfway through it."""
+        if app and not self.config.app_api_key:
             raise NotConfigured("Customer.io App API key is not set (CUSTOMERIO_APP_API_KEY)")
+        if track and not (self.config.site_id and self.config.track_api_key):
+            raise NotConfigured("Customer.io Track API credentials are not set (CUSTOMERIO_SITE_ID, _TRACK_API_KEY)")
+
+    def _app(self, method, path, *, params=None, json=None, deadline=None) -> dict:
+        self.require_credentials(app=True)
         headers = {"Authorization": f"Bearer {self.config.app_api_key}"}
         return self._request(
             "app", method, self.config.app_api_url, path, headers=headers, params=params, json=json, deadline=deadline
         )
 
     def _track(self, method, path, *, json=None, data=None, deadline=None) -> dict:
-        if not (self.config.site_id and self.config.track_api_key):
-            raise NotConfigured("Customer.io Track API credentials are not set (CUSTOMERIO_SITE_ID, _TRACK_API_KEY)")
+        self.require_credentials(track=True)
         credentials = f"{self.config.site_id}:{self.config.track_api_key}".encode()
         headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
         if data is not None:

@@ -42,7 +42,10 @@ Control endpoints (no auth; loopback clients only, others get 403; never written
     POST   /_emulator/segments    one segment, fixture shape   -> the stored segment
     GET    /_emulator/faults                                  -> the fault plan in force
     POST   /_emulator/faults      {"fail_rate", "fail_status", "latency_ms", "timeout_rate", "timeout_seconds",
-               "path_prefix", "method", "seed"} (all optional; {} clears) -> the fault plan in force
+               "path_prefix", "method", "seed", "reject_identifiers"} (all optional; {} clears) -> the fault plan in
+               force. `reject_identifiers` (emails, ids or cio_ids) makes /api/v2/batch refuse the operations naming
+               them, answering 207 with their batch_index while applying the rest, as Customer.io does with
+               operations it finds invalid.
     GET    /_emulator/settings                                -> {"rate_limit", "retry_after_header", "latency_ms"}
     POST   /_emulator/settings    any of those keys           -> the settings in force
     POST   /_emulator/reset       optional {"fixture": {...}}: clears people, segments, log, faults and the rate
@@ -450,9 +453,17 @@ class FaultPlan:
     path_prefix: str = ""
     method: str | None = None
     seed: int | None = None
+    reject_identifiers: frozenset[str] = frozenset()
 
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path_prefix) and (self.method is None or self.method == method)
+
+    def rejects(self, request: _IdentifyRequest) -> bool:
+        """Whether a batch operation is to be refused: it names one of `reject_identifiers`."""
+        return bool(self.reject_identifiers) and (
+            request.ref.value in self.reject_identifiers
+            or any(value in self.reject_identifiers for value in request.body_identifiers.values())
+        )
 
     def as_json(self) -> dict:
         return {
@@ -464,6 +475,7 @@ class FaultPlan:
             "path_prefix": self.path_prefix,
             "method": self.method,
             "seed": self.seed,
+            "reject_identifiers": sorted(self.reject_identifiers),
         }
 
     @classmethod
@@ -486,6 +498,9 @@ class FaultPlan:
         seed = body.get("seed")
         if seed is not None:
             _require_int(seed, "seed")
+        reject_identifiers = body.get("reject_identifiers") or []
+        if not isinstance(reject_identifiers, list) or not all(isinstance(v, str) for v in reject_identifiers):
+            raise EmulatorInputError("reject_identifiers must be a list of strings")
         return cls(
             fail_rate=_rate(body.get("fail_rate", 0.0), "fail_rate"),
             fail_status=fail_status,
@@ -495,6 +510,7 @@ class FaultPlan:
             path_prefix=path_prefix,
             method=method.upper() if method else None,
             seed=seed,
+            reject_identifiers=frozenset(reject_identifiers),
         )
 
 
@@ -870,6 +886,11 @@ class EmulatorState:
                 return FaultDecision(latency, fail_status=plan.fail_status)
             return FaultDecision(latency) if latency else None
 
+    def fault_rejects(self, request: _IdentifyRequest) -> bool:
+        """Whether the fault plan refuses this batch operation (see FaultPlan.reject_identifiers)."""
+        with self._lock:
+            return self._faults.matches("POST", "/api/v2/batch") and self._faults.rejects(request)
+
     def settings(self) -> dict:
         with self._lock:
             return self._settings.as_json()
@@ -1074,9 +1095,15 @@ def _post_batch(call: _Call) -> _Reply:
     requests, errors = [], []
     for index, operation in enumerate(batch):
         try:
-            requests.append(_batch_operation(operation))
+            request = _batch_operation(operation)
         except _InvalidOperation as invalid:
             errors.append({"batch_index": index, **invalid.error})
+            continue
+        if call.state.fault_rejects(request):
+            message = "refused by the emulator's fault plan (reject_identifiers)"
+            errors.append({"batch_index": index, **_batch_error("invalid", "identifiers", message)})
+            continue
+        requests.append(request)
     call.state.identify_people(requests)
     return _Reply(207, {"errors": errors}) if errors else _Reply(200, {})
 

@@ -27,7 +27,8 @@ class EmulatorControl:
         self._call("POST", "settings", options)
 
     def set_faults(self, **faults) -> None:
-        """fail_rate, fail_status, latency_ms, timeout_rate, timeout_seconds, path_prefix, method; none clears."""
+        """fail_rate, fail_status, latency_ms, timeout_rate, timeout_seconds, path_prefix, method,
+        reject_identifiers; none clears."""
         self._call("POST", "faults", faults)
 
     def add_customer(self, **customer) -> dict:

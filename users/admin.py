@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 
-from .models import ActivityLog, Role, Tag, User, UserTag
+from .models import ActivityLog, ImportRun, Role, Tag, User, UserTag
 from .services.roles import sync_role_group
 
 
@@ -84,4 +84,20 @@ class ActivityLogAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(admin.ModelAdmin):
+    """The runs of `manage.py cio_import_users`: where each stands and what it did. Written by the command only."""
+
+    list_display = ["started_at", "segment_id", "status", "members_done", "created", "updated", "failed", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["segment_id"]
+    exclude = ["cursor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -3,6 +3,7 @@ from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from .emails import normalize_email
 
@@ -193,3 +194,56 @@ class ContactLock(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class ImportRun(models.Model):
+    """One `cio_import_users` run of a segment: where it is in the segment's membership and what it did so far.
+
+    The position is the start cursor of the membership page being imported plus how many of that page's members
+    are done; it is saved in the same transaction as those members' users, so a resumed run neither skips nor
+    repeats anybody.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused (--limit reached)"
+        INTERRUPTED = "interrupted", "Interrupted"
+        FAILED = "failed", "Failed"
+        FINISHED = "finished", "Finished"
+
+    RESUMABLE = (Status.RUNNING, Status.PAUSED, Status.INTERRUPTED, Status.FAILED)
+
+    segment_id = models.PositiveBigIntegerField("Customer.io segment id", db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    # The options the run was started with; a resumed run keeps them.
+    role = models.CharField(max_length=64, blank=True)
+    send_notification = models.BooleanField(default=False)
+
+    cursor = models.TextField(blank=True, help_text="Start cursor of the membership page being imported.")
+    page_offset = models.PositiveIntegerField(default=0, help_text="Members of that page already imported.")
+    members_done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    app_api_calls = models.PositiveIntegerField(default=0)
+    track_api_calls = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    # Renewed while the run works: a RUNNING run whose heartbeat stopped belongs to a process that died.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # Two processes importing one segment at once would both do all the work.
+            models.UniqueConstraint(
+                fields=["segment_id"], condition=Q(status="running"), name="users_importrun_one_running_per_segment"
+            )
+        ]
+
+    def __str__(self):
+        return f"Import of segment {self.segment_id} ({self.get_status_display()})"

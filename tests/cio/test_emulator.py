@@ -369,6 +369,27 @@ def test_batch_reports_invalid_operations_by_index_and_applies_the_rest(http, em
     assert control(http, emulator, "GET", "customers/a1")["attributes"]["plan"] == "kept"
 
 
+def test_reject_identifiers_fault_refuses_those_batch_operations_only(http, emulator):
+    faults = {"reject_identifiers": ["b2", "Ann@Example.com"]}
+    assert http.post(f"{emulator.url}/_emulator/faults", json=faults, timeout=TIMEOUT).ok
+    operations = [
+        identify({"id": "a1"}, plan="gold"),
+        identify({"id": "b2"}, plan="silver"),
+        identify({"email": "Ann@Example.com"}, plan="bronze"),
+    ]
+
+    response = track_batch(http, emulator, operations)
+
+    assert response.status_code == 207
+    assert [error["batch_index"] for error in response.json()["errors"]] == [1, 2]
+    assert control(http, emulator, "GET", "customers/a1")["attributes"]["plan"] == "gold"
+    assert "plan" not in control(http, emulator, "GET", "customers/b2")["attributes"]
+    assert (
+        http.post(f"{emulator.url}/_emulator/faults", json={"reject_identifiers": "b2"}, timeout=TIMEOUT).status_code
+        == 400
+    )
+
+
 def test_batch_refuses_a_body_over_500_kb(http, emulator):
     operations = [identify({"id": f"p{n}"}, filler="x" * 1000) for n in range(520)]
 

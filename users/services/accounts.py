@@ -7,6 +7,7 @@ password to Customer.io, the welcome email, signals — happens after it.
 
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,12 +17,12 @@ from django.utils import timezone
 
 from cio import get_client
 from cio.errors import CustomerIOError
-from settings_app.models import WebhookSettings
+from settings_app.models import FieldMapping, WebhookSettings
 
 from ..models import ActivityLog, Role, User
 from ..redaction import redact
 from ..signals import user_imported
-from .activity import log_activity
+from .activity import Activity, log_activity
 from .attributes import active_mappings, apply_profile_fields, logged_values, mapped_values
 from .contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact
 from .roles import find_assignable_role
@@ -42,6 +43,86 @@ class ContactHasNoEmail(Exception):
 
 class PasswordReturnFailed(Exception):
     """Customer.io did not accept the returned password. The user stays marked as owing one (retry later)."""
+
+
+@dataclass
+class AccountRules:
+    """What the account rules read from the database — webhook settings, active field mappings, roles — read once
+    per webhook processing, or once for a whole backfill."""
+
+    site_settings: WebhookSettings
+    mappings: list[FieldMapping]
+    _roles: dict[str, tuple[Role | None, str]] = field(default_factory=dict, repr=False)
+    _default_role: Role | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls) -> "AccountRules":
+        return cls(WebhookSettings.load(), active_mappings())
+
+    @property
+    def return_field(self) -> str:
+        """The Customer.io attribute that receives generated passwords ("" when none is chosen)."""
+        return self.site_settings.return_password_field.strip()
+
+    @property
+    def returns_passwords(self) -> bool:
+        """Return Password is on with a field: new users get a generated password, written back to Customer.io."""
+        return self.site_settings.return_password and bool(self.return_field)
+
+    def welcome_email_due(self, send_notification: bool) -> bool:
+        return send_notification or self.site_settings.send_welcome_email
+
+    def assignable_role(self, requested: str) -> tuple[Role | None, str]:
+        """find_assignable_role, remembered: a backfill asks for the same few roles thousands of times."""
+        key = (requested or "").strip().lower()
+        if key not in self._roles:
+            self._roles[key] = find_assignable_role(requested)
+        return self._roles[key]
+
+    def default_role(self) -> Role:
+        if self._default_role is None:
+            self._default_role = Role.get_default()
+        return self._default_role
+
+
+@dataclass
+class NewAccount:
+    """The user the account rules make for a person: unsaved, with no password hash yet (hashing is slow, so the
+    caller chooses where it happens)."""
+
+    user: User
+    password: str | None  # to hash: mapped from Customer.io, or generated; None leaves the password unusable
+    generated: bool  # generated here, so owed to Customer.io's Return Password field
+    role_notice: str  # why the requested role was not used, when it was not
+    filled_fields: list[str]  # the mapped fields Customer.io filled
+
+    def activities(self) -> list[Activity]:
+        user = self.user
+        lines = [
+            Activity(
+                f"Created user {user.get_username()} ({user.email}) with role {user.role.name}",
+                user=user,
+                context={"created": True, "role": user.role.slug},
+            )
+        ]
+        if self.role_notice:
+            lines.append(
+                Activity(
+                    f"{self.role_notice} Using the default role {user.role.name}.",
+                    level=ActivityLog.Level.NOTICE,
+                    user=user,
+                )
+            )
+        return lines
+
+
+@dataclass
+class PersonUpdate:
+    """What applying a person's attributes did to an existing user (unsaved)."""
+
+    fields: list[str]  # the user fields the attributes changed
+    notices: list[str]
+    dirty: bool  # something to save: a changed field, or a newly linked Customer.io id
 
 
 @dataclass
@@ -105,7 +186,7 @@ def update(request: ActionRequest) -> ActionResult:
         if user is None or is_protected(user):
             return _skip("update", request, user)
         person = person or _fetch_person(request)
-        updated_fields = _update_existing(user, person, request)
+        updated_fields = _update_existing(user, person, request, AccountRules.load())
         change = _load_tags(user, client, request)
     _finish_account(user, request)
     return ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
@@ -115,7 +196,7 @@ def add(request: ActionRequest) -> ActionResult:
     """Create the user from their Customer.io attributes, or update them when they already exist (never a
     duplicate). A generated password is returned to Customer.io when Return Password is set up."""
     client = get_client()
-    site_settings = WebhookSettings.load()
+    rules = AccountRules.load()
     generated_password = None
     with transaction.atomic():
         lock_contact(request.contact)
@@ -130,7 +211,7 @@ def add(request: ActionRequest) -> ActionResult:
         if user is None:
             try:
                 with transaction.atomic():
-                    user, generated_password, updated_fields = _create_user(person, request, site_settings)
+                    user, generated_password, updated_fields = _create_user(person, request, rules)
                 created = True
             except IntegrityError:
                 # Someone else created them between our lookup and our insert (a different identifier's lock):
@@ -141,11 +222,11 @@ def add(request: ActionRequest) -> ActionResult:
                 if is_protected(user):
                     return _skip("add", request, user)
         if not created:
-            updated_fields = _update_existing(user, person, request)
+            updated_fields = _update_existing(user, person, request, rules)
         change = _load_tags(user, client, request)
         if created:
             send_on_commit(user_imported, user=user, delivery=request.delivery)
-    _finish_account(user, request, site_settings, generated_password)
+    _finish_account(user, request, rules, generated_password)
     return ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
 
 
@@ -215,109 +296,154 @@ def _load_tags(user: User, client, request: ActionRequest) -> TagChange:
     return change
 
 
-def _update_existing(user: User, person: dict, request: ActionRequest) -> list[str]:
-    """Mapped attributes onto an existing user. Never their username or password (WP Fusion resets a mapped
-    password here; we do not), and a role only when it may be assigned."""
+def _update_existing(user: User, person: dict, request: ActionRequest, rules: AccountRules) -> list[str]:
+    change = apply_person(user, person, rules, requested_role=request.role)
+    if change.dirty:
+        user.save()
     attributes = person.get("attributes") or {}
-    mappings = active_mappings()
-    values = mapped_values(attributes, mappings)
+    loaded = meta_log_context(attributes, rules)
+    log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
+    for notice in change.notices:
+        log_activity(request.source, notice, level=ActivityLog.Level.NOTICE, user=user)
+    return change.fields
+
+
+def apply_person(
+    user: User, person: dict, rules: AccountRules, *, requested_role: str = "", taken_cio_ids: Collection | None = None
+) -> PersonUpdate:
+    """Mapped attributes onto an existing user, unsaved. Never their username or password (WP Fusion resets a
+    mapped password here; we do not), and a role only when it may be assigned. `taken_cio_ids`: the Customer.io
+    ids other users hold, when the caller has looked them up for many people at once."""
+    attributes = person.get("attributes") or {}
+    values = mapped_values(attributes, rules.mappings)
     updated_fields, notices = apply_profile_fields(user, values)
-    requested_role = values.get("role") or request.role
+    requested_role = values.get("role") or requested_role
     if requested_role:
-        role, why_not = find_assignable_role(requested_role)
+        role, why_not = rules.assignable_role(requested_role)
         if role is None:
             notices.append(f"{why_not} Role unchanged.")
         elif role.pk != user.role_id:
             user.role = role
             updated_fields.append("role")
     # Linking the Customer.io id is bookkeeping, not a field the journey changed: saved, not reported.
-    if _adopt_cio_id(user, person) or updated_fields:
-        user.save()
-    _log_meta(user, attributes, mappings, request)
-    for notice in notices:
-        log_activity(request.source, notice, level=ActivityLog.Level.NOTICE, user=user)
-    return updated_fields
+    adopted = adopt_cio_id(user, person, taken_cio_ids)
+    return PersonUpdate(fields=updated_fields, notices=notices, dirty=adopted or bool(updated_fields))
 
 
-def _create_user(person: dict, request: ActionRequest, site_settings: WebhookSettings):
-    attributes = person.get("attributes") or {}
+def person_email(person: dict, known_email: str = "") -> str:
+    """The email a new user gets: the one the contact was named by, else Customer.io's identifier or attribute."""
     identifiers = person.get("identifiers") or {}
-    mappings = active_mappings()
-    values = mapped_values(attributes, mappings)
-    email = request.contact.value if request.contact.kind == "email" else identifiers.get("email") or ""
-    email = email or attributes.get("email") or ""
-    if not email.strip():
-        raise ContactHasNoEmail(f"Customer.io has no email address for {request.contact}")
+    attributes = person.get("attributes") or {}
+    return (known_email or identifiers.get("email") or attributes.get("email") or "").strip()
 
-    role, why_not = find_assignable_role(values.get("role") or request.role)
-    user = User(
-        username=_available_username(_username_base(values, site_settings.username_format, email)),
-        email=email.strip(),
-        role=role or Role.get_default(),
-        is_staff=False,
-        is_superuser=False,
-        welcome_email_due=request.send_notification or site_settings.send_welcome_email,
+
+def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
+    known_email = request.contact.value if request.contact.kind == "email" else ""
+    email = person_email(person, known_email)
+    if not email:
+        raise ContactHasNoEmail(f"Customer.io has no email address for {request.contact}")
+    account = plan_new_account(
+        person, email, rules, requested_role=request.role, send_notification=request.send_notification
     )
-    generated_password = None
-    if values.get("password"):
-        user.set_password(values["password"])
-    elif site_settings.return_password and site_settings.return_password_field.strip():
-        generated_password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
-        user.set_password(generated_password)
-        user.password_return_due = True
+    user = account.user
+    if account.password is not None:
+        user.set_password(account.password)
+    if account.generated:
         # This processing returns it right after the commit; nobody else may start another return meanwhile.
         user.password_return_claimed_until = timezone.now() + PASSWORD_RETURN_CLAIM
+    user.save()
+    for line in account.activities():
+        log_activity(request.source, line.message, level=line.level, user=user, context=line.context)
+    loaded = meta_log_context(person.get("attributes") or {}, rules)
+    log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
+    return user, account.password if account.generated else None, account.filled_fields
+
+
+def plan_new_account(
+    person: dict,
+    email: str,
+    rules: AccountRules,
+    *,
+    requested_role: str = "",
+    send_notification: bool = False,
+    username: str | None = None,
+    taken_cio_ids: Collection | None = None,
+) -> NewAccount:
+    """The user the `add` rules create for a person: username (mapped user_login, else the username format),
+    role (mapped role field, else the requested one, falling back to the default), welcome email flag, password
+    (mapped user_pass; else generated when Return Password is on with a field; else unusable), mapped fields and
+    the Customer.io id. `username`: one the caller already chose (see pick_usernames)."""
+    attributes = person.get("attributes") or {}
+    values = mapped_values(attributes, rules.mappings)
+    role, why_not = rules.assignable_role(values.get("role") or requested_role)
+    user = User(
+        username=username or pick_usernames([new_username_base(person, email, rules)])[0],
+        email=email.strip(),
+        role=role or rules.default_role(),
+        is_staff=False,
+        is_superuser=False,
+        welcome_email_due=rules.welcome_email_due(send_notification),
+    )
+    password, generated = None, False
+    if values.get("password"):
+        password = values["password"]
+    elif rules.returns_passwords:
+        password, generated = generate_password(), True
+        user.password_return_due = True
     else:
         # Nobody could know a generated password: the person sets theirs through the welcome / reset link.
         user.set_unusable_password()
     apply_profile_fields(user, values)
-    _adopt_cio_id(user, person)
-    user.save()
-
-    log_activity(
-        request.source,
-        f"Created user {user.get_username()} ({user.email}) with role {user.role.name}",
+    adopt_cio_id(user, person, taken_cio_ids)
+    return NewAccount(
         user=user,
-        context={"created": True, "role": user.role.slug},
+        password=password,
+        generated=generated,
+        role_notice=why_not,
+        filled_fields=sorted(set(values) - {"password"}),
     )
-    if why_not:
-        log_activity(
-            request.source,
-            f"{why_not} Using the default role {user.role.name}.",
-            level=ActivityLog.Level.NOTICE,
-            user=user,
-        )
-    _log_meta(user, attributes, mappings, request)
-    return user, generated_password, sorted(set(values) - {"password"})
 
 
-def _adopt_cio_id(user: User, person: dict) -> bool:
+def generate_password() -> str:
+    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+
+
+def adopt_cio_id(user: User, person: dict, taken_cio_ids: Collection | None = None) -> bool:
+    """Link the user to the person's Customer.io id unless they have one or another user holds it."""
     cio_id = (person.get("identifiers") or {}).get("cio_id") or person.get("cio_id")
-    if not cio_id or user.cio_id == cio_id or user.cio_id:
+    if not cio_id or user.cio_id:
         return False
-    if User.objects.filter(cio_id=cio_id).exclude(pk=user.pk).exists():
+    if taken_cio_ids is not None:
+        if cio_id in taken_cio_ids:
+            return False
+    elif User.objects.filter(cio_id=cio_id).exclude(pk=user.pk).exists():
         return False
     user.cio_id = cio_id
     return True
 
 
-def _log_meta(user: User, attributes: dict, mappings, request: ActionRequest) -> None:
-    return_field = WebhookSettings.load().return_password_field.strip()
-    loaded = redact(logged_values(attributes, mappings), also={return_field} if return_field else set())
+def meta_log_context(attributes: dict, rules: AccountRules) -> dict:
+    """The mapped attributes for the activity log, redacted (the Return Password field too, whatever its name)."""
+    return_field = rules.return_field
+    return redact(logged_values(attributes, rules.mappings), also={return_field} if return_field else set())
+
+
+def meta_log_message(loaded: dict) -> str:
     summary = ", ".join(f"{key}: {value}" for key, value in loaded.items())
-    log_activity(
-        request.source, f"Loaded meta data from Customer.io: {summary or '(nothing mapped)'}", user=user, context=loaded
-    )
+    return f"Loaded meta data from Customer.io: {summary or '(nothing mapped)'}"
 
 
 _USERNAME_INVALID = re.compile(r"[^\w.@+-]")
 
 
-def _username_base(values: dict, username_format: str, email: str) -> str:
+def new_username_base(person: dict, email: str, rules: AccountRules) -> str:
+    """The username a new user would like: mapped user_login, else per the username format (before uniqueness)."""
+    values = mapped_values(person.get("attributes") or {}, rules.mappings)
     if values.get("username", "").strip():
         return values["username"].strip()
     first = re.sub(r"\s+", "", values.get("first_name", ""))
     last = re.sub(r"\s+", "", values.get("last_name", ""))
+    username_format = rules.site_settings.username_format
     if username_format == WebhookSettings.UsernameFormat.FLNAME and (first or last):
         return f"{first.capitalize()}{last.capitalize()}"
     if username_format == WebhookSettings.UsernameFormat.FNAMENUM and first:
@@ -325,21 +451,36 @@ def _username_base(values: dict, username_format: str, email: str) -> str:
     return email.strip()
 
 
-def _available_username(base: str) -> str:
-    """A valid Django username, unique on the site: invalid characters dropped, 150 characters at most, and a
-    numeric suffix when it is taken."""
+def pick_usernames(bases: list[str]) -> list[str]:
+    """Valid Django usernames, unique on the site and among themselves, one per base, in order: invalid characters
+    dropped, 150 characters at most, and a numeric suffix when the name is taken. One query for the lot, plus one
+    per name that is taken."""
+    candidates = [_valid_username(base) for base in bases]
+    taken = set(User.objects.filter(username__in=set(candidates)).values_list("username", flat=True))
+    chosen: list[str] = []
+    for candidate in candidates:
+        if candidate in taken:
+            candidate = _suffixed_username(candidate, taken)
+        taken.add(candidate)
+        chosen.append(candidate)
+    return chosen
+
+
+def _valid_username(base: str) -> str:
     candidate = _USERNAME_INVALID.sub("", base)[:USERNAME_MAX_LENGTH] or "user"
     try:
         UnicodeUsernameValidator()(candidate)
     except Exception:
         candidate = "user"
-    if not User.objects.filter(username=candidate).exists():
-        return candidate
+    return candidate
+
+
+def _suffixed_username(candidate: str, reserved: set[str]) -> str:
     taken = set(User.objects.filter(username__startswith=candidate[:140]).values_list("username", flat=True))
     for number in range(2, 1_000_000):
         suffix = str(number)
         option = candidate[: USERNAME_MAX_LENGTH - len(suffix)] + suffix
-        if option not in taken:
+        if option not in taken and option not in reserved:
             return option
     raise IntegrityError("no free username")
 
@@ -347,51 +488,43 @@ def _available_username(base: str) -> str:
 # After the commit --------------------------------------------------------------------------------------------------
 
 
-def _finish_account(user, request, site_settings=None, generated_password=None) -> None:
+def _finish_account(user, request, rules: AccountRules | None = None, generated_password=None) -> None:
     """Return a generated password still owed to Customer.io, then send a welcome email still owed (once the
     password is final, so its set-password link stays valid)."""
     if not (user.password_return_due or user.welcome_email_due):
         return
-    site_settings = site_settings or WebhookSettings.load()
+    rules = rules or AccountRules.load()
     if user.password_return_due:
-        _return_password(user, request, site_settings, generated_password)
-    # The conditional update claims the email, so that concurrent deliveries send it once.
-    if (
-        user.welcome_email_due
-        and not user.password_return_due
-        and User.objects.filter(pk=user.pk, welcome_email_due=True).update(welcome_email_due=False)
-    ):
-        user.welcome_email_due = False
-        send_welcome_email(User.objects.get(pk=user.pk), source=request.source)
+        _return_password(user, request, rules, generated_password)
+    if user.welcome_email_due and not user.password_return_due:
+        send_due_welcome_email(user, request.source)
 
 
-def _return_password(user: User, request: ActionRequest, site_settings: WebhookSettings, password) -> None:
-    field_name = site_settings.return_password_field.strip()
-    if not (site_settings.return_password and field_name):
-        _settle_password_return(user)
+def send_due_welcome_email(user: User, source) -> bool:
+    """Send the welcome email the user is owed. The conditional update claims it, so that concurrent processings
+    send it once."""
+    if not User.objects.filter(pk=user.pk, welcome_email_due=True).update(welcome_email_due=False):
+        return False
+    user.welcome_email_due = False
+    return send_welcome_email(User.objects.get(pk=user.pk), source=source)
+
+
+def _return_password(user: User, request: ActionRequest, rules: AccountRules, password) -> None:
+    field_name = rules.return_field
+    if not rules.returns_passwords:
+        settle_password_returns([user])
         return
     if password is None:
         # Owed from an earlier attempt: claim it, then (unless they have logged in meanwhile) set a fresh one.
-        now = timezone.now()
-        claimed = (
-            User.objects.filter(pk=user.pk, password_return_due=True)
-            .exclude(password_return_claimed_until__gt=now)
-            .update(password_return_claimed_until=now + PASSWORD_RETURN_CLAIM)
-        )
-        if not claimed:
+        if not claim_owed_password_return(user):
             user.refresh_from_db(fields=["password_return_due"])
             return  # settled already, or another processing is returning it right now
         user.refresh_from_db(fields=["last_login", "password"])
         if user.last_login is not None:
-            _settle_password_return(user)
-            log_activity(
-                request.source,
-                f"{user.email} has logged in since; their password was not replaced or returned",
-                level=ActivityLog.Level.NOTICE,
-                user=user,
-            )
+            settle_password_returns([user])
+            log_activity(request.source, logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
             return
-        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+        password = generate_password()
         user.set_password(password)
         user.save(update_fields=["password"])
     try:
@@ -400,28 +533,66 @@ def _return_password(user: User, request: ActionRequest, site_settings: WebhookS
         User.objects.filter(pk=user.pk).update(password_return_claimed_until=None)
         log_activity(
             request.source,
-            f"Could not return the generated password to Customer.io field {field_name}: {exc}",
+            password_return_failed_message(field_name, str(exc)),
             level=ActivityLog.Level.ERROR,
             user=user,
         )
         raise PasswordReturnFailed(f"Customer.io did not accept the returned password ({type(exc).__name__})") from exc
-    _settle_password_return(user)
+    settle_password_returns([user])
     log_activity(request.source, f"Returned generated password to Customer.io field {field_name}", user=user)
 
 
-def _settle_password_return(user: User) -> None:
-    User.objects.filter(pk=user.pk).update(password_return_due=False, password_return_claimed_until=None)
-    user.password_return_due = False
-    user.password_return_claimed_until = None
+def claim_owed_password_return(user: User) -> bool:
+    """Take over a password return owed from an earlier attempt, unless another processing holds it right now."""
+    now = timezone.now()
+    return bool(
+        User.objects.filter(pk=user.pk, password_return_due=True)
+        .exclude(password_return_claimed_until__gt=now)
+        .update(password_return_claimed_until=now + PASSWORD_RETURN_CLAIM)
+    )
+
+
+def settle_password_returns(users: list[User]) -> None:
+    """Nothing is owed to Customer.io for these users any more (returned, or no longer to be returned)."""
+    User.objects.filter(pk__in=[user.pk for user in users]).update(
+        password_return_due=False, password_return_claimed_until=None
+    )
+    for user in users:
+        user.password_return_due = False
+        user.password_return_claimed_until = None
+
+
+def logged_in_meanwhile_message(user: User) -> str:
+    return f"{user.email} has logged in since; their password was not replaced or returned"
+
+
+def password_return_failed_message(field_name: str, reason: str) -> str:
+    return f"Could not return the generated password to Customer.io field {field_name}: {reason}"
 
 
 __all__ = [
     "ACTIONS",
+    "PASSWORD_RETURN_CLAIM",
+    "AccountRules",
     "ActionRequest",
     "ActionResult",
     "ContactHasNoEmail",
+    "NewAccount",
     "PasswordReturnFailed",
+    "PersonUpdate",
     "add",
+    "adopt_cio_id",
+    "apply_person",
+    "claim_owed_password_return",
+    "generate_password",
+    "meta_log_context",
+    "meta_log_message",
+    "new_username_base",
+    "person_email",
+    "pick_usernames",
+    "plan_new_account",
+    "send_due_welcome_email",
+    "settle_password_returns",
     "update",
     "update_tags",
 ]

@@ -56,3 +56,22 @@ def apply_profile_fields(user: User, values: dict[str, str]) -> tuple[list[str],
                 changed.append(field_name)
     user.meta = meta
     return changed, notices
+
+
+def user_attributes(user: User, mappings: list[FieldMapping]) -> dict:
+    """User fields -> Customer.io attributes through the mappings, the other way round: what the site would push.
+    Never a password (the site only has its hash), and no empty values (they would delete the attribute)."""
+    attributes = {}
+    for mapping in mappings:
+        field_name = mapping.user_field
+        if field_name == "password":
+            continue
+        if field_name.startswith("meta."):
+            value = (user.meta or {}).get(field_name.removeprefix("meta."))
+        elif field_name == "role":
+            value = user.role.slug if user.role_id else None
+        else:
+            value = getattr(user, field_name, None)
+        if value not in (None, ""):
+            attributes[mapping.cio_attribute] = value
+    return attributes

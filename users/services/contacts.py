@@ -56,6 +56,14 @@ def lock_contact(contact: Contact) -> None:
     ContactLock.objects.select_for_update().filter(key=contact.lock_key).first()
 
 
+def lock_contacts(contacts: list[Contact]) -> None:
+    """lock_contact for many contacts, taken in key order so that two processes locking overlapping sets cannot
+    deadlock. Must be called inside transaction.atomic()."""
+    keys = sorted({contact.lock_key for contact in contacts})
+    ContactLock.objects.bulk_create([ContactLock(key=key) for key in keys], ignore_conflicts=True)
+    list(ContactLock.objects.select_for_update().filter(key__in=keys).order_by("key").only("pk"))
+
+
 def is_protected(user: User) -> bool:
     """Staff and superuser accounts are never changed by a webhook."""
     return user.is_staff or user.is_superuser

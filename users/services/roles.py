@@ -14,6 +14,16 @@ def sync_role_group(user: User) -> None:
     user._synced_role_id = user.role_id
 
 
+def add_role_groups(new_users: list[User]) -> None:
+    """Put users created with bulk_create (whose post_save receivers did not run) in their role's group."""
+    memberships = [
+        User.groups.through(user_id=user.pk, group_id=user.role.group_id) for user in new_users if user.role.group_id
+    ]
+    User.groups.through.objects.bulk_create(memberships, ignore_conflicts=True)
+    for user in new_users:
+        user._synced_role_id = user.role_id
+
+
 def assign_role(user: User, role: Role) -> None:
     """Give the user a role (and with it the role's group). Callers decide whether the role may be assigned."""
     user.role = role

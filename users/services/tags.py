@@ -1,6 +1,7 @@
 """Replacing a user's tags with their Customer.io segments."""
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -23,22 +24,53 @@ class TagChange:
         return [str(tag) for tag in self.current]
 
 
-def tags_for_segments(segments: list[dict]) -> list[Tag]:
-    """Tag rows for Customer.io segments, matched by segment id; unknown ones are created with the name as label
-    and names that changed in Customer.io are updated."""
-    wanted = {int(segment["id"]): (segment.get("name") or "") for segment in segments}
+@dataclass
+class TagSync:
+    tags: list[Tag]  # one per segment, sorted by name
+    created: list[Tag] = field(default_factory=list)
+    updated: list[Tag] = field(default_factory=list)  # renamed, or their kind changed
+
+
+def sync_tags(segments: list[dict]) -> TagSync:
+    """Tag rows for Customer.io segments, matched by segment id: unknown ones are created, and names and kinds that
+    changed in Customer.io are updated (an empty name or a missing type leaves the stored one)."""
+    wanted = {int(segment["id"]): segment for segment in segments}
     if not wanted:
-        return []
+        return TagSync(tags=[])
+    known = set(Tag.objects.filter(segment_id__in=wanted).values_list("segment_id", flat=True))
     Tag.objects.bulk_create(
-        [Tag(segment_id=segment_id, name=name) for segment_id, name in wanted.items()], ignore_conflicts=True
+        [
+            Tag(
+                segment_id=segment_id,
+                name=segment.get("name") or "",
+                kind=Tag.kind_from_segment_type(segment.get("type")),
+            )
+            for segment_id, segment in wanted.items()
+            if segment_id not in known
+        ],
+        ignore_conflicts=True,
     )
     tags = list(Tag.objects.filter(segment_id__in=wanted))
-    renamed = [tag for tag in tags if wanted[tag.segment_id] and tag.name != wanted[tag.segment_id]]
-    for tag in renamed:
-        tag.name = wanted[tag.segment_id]
-    if renamed:
-        Tag.objects.bulk_update(renamed, ["name"])
-    return sorted(tags, key=lambda tag: (tag.name, tag.segment_id))
+    updated = []
+    for tag in tags:
+        segment = wanted[tag.segment_id]
+        name, kind = segment.get("name") or tag.name, Tag.kind_from_segment_type(segment.get("type")) or tag.kind
+        if (name, kind) != (tag.name, tag.kind):
+            tag.name, tag.kind = name, kind
+            updated.append(tag)
+    if updated:
+        Tag.objects.bulk_update(updated, ["name", "kind"])
+    created = [tag for tag in tags if tag.segment_id not in known]
+    return TagSync(tags=sorted(tags, key=_tag_order), created=created, updated=[t for t in updated if t not in created])
+
+
+def tags_for_segments(segments: list[dict]) -> list[Tag]:
+    """Tag rows for Customer.io segments (see sync_tags), sorted by name."""
+    return sync_tags(segments).tags
+
+
+def _tag_order(tag: Tag):
+    return (tag.name, tag.segment_id)
 
 
 def replace_tags(user: User, segments: list[dict]) -> TagChange:
@@ -59,6 +91,34 @@ def replace_tags(user: User, segments: list[dict]) -> TagChange:
         send_on_commit(tags_removed, user=user, tags=removed)
     send_on_commit(tags_modified, user=user, tags=tags)
     return change
+
+
+def send_tag_signals(
+    changes: dict[int, tuple[list[int], list[int]]], deleted_tags: Iterable[Tag] = (), chunk_size: int = 500
+) -> None:
+    """The tag signals for many users at once, after their changes are committed: {user id: (applied tag ids,
+    removed tag ids)}, users whose tags did not change left out. Each user gets what replace_tags would send:
+    tags_applied, tags_removed, then tags_modified with all their tags. `deleted_tags`: removed tags that are no
+    longer in the table (pruned), so that the signal can still name them."""
+    if not any(signal.has_listeners(User) for signal in (tags_applied, tags_removed, tags_modified)):
+        return  # nobody listens: spare loading every changed user
+    tags_by_id = {tag.pk: tag for tag in deleted_tags}
+    tags_by_id.update((tag.pk, tag) for tag in Tag.objects.all())
+    user_ids = sorted(changes)
+    for start in range(0, len(user_ids), chunk_size):
+        chunk = user_ids[start : start + chunk_size]
+        current: dict[int, list[Tag]] = {user_id: [] for user_id in chunk}
+        for user_id, tag_id in UserTag.objects.filter(user_id__in=chunk).values_list("user_id", "tag_id"):
+            current[user_id].append(tags_by_id[tag_id])
+        for user in User.objects.filter(pk__in=chunk).select_related("role"):
+            applied_ids, removed_ids = changes[user.pk]
+            applied = sorted((tags_by_id[pk] for pk in applied_ids if pk in tags_by_id), key=_tag_order)
+            removed = sorted((tags_by_id[pk] for pk in removed_ids if pk in tags_by_id), key=_tag_order)
+            if applied:
+                _send_robust(tags_applied, {"user": user, "tags": applied})
+            if removed:
+                _send_robust(tags_removed, {"user": user, "tags": removed})
+            _send_robust(tags_modified, {"user": user, "tags": sorted(current[user.pk], key=_tag_order)})
 
 
 def send_on_commit(signal, **kwargs) -> None:

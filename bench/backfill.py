@@ -1,0 +1,303 @@
+"""Backfill benchmark: the `cio_*` commands on 100,000 Customer.io people, next to WP Fusion's per-user method.
+
+    .venv/bin/python bench/backfill.py         (after `make test` has created .venv; or `make bench-backfill`)
+
+Starts the Customer.io emulator in this process (App API limit 10 requests/s, as Customer.io's) with 100,000 people
+in 20 segments, and a site on a fresh SQLite database in a temporary folder (production settings: DEBUG off, Django's
+default PBKDF2 password hasher). Each command runs as its own `manage.py` process, so its wall time and peak RSS are
+its own (peak RSS: the largest of the command's process and the password-hashing workers it starts). Customer.io
+calls are counted from the emulator's request log.
+
+WP Fusion's batch tools, as counted here: resync tags and pull meta one App API call per user; import two App API
+calls and one Track call per contact; push one Track call per user. At 10 App API calls per second.
+
+    1. cio_sync_segments                          the 20 segments become tags
+    2. cio_import_users --segment 1               100,000 people, Return Password off: the site now has them all
+    3. cio_resync_tags --all                      after every user's tags were deleted: all of them to write
+    4. cio_resync_tags --all                      again: nothing to change
+    5. cio_pull_meta --all                        10,000 people's attributes changed in Customer.io meanwhile
+    6. cio_push_users --all
+    7. cio_import_users --segment 21              500 new people, Return Password on with a field
+
+Figures, not pass/fail; the targets are printed beside them. BENCH_PEOPLE=10000 makes a quicker, smaller run.
+"""
+
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cio.emulator import EmulatorServer  # noqa: E402
+
+PYTHON = sys.executable
+PEOPLE = int(os.environ.get("BENCH_PEOPLE", "100000"))  # fewer for a quick look
+SEGMENTS = 20
+EXTRA_SEGMENT_SHARE = 0.15  # each person is in "Everyone" and in each other segment with this probability
+PULLED_CHANGES = PEOPLE // 10
+RETURN_PASSWORD_PEOPLE = 500
+APP_API_RATE = 10
+
+
+# A child's peak RSS on Linux includes the memory image it was forked from — here 100,000 emulated people. So each
+# command is started by this small launcher, whose getrusage(RUSAGE_CHILDREN) then holds the command's own peak
+# (and its password-hashing workers', which it waits for): argv = [file for the figure in KB, command...].
+MEASURE_PEAK_RSS = (
+    "import resource, subprocess, sys; status = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(status)"
+)
+
+
+@dataclass
+class Measured:
+    label: str
+    app_calls: int
+    track_calls: int
+    seconds: float
+    peak_rss_mb: float
+    summary: str
+
+    @property
+    def calls(self) -> int:
+        return self.app_calls + self.track_calls
+
+
+def people() -> dict:
+    rng = random.Random(6)
+    segments = [{"id": 1, "name": "Everyone", "type": "dynamic"}] + [
+        {"id": n, "name": f"Segment {n}", "type": "manual" if n % 2 else "dynamic"} for n in range(2, SEGMENTS + 1)
+    ]
+    customers = [
+        {
+            "email": f"person{n}@example.com",
+            "cio_id": f"c{n:06d}",
+            "attributes": {"first_name": f"First{n}", "last_name": f"Last{n}", "plan": rng.choice(["gold", "silver"])},
+            "segments": [1] + [s for s in range(2, SEGMENTS + 1) if rng.random() < EXTRA_SEGMENT_SHARE],
+        }
+        for n in range(PEOPLE)
+    ]
+    return {"segments": segments, "customers": customers}
+
+
+class Site:
+    """The site: a SQLite database in a temporary folder, and `manage.py` processes on it."""
+
+    def __init__(self, folder: Path, emulator_url: str):
+        self.database = folder / "bench.sqlite3"
+        self.log = folder / "commands.log"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "wpfusion_site.settings",
+            "ENV_FILE": os.devnull,
+            "DEBUG": "off",
+            "SECRET_KEY": "bench-only-secret-key",
+            "DATABASE_URL": f"sqlite:///{self.database}",
+            "LOG_LEVEL": "WARNING",
+            "CUSTOMERIO_APP_API_URL": emulator_url,
+            "CUSTOMERIO_TRACK_API_URL": emulator_url,
+            "CUSTOMERIO_APP_API_KEY": "emulator-app-key",
+            "CUSTOMERIO_SITE_ID": "emulator-site",
+            "CUSTOMERIO_TRACK_API_KEY": "emulator-track-key",
+            "CUSTOMERIO_APP_API_RATE": str(APP_API_RATE),
+        }
+
+    def manage(self, *args) -> tuple[int, float, float, str]:
+        """Run a command; (exit status, seconds, peak RSS in MB, stdout)."""
+        with open(self.log, "a") as log, tempfile.TemporaryFile("w+") as out:
+            log.write(f"\n$ manage.py {' '.join(args)}\n")
+            log.flush()
+            rss_file = self.database.with_name("peak_rss")
+            started = time.monotonic()
+            status = subprocess.call(
+                [PYTHON, "-c", MEASURE_PEAK_RSS, str(rss_file), PYTHON, "manage.py", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=log,
+            )
+            seconds = time.monotonic() - started
+            out.seek(0)
+            return status, seconds, int(rss_file.read_text()) / 1024, out.read()
+
+    def sql(self, statement: str, *params) -> None:
+        with sqlite3.connect(self.database) as connection:
+            connection.execute(statement, params)
+
+    def one_hash_seconds(self) -> tuple[str, float]:
+        code = (
+            "import django, statistics, time; django.setup(); "
+            "from django.contrib.auth.hashers import get_hasher, make_password; "
+            "times = [(lambda t: (make_password('x' * 24), time.perf_counter() - t)[1])(time.perf_counter()) "
+            "for _ in range(7)]; "
+            "hasher = get_hasher(); print(hasher.algorithm, hasher.iterations, statistics.median(times))"
+        )
+        answer = subprocess.run(
+            [PYTHON, "-c", code], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+        )
+        algorithm, iterations, seconds = answer.stdout.split()
+        return f"{algorithm}, {int(iterations):,} iterations", float(seconds)
+
+
+def measure(site: Site, emulator: EmulatorServer, label: str, *args) -> Measured:
+    before = len(emulator.requests())
+    status, seconds, rss, out = site.manage(*args)
+    if status != 0:
+        raise SystemExit(f"{label} failed with exit status {status}; see {site.log}\n{out}")
+    calls = emulator.requests(since=before)
+    app = sum(1 for call in calls if call["path"].startswith("/v1/"))
+    summary = next((line for line in out.splitlines() if line.startswith("cio_")), "").split(": ", 1)[-1]
+    print(f"  {label}: {summary}", flush=True)
+    return Measured(label, app, len(calls) - app, seconds, rss, summary)
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def main():
+    folder = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    emulator = EmulatorServer(port=0, rate_limit=APP_API_RATE)
+    try:
+        emulator.start()
+        site = Site(folder, emulator.url)
+        print(f"Seeding the emulator with {PEOPLE:,} people in {SEGMENTS} segments...", flush=True)
+        emulator.state.load_fixture(people())
+        status, _, _, _ = site.manage("migrate", "--no-input", "-v", "0")
+        if status != 0:
+            raise SystemExit(f"migrate failed; see {site.log}")
+        algorithm, one_hash = site.one_hash_seconds()
+        print(f"Running the commands (their progress goes to {site.log})...", flush=True)
+
+        results = {}
+        results["sync"] = measure(site, emulator, "cio_sync_segments", "cio_sync_segments")
+        results["import"] = measure(
+            site, emulator, f"cio_import_users ({PEOPLE:,})", "cio_import_users", "--segment", "1"
+        )
+        site.sql("DELETE FROM users_usertag")
+        results["resync"] = measure(site, emulator, "cio_resync_tags --all", "cio_resync_tags", "--all")
+        results["resync_again"] = measure(site, emulator, "cio_resync_tags --all (again)", "cio_resync_tags", "--all")
+        emulator.state.load_fixture(
+            {
+                "customers": [
+                    {"email": f"person{n}@example.com", "attributes": {"first_name": f"Renamed{n}", "plan": "bronze"}}
+                    for n in range(0, PEOPLE, PEOPLE // PULLED_CHANGES)
+                ]
+            }
+        )
+        results["pull"] = measure(site, emulator, "cio_pull_meta --all", "cio_pull_meta", "--all")
+        results["push"] = measure(site, emulator, "cio_push_users --all", "cio_push_users", "--all")
+        emulator.state.load_fixture(
+            {
+                "segments": [{"id": SEGMENTS + 1, "name": "Return Password trial"}],
+                "customers": [
+                    {"email": f"trial{n}@example.com", "cio_id": f"t{n:06d}", "segments": [SEGMENTS + 1]}
+                    for n in range(RETURN_PASSWORD_PEOPLE)
+                ],
+            }
+        )
+        site.sql("UPDATE settings_app_webhooksettings SET return_password = 1, return_password_field = 'site_password'")
+        results["return"] = measure(
+            site, emulator, "cio_import_users (500, Return Password on)", "cio_import_users", "--segment", "21"
+        )
+        report(results, algorithm, one_hash)
+    finally:
+        emulator.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class PerUser:
+    """What WP Fusion's per-user method spends on the same work."""
+
+    app_calls: int
+    track_calls: int
+    how: str
+
+    @property
+    def calls(self) -> int:
+        return self.app_calls + self.track_calls
+
+    @property
+    def wall(self) -> str:
+        """Its time at Customer.io's App API limit (Track calls not counted: they are not rate limited)."""
+        if not self.app_calls:
+            return "-"
+        seconds = self.app_calls / APP_API_RATE
+        return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def report(results: dict[str, Measured], algorithm: str, one_hash: float) -> None:
+    n_cores = cores()
+    hash_bound = RETURN_PASSWORD_PEOPLE * one_hash / n_cores
+    per_user = {
+        "sync": PerUser(1, 0, "1 App call"),
+        "import": PerUser(2 * PEOPLE, PEOPLE, "2 App + 1 Track calls per contact"),
+        "resync": PerUser(PEOPLE, 0, "1 App call per user"),
+        "resync_again": PerUser(PEOPLE, 0, "1 App call per user"),
+        "pull": PerUser(PEOPLE, 0, "1 App call per user"),
+        "push": PerUser(0, PEOPLE, "1 Track call per user"),
+        "return": PerUser(2 * RETURN_PASSWORD_PEOPLE, RETURN_PASSWORD_PEOPLE, "2 App + 1 Track calls per contact"),
+    }
+    resync_target = (
+        "calls <= 1/1000, <= 60 s, <= 250 MB",
+        lambda m: m.calls * 1000 <= PEOPLE and m.seconds <= 60 and m.peak_rss_mb <= 250,
+    )
+    targets = {
+        "import": ("calls <= 1/200", lambda m: m.calls * 200 <= per_user["import"].calls),
+        "resync": resync_target,
+        "resync_again": resync_target,
+        "pull": ("calls <= 1/90", lambda m: m.calls * 90 <= PEOPLE),
+        "return": (
+            f"wall <= 1.2 x 500 hashes / cores = {1.2 * hash_bound:.1f} s",
+            lambda m: m.seconds <= 1.2 * hash_bound,
+        ),
+    }
+
+    print()
+    print(
+        f"Backfills: {PEOPLE:,} Customer.io people in {SEGMENTS} segments; emulator App API limit {APP_API_RATE}/s; "
+        f"SQLite; {n_cores} cores"
+    )
+    print(f"One password hash ({algorithm}, Django's default): {one_hash:.3f} s, measured")
+    print()
+    print(
+        f"{'command':<43}{'calls':>8}{'App+Track':>14}{'per-user':>10}{'ratio':>9}{'wall':>9}{'per-user':>10}"
+        f"{'peak RSS':>10}   target"
+    )
+    print(f"{'':<43}{'':>8}{'':>14}{'calls':>10}{'':>9}{'':>9}{'wall':>10}")
+    for key, measured in results.items():
+        theirs = per_user[key]
+        ratio = f"1/{theirs.calls / measured.calls:,.0f}" if measured.calls < theirs.calls else "1/1"
+        target, met = targets.get(key, ("", None))
+        verdict = f"{target}: {'met' if met(measured) else 'NOT MET'}" if met else ""
+        print(
+            f"{measured.label:<43}{measured.calls:>8,}{f'{measured.app_calls:,}+{measured.track_calls:,}':>14}"
+            f"{theirs.calls:>10,}{ratio:>9}{measured.seconds:>8.1f}s{theirs.wall:>10}"
+            f"{measured.peak_rss_mb:>7.0f} MB   {verdict}"
+        )
+    print()
+    print(
+        "per-user method (WP Fusion): "
+        + "; ".join(f"{key} {per_user[key].how}" for key in ("import", "resync", "pull", "push"))
+    )
+    print("per-user wall: its App API calls at 10/s (Track calls not counted).")
+    print(
+        f"Return Password: {RETURN_PASSWORD_PEOPLE} generated passwords x {one_hash:.3f} s / {n_cores} cores = "
+        f"{hash_bound:.1f} s of hashing; the command took {results['return'].seconds:.1f} s in all "
+        f"({results['return'].seconds / hash_bound:.2f} x)."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""What every backfill shares: its result, call counting, progress reporting, choosing users, and finding the local
+user a Customer.io identifier names."""
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+
+from cio.client import CustomerIOClient, api_call_finished
+
+from ...emails import normalize_email
+from ...models import ActivityLog, User
+
+BACKFILL = ActivityLog.Source.BACKFILL
+
+
+class BackfillError(Exception):
+    """A backfill cannot run as asked (an unknown segment or user, nothing to resume...). The message is meant for
+    the operator, on one line."""
+
+
+class UnknownSegment(BackfillError):
+    def __init__(self, segment_id: int):
+        super().__init__(f"Customer.io has no segment {segment_id} (cio_sync_segments lists the segments as tags).")
+        self.segment_id = segment_id
+
+
+@dataclass
+class BackfillResult:
+    """What a backfill did, filled in as it goes, so that an interrupted run still reports what it finished."""
+
+    command: str
+    dry_run: bool = False
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    app_calls: int = 0
+    track_calls: int = 0
+    started: float = field(default_factory=time.monotonic)
+    notes: list[str] = field(default_factory=list)  # lines worth showing under the summary
+
+    @property
+    def calls(self) -> int:
+        return self.app_calls + self.track_calls
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing counted: the run stopped before it got to anybody."""
+        return not (self.created + self.updated + self.unchanged + self.skipped + self.failed)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def counts(self) -> str:
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.skipped} skipped, {self.failed} failed"
+        )
+
+    def summary(self) -> str:
+        prefix = "Dry run (nothing written): " if self.dry_run else ""
+        return (
+            f"{prefix}{self.counts()}; Customer.io calls used: {self.calls} "
+            f"({self.app_calls} App API, {self.track_calls} Track API); {self.seconds:.1f} s"
+        )
+
+
+@contextlib.contextmanager
+def counting_calls(result: BackfillResult) -> Iterator[None]:
+    """Count every HTTP attempt to Customer.io (retries included: they use the rate limit too) into `result`."""
+
+    def count(sender, api, **kwargs):
+        if api == "app":
+            result.app_calls += 1
+        else:
+            result.track_calls += 1
+
+    api_call_finished.connect(count, sender=CustomerIOClient, weak=False)
+    try:
+        yield
+    finally:
+        api_call_finished.disconnect(count, sender=CustomerIOClient)
+
+
+class Progress:
+    """Told how a backfill is getting on; shows nothing. The management commands pass one that draws a progress
+    bar on a terminal, or writes a line now and then otherwise."""
+
+    def stage(self, label: str, total: int | None = None, unit: str = "") -> None:
+        """A new stage begins (ends the previous one)."""
+
+    def advance(self, count: int = 1) -> None:
+        """`count` more units of the current stage are done."""
+
+    def close(self) -> None:
+        """The backfill is over."""
+
+
+def selected_users(emails: list[str] | None, result: BackfillResult) -> QuerySet:
+    """The users a backfill works on: everyone (`emails` None) or the users with those emails. Staff and superuser
+    accounts are left alone, as by the webhooks; they are counted as skipped."""
+    users = User.objects.all()
+    if emails is not None:
+        wanted = {normalize_email(email) for email in emails}
+        users = users.filter(email_normalized__in=wanted)
+        found = set(users.values_list("email_normalized", flat=True))
+        missing = sorted(wanted - found)
+        if missing:
+            raise BackfillError(f"No user with the email {', '.join(missing)}.")
+    protected = users.filter(Q(is_staff=True) | Q(is_superuser=True)).count()
+    if protected:
+        result.skipped += protected
+        result.notes.append(f"{protected} staff or superuser account(s) left alone, as the webhooks leave them.")
+    return users.filter(is_staff=False, is_superuser=False)
+
+
+def in_chunks(users: QuerySet, size: int) -> Iterator[list[User]]:
+    """The users of a queryset, `size` at a time, in primary key order. Keyset pagination: every chunk is one
+    indexed query however far into the table, and rows added meanwhile do not shift the pages."""
+    last_pk = 0
+    while True:
+        chunk = list(users.filter(pk__gt=last_pk).order_by("pk")[:size])
+        if not chunk:
+            return
+        yield chunk
+        last_pk = chunk[-1].pk
+
+
+def batched(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class UserIndex:
+    """Which local user a Customer.io identifier names — by cio_id, then by email, as find_user_for_person — held
+    in memory as two dicts, so that a membership scan of 100,000 people needs no query per person."""
+
+    def __init__(self, rows: Iterable[tuple[int, str | None, str]]):
+        self.by_cio_id: dict[str, int] = {}
+        self.by_email: dict[str, int] = {}
+        for pk, cio_id, email_normalized in rows:
+            if cio_id:
+                self.by_cio_id[cio_id] = pk
+            self.by_email[email_normalized] = pk
+
+    @classmethod
+    def of(cls, users: QuerySet) -> "UserIndex":
+        return cls(users.values_list("pk", "cio_id", "email_normalized").iterator(chunk_size=5000))
+
+    def find(self, identifiers: dict) -> int | None:
+        cio_id = identifiers.get("cio_id")
+        if cio_id and cio_id in self.by_cio_id:
+            return self.by_cio_id[cio_id]
+        email = identifiers.get("email")
+        return self.by_email.get(normalize_email(email)) if email else None
+
+    @property
+    def user_ids(self) -> set[int]:
+        return set(self.by_email.values())
+
+
+def person_key(person_or_identifiers: dict) -> str:
+    """A person's identity across Customer.io answers: their cio_id (every answer carries it), else their email."""
+    identifiers = person_or_identifiers.get("identifiers") or person_or_identifiers
+    return identifiers.get("cio_id") or normalize_email(identifiers.get("email") or "")
+
+
+def lookup_identifier(identifiers: dict) -> tuple[str, str]:
+    """How to ask for a membership entry's attributes: (id_type, value). By email when the membership gives one;
+    by cio_id otherwise (people in workspaces that do not identify by email)."""
+    if identifiers.get("email"):
+        return "email", identifiers["email"]
+    if identifiers.get("cio_id"):
+        return "cio_id", identifiers["cio_id"]
+    return "id", str(identifiers.get("id") or "")

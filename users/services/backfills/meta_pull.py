@@ -1,0 +1,111 @@
+"""`cio_pull_meta`: Customer.io attributes -> user fields, through the field mappings, 100 people per call."""
+
+from django.db import IntegrityError, transaction
+
+from cio import get_client
+from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
+
+from ...emails import normalize_email
+from ...models import ActivityLog, User
+from ..accounts import AccountRules, apply_person, meta_log_context
+from ..activity import Activity, log_activities, log_activity
+from .common import BACKFILL, BackfillResult, Progress, batched, counting_calls, in_chunks, selected_users
+
+SHOWN_MISSING = 10
+
+
+def pull_meta(result: BackfillResult, *, emails: list[str] | None = None, progress: Progress | None = None) -> None:
+    """Apply every user's (or the `emails` users') Customer.io attributes through the active field mappings, with
+    the rules of the `update` webhook: names, email, meta and an assignable role; never username or password.
+
+    Calls: one per 100 users — by cio_id for users linked to Customer.io, by email for the others."""
+    progress = progress or Progress()
+    client = get_client()
+    client.require_credentials(app=True)
+    rules = AccountRules.load()
+    missing: list[User] = []
+    with counting_calls(result):
+        users = selected_users(emails, result).select_related("role")
+        progress.stage("Pulling attributes", total=users.count(), unit="users")
+        stale_cio_ids = []
+        for chunk in in_chunks(users.filter(cio_id__isnull=False), ATTRIBUTES_BATCH_LIMIT):
+            stale_cio_ids += _pull(client, rules, chunk, "cio_id", result)
+            progress.advance(len(chunk))
+        for chunk in in_chunks(users.filter(cio_id__isnull=True), ATTRIBUTES_BATCH_LIMIT):
+            missing += _pull(client, rules, chunk, "email", result)
+            progress.advance(len(chunk))
+        # A cio_id Customer.io no longer knows (their profile was merged into another): try their email.
+        for chunk in batched(stale_cio_ids, ATTRIBUTES_BATCH_LIMIT):
+            missing += _pull(client, rules, chunk, "email", result)
+    result.skipped += len(missing)
+    if missing:
+        shown = ", ".join(user.email for user in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        result.notes.append(f"{len(missing)} user(s) not found in Customer.io, left as they were: {shown}{more}")
+    if not result.dry_run:
+        log_activity(
+            BACKFILL,
+            f"Pulled meta data from Customer.io: {result.updated} users updated, {result.unchanged} unchanged, "
+            f"{len(missing)} not found",
+        )
+
+
+def _pull(client: CustomerIOClient, rules: AccountRules, users: list[User], id_type: str, result) -> list[User]:
+    """One attributes call for up to 100 users, applied in one transaction. Returns the users Customer.io did not
+    return."""
+    if id_type == "cio_id":
+        people = client.get_attributes_batch([user.cio_id for user in users], "cio_id")
+        found = {(person.get("identifiers") or {}).get("cio_id"): person for person in people}
+    else:
+        people = client.get_attributes_batch([user.email for user in users], "email")
+        found = {normalize_email((person.get("identifiers") or {}).get("email") or ""): person for person in people}
+    missing = []
+    with transaction.atomic():
+        person_cio_ids = [(person.get("identifiers") or {}).get("cio_id") for person in people]
+        taken = set(User.objects.filter(cio_id__in=[c for c in person_cio_ids if c]).values_list("cio_id", flat=True))
+        activities = []
+        for user in users:
+            person = found.get(user.cio_id if id_type == "cio_id" else user.email_normalized)
+            if person is None:
+                missing.append(user)
+                continue
+            change = apply_person(user, person, rules, taken_cio_ids=taken)
+            if change.dirty and not _save(user, change.fields, activities, result):
+                continue
+            if change.fields:
+                result.updated += 1
+                activities.append(
+                    Activity(
+                        f"Pulled meta data from Customer.io for {user.email}: {', '.join(change.fields)} changed",
+                        user=user,
+                        context=meta_log_context(person.get("attributes") or {}, rules),
+                    )
+                )
+            else:
+                result.unchanged += 1
+            activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]
+        log_activities(BACKFILL, activities)
+        if result.dry_run:
+            transaction.set_rollback(True)
+    return missing
+
+
+def _save(user: User, fields: list[str], activities: list[Activity], result) -> bool:
+    if "email" not in fields:
+        user.save()
+        return True
+    # Another user may take the address between the check and the save: only this user fails then.
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        result.failed += 1
+        activities.append(
+            Activity(
+                f"Email of {user.get_username()} not changed to {user.email}: another user has it",
+                level=ActivityLog.Level.ERROR,
+                user=user,
+            )
+        )
+        return False
+    return True

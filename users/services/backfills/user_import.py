@@ -1,0 +1,578 @@
+"""`cio_import_users`: every member of a Customer.io segment becomes a user, under the `add` webhook's account
+rules, in bulk and resumably.
+
+Calls: one for the segment list, one per membership page (up to 30,000 members), one attributes call per 100
+members, the membership scans that give everyone's tags (a few per segment), and — only when Return Password is on
+with a field — one /api/v2/batch request per few hundred returned passwords.
+
+A run's position (membership page and offset) and counts live in an ImportRun row, saved in the same transaction as
+the users of each 100 members, so an interrupted run resumes exactly where it stopped (`--resume`), and running the
+import again updates the users it made instead of making them twice.
+"""
+
+from collections import deque
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cio import get_client
+from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient, identify_operation
+from cio.errors import ContactNotFound, CustomerIOError
+
+from ...emails import normalize_email
+from ...models import ActivityLog, ImportRun, User
+from ...signals import user_imported
+from ..accounts import (
+    AccountRules,
+    NewAccount,
+    apply_person,
+    claim_owed_password_return,
+    generate_password,
+    logged_in_meanwhile_message,
+    new_username_base,
+    password_return_failed_message,
+    person_email,
+    pick_usernames,
+    plan_new_account,
+    send_due_welcome_email,
+    settle_password_returns,
+)
+from ..activity import Activity, log_activities, log_activity
+from ..contacts import Contact, is_protected, lock_contacts
+from ..roles import add_role_groups
+from ..tags import send_on_commit
+from .common import (
+    BACKFILL,
+    BackfillError,
+    BackfillResult,
+    Progress,
+    UnknownSegment,
+    UserIndex,
+    batched,
+    counting_calls,
+    lookup_identifier,
+    person_key,
+)
+from .password_hashing import PasswordHashPool
+from .tag_resync import apply_memberships, scan_memberships
+
+Status = ImportRun.Status
+MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
+# A RUNNING run whose heartbeat is older than this belongs to a process that died.
+STALE_AFTER = timedelta(minutes=2)
+HEARTBEAT_EVERY = timedelta(seconds=30)
+# Passwords returned per /api/v2/batch request; and how many may wait for their hash before the import waits.
+RETURN_GROUP = 500
+MAX_WAITING_RETURNS = 4 * RETURN_GROUP
+# Tries at creating one user whose insert keeps meeting a user someone else just created.
+CREATE_ATTEMPTS = 3
+
+
+def import_users(
+    result: BackfillResult,
+    *,
+    segment_id: int,
+    role: str | None = None,
+    send_notification: bool | None = None,
+    limit: int | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> ImportRun:
+    """Import the members of `segment_id` (at most `limit` of them in this call). `role` and `send_notification`
+    are the `add` webhook's role= and send_notification=; a resumed run keeps the ones it was started with."""
+    progress = progress or Progress()
+    client = get_client()
+    rules = AccountRules.load()
+    client.require_credentials(app=True, track=rules.returns_passwords and not result.dry_run)
+    if role:
+        found, why_not = rules.assignable_role(role)
+        if found is None:
+            raise BackfillError(why_not)
+    with counting_calls(result):
+        progress.stage("Reading segments")
+        segments = client.list_segments()
+        if not any(int(segment["id"]) == segment_id for segment in segments):
+            raise UnknownSegment(segment_id)
+        run = _open_run(segment_id, role, send_notification, resume=resume, dry_run=result.dry_run)
+        importer = _Importer(client, rules, run, result, progress)
+        try:
+            importer.import_members(limit)
+            importer.finish(segments)
+        except KeyboardInterrupt:
+            importer.stop(Status.INTERRUPTED, "Interrupted.")
+            raise
+        except CustomerIOError as exc:
+            importer.stop(Status.FAILED, str(exc))
+            raise
+        except BaseException as exc:
+            importer.stop(Status.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            importer.close()
+    return run
+
+
+def _open_run(segment_id: int, role, send_notification, *, resume: bool, dry_run: bool) -> ImportRun:
+    now = timezone.now()
+    running = ImportRun.objects.filter(segment_id=segment_id, status=Status.RUNNING)
+    live = running.filter(heartbeat_at__gt=now - STALE_AFTER).first()
+    if live is not None:
+        raise BackfillError(
+            f"An import of segment {segment_id} is running already (run {live.pk}, started {live.started_at:%c})."
+        )
+    if not dry_run:
+        running.update(status=Status.INTERRUPTED, error="The process running it stopped.")
+    if not resume:
+        run = ImportRun(segment_id=segment_id, role=role or "", send_notification=bool(send_notification))
+        if not dry_run:
+            try:
+                run.save()
+            except IntegrityError:  # another process started one since our check
+                raise BackfillError(f"An import of segment {segment_id} is running already.") from None
+        return run
+    run = ImportRun.objects.filter(segment_id=segment_id, status__in=ImportRun.RESUMABLE).first()
+    if run is None:
+        raise BackfillError(f"No unfinished import of segment {segment_id} to resume; run it without --resume.")
+    if (role is not None and role != run.role) or (
+        send_notification is not None and send_notification != run.send_notification
+    ):
+        raise BackfillError(
+            f"--resume continues run {run.pk} with its own options (role={run.role or '(none)'}, "
+            f"send notification={'yes' if run.send_notification else 'no'}); leave --role and --send-notification out."
+        )
+    if not dry_run:
+        try:
+            claimed = ImportRun.objects.filter(pk=run.pk, status=run.status).update(
+                status=Status.RUNNING, heartbeat_at=now, error=""
+            )
+        except IntegrityError:  # another process started or resumed one since our check
+            claimed = 0
+        if not claimed:
+            raise BackfillError(f"An import of segment {segment_id} is running already.")
+        run.refresh_from_db()
+    return run
+
+
+class _Importer:
+    COUNTS = ("created", "updated", "unchanged", "skipped", "failed")
+
+    def __init__(self, client: CustomerIOClient, rules: AccountRules, run: ImportRun, result, progress: Progress):
+        self.client = client
+        self.rules = rules
+        self.run = run
+        self.result = result
+        self.dry_run = result.dry_run
+        self.progress = progress
+        self.pool = PasswordHashPool()
+        self.returns = _PasswordReturns(client, rules, self.pool, result, heartbeat=self.beat)
+        # The run's counts before this invocation: a resumed run adds to them.
+        self.base = {name: getattr(run, name) for name in (*self.COUNTS, "members_done")}
+        self.base_calls = (run.app_api_calls, run.track_api_calls)
+        self.members_done = 0
+        self.membership_read = False
+        self.last_beat = timezone.now()
+
+    # Members ----------------------------------------------------------------------------------------------------
+
+    def import_members(self, limit: int | None) -> None:
+        self.progress.stage(f"Importing members of segment {self.run.segment_id}", total=limit, unit="members")
+        try:
+            for members, position in self._member_steps(limit):
+                self._import_step(members, position)
+                self.progress.advance(len(members))
+                self.returns.flush()
+        except ContactNotFound:
+            raise UnknownSegment(self.run.segment_id) from None  # deleted since the segment list was read
+
+    def _member_steps(self, limit: int | None) -> Iterator[tuple[list[dict], tuple[str, int]]]:
+        """The members still to import, 100 at a time, each step with the position to save once it is done: the
+        start cursor of its membership page and how many of that page's members are done then."""
+        cursor, skip = self.run.cursor, self.run.page_offset
+        remaining = limit
+        for page in self.client.iter_segment_member_pages(self.run.segment_id, start=cursor):
+            members = page["identifiers"]
+            for offset in range(skip, len(members), MEMBERS_PER_STEP):
+                step = members[offset : offset + MEMBERS_PER_STEP]
+                if remaining is not None:
+                    if remaining <= 0:
+                        return
+                    step = step[:remaining]
+                    remaining -= len(step)
+                yield step, (cursor, offset + len(step))
+            cursor, skip = page["next"], 0
+        self.membership_read = True
+
+    def _import_step(self, members: list[dict], position: tuple[str, int]) -> None:
+        people = self._fetch_people(members)
+        mapped_passwords = self._hash_mapped_passwords(people)
+        welcome: list[User] = []
+        owing: list[tuple[User, str]] = []
+        counted_before = {name: getattr(self.result, name) for name in self.COUNTS}
+        try:
+            self._write_step(members, people, position, mapped_passwords, welcome, owing)
+        except BaseException:
+            # Nothing of the step was written: it is not counted either.
+            for name, value in counted_before.items():
+                setattr(self.result, name, value)
+            raise
+        if self.dry_run:
+            return
+        self.returns.queue(owing)
+        # Users who are owed no password get their welcome email now; the others once it is returned.
+        for user in welcome:
+            send_due_welcome_email(user, BACKFILL)
+
+    def _write_step(self, members, people, position, mapped_passwords, welcome, owing) -> None:
+        """The step's users, activity lines and position, in one transaction."""
+        missing = len(members) - len(people)
+        with transaction.atomic():
+            # The locks the `add` webhook takes: a webhook for one of these people waits for this step, or this
+            # step for it, so that both see the other's user.
+            lock_contacts([Contact.email(email) for person in people if (email := person_email(person))])
+            activities: list[Activity] = []
+            existing, taken_cio_ids = _match(people)
+            new_people = []
+            for person in people:
+                user = existing.get(person_key(person))
+                if user is None:
+                    email = person_email(person)
+                    if email:
+                        new_people.append((person, email))
+                    else:
+                        self.result.skipped += 1
+                        activities.append(
+                            Activity(
+                                f"Not imported: Customer.io has no email address for {person_key(person)}",
+                                level=ActivityLog.Level.NOTICE,
+                            )
+                        )
+                elif is_protected(user):
+                    self.result.skipped += 1
+                    activities.append(
+                        Activity(
+                            f"Refused to change staff account {user.get_username()} from a backfill (import)",
+                            level=ActivityLog.Level.WARNING,
+                            user=user,
+                        )
+                    )
+                else:
+                    self._update(user, person, taken_cio_ids, activities)
+                    if user.welcome_email_due and not user.password_return_due:
+                        welcome.append(user)  # owed from an earlier attempt
+            created = self._create(new_people, taken_cio_ids, mapped_passwords, activities)
+            for account in created:
+                user = account.user
+                activities += account.activities()
+                if account.generated:
+                    owing.append((user, account.password))
+                elif user.welcome_email_due:
+                    welcome.append(user)
+                send_on_commit(user_imported, user=user, delivery=None)
+            self.result.created += len(created)
+            self.result.skipped += missing
+            log_activities(BACKFILL, activities)
+            self._save_position(position, members_done=self.members_done + len(members))
+            if self.dry_run:
+                transaction.set_rollback(True)
+        self.members_done += len(members)
+
+    def _fetch_people(self, members: list[dict]) -> list[dict]:
+        by_type: dict[str, list[str]] = {}
+        for identifiers in members:
+            id_type, value = lookup_identifier(identifiers)
+            if value:
+                by_type.setdefault(id_type, []).append(value)
+        people = []
+        for id_type, values in by_type.items():
+            people += self.client.get_attributes_batch(values, id_type)
+        return people
+
+    def _hash_mapped_passwords(self, people: list[dict]) -> dict[str, str]:
+        """Hashes of the passwords Customer.io holds (a mapped user_pass) for the people who are to become users,
+        made on every core before the step's transaction: {password: hash}."""
+        field_names = [m.cio_attribute for m in self.rules.mappings if m.user_field == "password"]
+        if not field_names or self.dry_run:
+            return {}
+        existing, _ = _match(people)
+        passwords = sorted(
+            {
+                str(value)
+                for person in people
+                if person_key(person) not in existing
+                for name in field_names
+                if (value := (person.get("attributes") or {}).get(name))
+            }
+        )
+        return dict(zip(passwords, self.pool.hash_all(passwords), strict=True))
+
+    def _update(self, user: User, person: dict, taken_cio_ids: set[str], activities: list[Activity]) -> None:
+        change = apply_person(user, person, self.rules, requested_role=self.run.role, taken_cio_ids=taken_cio_ids)
+        if change.dirty:
+            user.save()
+        if change.fields:
+            self.result.updated += 1
+            activities.append(Activity(f"Updated {user.email} from Customer.io: {', '.join(change.fields)}", user=user))
+        else:
+            self.result.unchanged += 1
+        activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]
+
+    def _create(self, new_people, taken_cio_ids, mapped_passwords, activities) -> list[NewAccount]:
+        if not new_people:
+            return []
+        usernames = pick_usernames([new_username_base(person, email, self.rules) for person, email in new_people])
+        accounts = []
+        for (person, email), username in zip(new_people, usernames, strict=True):
+            account = plan_new_account(
+                person,
+                email,
+                self.rules,
+                requested_role=self.run.role,
+                send_notification=self.run.send_notification,
+                username=username,
+                taken_cio_ids=taken_cio_ids,
+            )
+            user = account.user
+            if account.generated:
+                # Hashed and returned to Customer.io after the commit (see _PasswordReturns). Until then nobody can
+                # log in with it; the user is marked as owed a return, which survives a crash.
+                user.set_unusable_password()
+            elif account.password is not None and not self.dry_run:  # a dry run is rolled back: no hashing
+                if account.password in mapped_passwords:
+                    user.password = mapped_passwords[account.password]
+                else:
+                    user.set_password(account.password)  # not foreseen as new: one hash, here
+            # bulk_create skips save(), which fills this column.
+            user.email_normalized = normalize_email(user.email)
+            accounts.append(account)
+        try:
+            with transaction.atomic():
+                User.objects.bulk_create([account.user for account in accounts])
+        except IntegrityError:
+            # Somebody (a webhook) created one of these people, or took one of the usernames, since we looked.
+            return self._create_one_by_one(new_people, accounts, activities)
+        add_role_groups([account.user for account in accounts])
+        return accounts
+
+    def _create_one_by_one(self, new_people, accounts: list[NewAccount], activities) -> list[NewAccount]:
+        created = []
+        for (person, _), account in zip(new_people, accounts, strict=True):
+            for _attempt in range(CREATE_ATTEMPTS):
+                existing = _match([person])[0].get(person_key(person))
+                if existing is not None:
+                    if is_protected(existing):
+                        self.result.skipped += 1
+                    else:
+                        self._update(existing, person, set(), activities)
+                    break
+                try:
+                    with transaction.atomic():
+                        account.user.save()
+                except IntegrityError:
+                    # Created meanwhile by someone we do not lock out (the next lookup finds them), or the username
+                    # was taken (the next one is free).
+                    account.user.username = pick_usernames([account.user.username])[0]
+                    continue
+                created.append(account)
+                break
+            else:
+                self.result.failed += 1
+                activities.append(
+                    Activity(f"Could not create user {account.user.email}", level=ActivityLog.Level.ERROR)
+                )
+        return created
+
+    def _save_position(self, position: tuple[str, int], members_done: int) -> None:
+        run = self.run
+        run.cursor, run.page_offset = position
+        run.members_done = self.base["members_done"] + members_done
+        for name in self.COUNTS:
+            setattr(run, name, self.base[name] + getattr(self.result, name))
+        run.app_api_calls = self.base_calls[0] + self.result.app_calls
+        run.track_api_calls = self.base_calls[1] + self.result.track_calls
+        run.heartbeat_at = self.last_beat = timezone.now()
+        if not self.dry_run:
+            run.save()
+
+    def beat(self) -> None:
+        """Tell other processes this run is alive, during long waits for password hashes."""
+        now = timezone.now()
+        if self.dry_run or now - self.last_beat < HEARTBEAT_EVERY:
+            return
+        ImportRun.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
+        self.last_beat = now
+
+    # The end ----------------------------------------------------------------------------------------------------
+
+    def finish(self, segments: list[dict]) -> None:
+        """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
+        index = UserIndex.of(User.objects.filter(is_staff=False, is_superuser=False))
+        memberships = scan_memberships(
+            self.client, segments, index, scope_segment=self.run.segment_id, progress=self.progress
+        )
+        self.progress.stage("Writing tags")
+        outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
+        self.result.notes.append(f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.")
+        if not self.dry_run:
+            owed = []
+            for chunk in batched(sorted(memberships.user_ids), 1000):
+                owed += User.objects.filter(pk__in=chunk, password_return_due=True)
+            # Owed from an earlier run (Customer.io refused them, or it stopped before returning): fresh ones.
+            self.returns.queue([(user, generate_password()) for user in owed])
+            if self.returns.waiting_count():
+                self.progress.stage(
+                    "Returning generated passwords", total=self.returns.waiting_count(), unit="passwords"
+                )
+                self.returns.flush(everything=True, progress=self.progress)
+        self._close_run(Status.FINISHED if self.membership_read else Status.PAUSED, "")
+
+    def stop(self, status: str, error: str) -> None:
+        if not self.dry_run:
+            self._close_run(status, error)
+
+    def _close_run(self, status: str, error: str) -> None:
+        run = self.run
+        run.status, run.error = status, error[:2000]
+        run.members_done = self.base["members_done"] + self.members_done
+        for name in self.COUNTS:
+            setattr(run, name, self.base[name] + getattr(self.result, name))
+        run.app_api_calls = self.base_calls[0] + self.result.app_calls
+        run.track_api_calls = self.base_calls[1] + self.result.track_calls
+        run.finished_at = timezone.now() if status == Status.FINISHED else None
+        if self.dry_run:
+            return
+        # Only the counts, status and calls: the position is the one the last committed step saved.
+        run.save(
+            update_fields=[
+                "status",
+                "error",
+                "members_done",
+                *self.COUNTS,
+                "app_api_calls",
+                "track_api_calls",
+                "finished_at",
+                "heartbeat_at",
+            ]
+        )
+        log_activity(
+            BACKFILL,
+            f"Import of segment {run.segment_id} {run.get_status_display().lower()}: {self.result.counts()} "
+            f"(this run so far: {run.members_done} members)",
+            level=ActivityLog.Level.INFO if status in (Status.FINISHED, Status.PAUSED) else ActivityLog.Level.ERROR,
+            context={"run": run.pk, "error": run.error},
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _match(people: list[dict]) -> tuple[dict[str, User], set[str]]:
+    """The existing users of these people, by person_key — matched by cio_id, then by email, as the webhooks do —
+    and the Customer.io ids that users hold among theirs."""
+    cio_ids = [cio_id for person in people if (cio_id := (person.get("identifiers") or {}).get("cio_id"))]
+    emails = {normalize_email(email): person_key(person) for person in people if (email := person_email(person))}
+    found: dict[str, User] = {}
+    by_cio_id = User.objects.select_related("role").filter(cio_id__in=cio_ids)
+    for user in by_cio_id:
+        found[user.cio_id] = user
+    for user in User.objects.select_related("role").filter(email_normalized__in=list(emails)):
+        found.setdefault(emails[user.email_normalized], user)
+    return found, {user.cio_id for user in by_cio_id}
+
+
+class _PasswordReturns:
+    """Generated passwords owed to Customer.io: each is hashed on the pool's cores as soon as its user is queued,
+    then, a group at a time, written to the user and returned with one /api/v2/batch request. Customer.io's
+    refusals (207) leave those users owing a return, for the next run or webhook to settle."""
+
+    def __init__(self, client, rules: AccountRules, pool: PasswordHashPool, result: BackfillResult, heartbeat):
+        self.client = client
+        self.rules = rules
+        self.pool = pool
+        self.result = result
+        self.heartbeat = heartbeat
+        self.waiting: deque = deque()  # (user, password, future hash), in the order queued
+        self.queued: set[int] = set()
+
+    def waiting_count(self) -> int:
+        return len(self.waiting)
+
+    def queue(self, owed: list[tuple[User, str]]) -> None:
+        """Users owed a return, each with the password to give them."""
+        if not self.rules.returns_passwords:
+            # Return Password was turned off since these users were marked: nothing is owed any more.
+            settle_password_returns([user for user, _ in owed])
+            return
+        for user, password in owed:
+            if user.pk not in self.queued:
+                self.queued.add(user.pk)
+                self.waiting.append((user, password, self.pool.submit(password)))
+
+    def flush(self, *, everything: bool = False, progress: Progress | None = None) -> None:
+        """Return the groups whose hashes are ready; with `everything`, wait for and return all of them. A long
+        queue is worked down too, so that users do not wait long for their password."""
+        while self.waiting:
+            group_size = min(RETURN_GROUP, len(self.waiting))
+            head_ready = all(self.waiting[n][2].done() for n in range(group_size))
+            full_and_ready = group_size == RETURN_GROUP and head_ready
+            if not (everything or full_and_ready or len(self.waiting) > MAX_WAITING_RETURNS):
+                return
+            group = [self.waiting.popleft() for _ in range(group_size)]
+            self._return(group)
+            if progress is not None:
+                progress.advance(len(group))
+
+    def _return(self, group) -> None:
+        hashed = []
+        for user, password, future in group:
+            while True:
+                try:
+                    hashed.append((user, password, future.result(timeout=HEARTBEAT_EVERY.total_seconds())))
+                    break
+                except TimeoutError:
+                    self.heartbeat()
+        field_name = self.rules.return_field
+        activities: list[Activity] = []
+        with transaction.atomic():
+            claimed = [
+                (user, password, encoded) for user, password, encoded in hashed if claim_owed_password_return(user)
+            ]
+            last_logins = dict(
+                User.objects.filter(pk__in=[user.pk for user, _, _ in claimed]).values_list("pk", "last_login")
+            )
+            logged_in = [user for user, _, _ in claimed if last_logins.get(user.pk)]
+            settle_password_returns(logged_in)
+            activities += [
+                Activity(logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
+                for user in logged_in
+            ]
+            sending = [(user, password, encoded) for user, password, encoded in claimed if not last_logins.get(user.pk)]
+            for user, _, encoded in sending:
+                user.password = encoded
+            User.objects.bulk_update([user for user, _, _ in sending], ["password"], batch_size=RETURN_GROUP)
+        operations = [
+            identify_operation(
+                {"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password}
+            )
+            for user, password, _ in sending
+        ]
+        outcome = self.client.batch(operations) if operations else None
+        refused = {failure.index: failure.reason for failure in (outcome.failures if outcome else [])}
+        returned = [user for index, (user, _, _) in enumerate(sending) if index not in refused]
+        failed = [(user, refused[index]) for index, (user, _, _) in enumerate(sending) if index in refused]
+        settle_password_returns(returned)
+        # The claim is let go so that the next run or webhook may try again with a fresh password.
+        User.objects.filter(pk__in=[user.pk for user, _ in failed]).update(password_return_claimed_until=None)
+        self.result.failed += len(failed)
+        activities += [
+            Activity(f"Returned generated password to Customer.io field {field_name}", user=user) for user in returned
+        ]
+        activities += [
+            Activity(password_return_failed_message(field_name, reason), level=ActivityLog.Level.ERROR, user=user)
+            for user, reason in failed
+        ]
+        log_activities(BACKFILL, activities)
+        for user in returned:
+            if user.welcome_email_due:
+                send_due_welcome_email(user, BACKFILL)
