@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run test lint format bench-backfill
+.PHONY: run test lint format bench-backfill bench-burst
 
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
@@ -30,6 +30,10 @@ test: $(VENV)/.installed-dev
 # The backfill commands on 100,000 emulated Customer.io people, next to WP Fusion's per-user method (minutes).
 bench-backfill: $(VENV)/.installed-run
 	$(VPY) bench/backfill.py
+
+# 1,000 queued webhooks against the rate-limited emulator, then again with 30 % of Customer.io requests failing.
+bench-burst: $(VENV)/.installed-run
+	$(VPY) bench/burst.py
 
 lint: $(VENV)/.installed-dev
 	$(VPY) -m ruff check .

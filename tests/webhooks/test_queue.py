@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import WebhookSettings
-from users.models import ActivityLog, User
+from users.models import ActivityLog, ContactLock, User
 from webhooks import queue
 from webhooks.models import WebhookDelivery
 
@@ -326,6 +326,8 @@ def test_pruning_keeps_recent_and_waiting_rows(client, worker_env):
     ActivityLog.objects.create(source="webhook", message="old")
     ActivityLog.objects.create(source="webhook", message="new")
     ActivityLog.objects.filter(message="old").update(created_at=old)
+    ContactLock.objects.create(key="email:ann@example.com")
     call_command("prune_webhook_data", "--days", "30", stdout=io.StringIO())
     assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {waiting.pk, recent.pk}
     assert list(ActivityLog.objects.values_list("message", flat=True)) == ["new"]
+    assert not ContactLock.objects.exists()

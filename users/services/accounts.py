@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth.validators import UnicodeUsernameValidator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from cio import get_client
@@ -136,6 +136,8 @@ class ActionRequest:
     # The person's attributes when the caller already has them (sent in the webhook body, or fetched for many
     # contacts in one batch call): {"identifiers": {...}, "attributes": {...}}. Saves the attributes call.
     person: dict | None = None
+    # The person's segments when already read (see _read_before_writing).
+    segments: list[dict] | None = None
 
 
 @dataclass
@@ -167,6 +169,7 @@ class ActionResult:
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
     client = get_client()
+    _read_before_writing(request, creates=False, needs_person=False)
     with transaction.atomic():
         lock_contact(request.contact)
         user, person = _find_existing(request)
@@ -180,6 +183,7 @@ def update_tags(request: ActionRequest) -> ActionResult:
 def update(request: ActionRequest) -> ActionResult:
     """Pull the person's attributes onto the user through the field mappings, then their tags (two calls)."""
     client = get_client()
+    _read_before_writing(request, creates=False, needs_person=True)
     with transaction.atomic():
         lock_contact(request.contact)
         user, person = _find_existing(request)
@@ -198,6 +202,7 @@ def add(request: ActionRequest) -> ActionResult:
     client = get_client()
     rules = AccountRules.load()
     generated_password = None
+    _read_before_writing(request, creates=True, needs_person=True)
     with transaction.atomic():
         lock_contact(request.contact)
         user = find_user(request.contact)
@@ -241,6 +246,23 @@ def _identifier(contact: Contact) -> tuple[str, str]:
     return contact.value, contact.kind
 
 
+def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person: bool) -> None:
+    """On SQLite, make the Customer.io reads before the transaction. SQLite has one writer at a time and an
+    IMMEDIATE transaction holds the write lock from its start, so reads made inside it would stall every other
+    write on the site (webhook accepts included) for as long as Customer.io takes. Nothing is lost by reading first:
+    SQLite serializes the writes, and a concurrent creation still meets the unique email constraint. On PostgreSQL
+    the per-contact row lock blocks only that contact, so the reads stay under it."""
+    if connection.vendor != "sqlite" or request.contact.kind != "email":
+        return
+    user = find_user(request.contact)
+    if (user is None and not creates) or (user is not None and is_protected(user)):
+        return  # the transaction will skip this contact without calling anyone
+    if needs_person:
+        request.person = _fetch_person(request)
+    if request.segments is None:
+        request.segments = get_client().get_segments(request.contact.value, "email", deadline=request.deadline)
+
+
 def _fetch_person(request: ActionRequest) -> dict:
     if request.person is not None:
         return request.person
@@ -282,7 +304,9 @@ def _load_tags(user: User, client, request: ActionRequest) -> TagChange:
     identifier, id_type = (user.cio_id, "cio_id") if user.cio_id else (user.email, "email")
     if request.contact.kind == "email":
         identifier, id_type = request.contact.value, "email"
-    segments = client.get_segments(identifier, id_type, deadline=request.deadline)
+    segments = request.segments
+    if segments is None:
+        segments = client.get_segments(identifier, id_type, deadline=request.deadline)
     change = replace_tags(user, segments)
     log_activity(
         request.source,
@@ -528,7 +552,10 @@ def _return_password(user: User, request: ActionRequest, rules: AccountRules, pa
         user.set_password(password)
         user.save(update_fields=["password"])
     try:
-        get_client().identify(user.email, {field_name: password}, deadline=request.deadline)
+        # By cio_id when known: Customer.io answers 200 to an update for an email nobody has (say, after an email
+        # change), and the password would be "returned" to no one.
+        identifier = f"cio_{user.cio_id}" if user.cio_id else user.email
+        get_client().identify(identifier, {field_name: password}, deadline=request.deadline)
     except CustomerIOError as exc:
         User.objects.filter(pk=user.pk).update(password_return_claimed_until=None)
         log_activity(

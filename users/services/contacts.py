@@ -52,16 +52,21 @@ def find_user_for_person(person: dict) -> User | None:
 
 def lock_contact(contact: Contact) -> None:
     """Hold the contact's lock until the surrounding transaction ends. Must be called inside transaction.atomic()."""
-    ContactLock.objects.bulk_create([ContactLock(key=contact.lock_key)], ignore_conflicts=True)
-    ContactLock.objects.select_for_update().filter(key=contact.lock_key).first()
+    lock_contacts([contact])
 
 
 def lock_contacts(contacts: list[Contact]) -> None:
-    """lock_contact for many contacts, taken in key order so that two processes locking overlapping sets cannot
+    """Hold the locks of many contacts, taken in key order so that two processes locking overlapping sets cannot
     deadlock. Must be called inside transaction.atomic()."""
     keys = sorted({contact.lock_key for contact in contacts})
-    ContactLock.objects.bulk_create([ContactLock(key=key) for key in keys], ignore_conflicts=True)
-    list(ContactLock.objects.select_for_update().filter(key__in=keys).order_by("key").only("pk"))
+    # Lock rows are pruned now and then (prune_webhook_data); one deleted between our insert and our lock is simply
+    # inserted again.
+    for _ in range(3):
+        ContactLock.objects.bulk_create([ContactLock(key=key) for key in keys], ignore_conflicts=True)
+        locked = ContactLock.objects.select_for_update().filter(key__in=keys).order_by("key").values_list("key")
+        if len(locked) == len(keys):
+            return
+    raise RuntimeError("Could not take the contact locks (their rows keep disappearing).")
 
 
 def is_protected(user: User) -> bool:

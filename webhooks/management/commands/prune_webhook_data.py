@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from users.models import ActivityLog
+from users.models import ActivityLog, ContactLock
 from webhooks.models import WebhookDelivery
 
 
@@ -24,7 +24,9 @@ class Command(BaseCommand):
         ).delete()
         log_lines, _ = ActivityLog.objects.filter(created_at__lt=cutoff).delete()
         tasks, _ = DBTaskResult.objects.filter(status__in=["SUCCESSFUL", "FAILED"], finished_at__lt=cutoff).delete()
+        # One lock row per contact ever seen would grow without end; a lock is recreated the moment it is needed.
+        locks, _ = ContactLock.objects.all().delete()
         self.stdout.write(
             f"Deleted {deliveries} deliveries, {log_lines} activity log lines and {tasks} task rows "
-            f"older than {days} days."
+            f"older than {days} days, and {locks} contact lock rows."
         )
