@@ -89,6 +89,21 @@ class SharedRateLimiter:
             raise
 
 
+_LIBPQ_OPTIONS = {
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "connect_timeout",
+    "options",
+    "application_name",
+    "target_session_attrs",
+    "passfile",
+    "service",
+}
+
+
 def _postgresql_side_connection(settings_dict):
     import psycopg
 
@@ -104,7 +119,8 @@ def _postgresql_side_connection(settings_dict):
         user=settings_dict.get("USER") or None,
         password=settings_dict.get("PASSWORD") or None,
         autocommit=True,
-        **(settings_dict.get("OPTIONS") or {}),
+        # Only libpq connection options: Django-only ones (pool, isolation_level, ...) would break the connect.
+        **{key: value for key, value in (settings_dict.get("OPTIONS") or {}).items() if key in _LIBPQ_OPTIONS},
     )
     _local.side_connection = (key, side_connection)
     _side_connections.add(side_connection)

@@ -94,6 +94,13 @@ class User(AbstractUser):
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
 
+    def set_password(self, raw_password):
+        super().set_password(raw_password)
+        # A password set any other way (the person through a reset link, an admin) is the final one: no generated
+        # password is owed to Customer.io any more. The flows that generate one mark it owed again afterwards.
+        self.password_return_due = False
+        self.password_return_claimed_until = None
+
     @classmethod
     def from_db(cls, db, field_names, values):
         user = super().from_db(db, field_names, values)

@@ -45,8 +45,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             if delivery.action == "test" or not delivery.contact:
                 skipped += 1
                 continue
-            requeue(delivery)
-            replayed += 1
+            if requeue(delivery):
+                replayed += 1
+            else:
+                skipped += 1
         self.message_user(request, f"Queued {replayed} deliveries for processing.", messages.SUCCESS)
         if skipped:
             self.message_user(

@@ -1,6 +1,5 @@
 """Recording deliveries: one row per Customer.io delivery, written before any processing."""
 
-import traceback as traceback_module
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -85,13 +84,13 @@ def finish(
     now: float,
     error: str = "",
     user=None,
-    with_traceback: bool = False,
+    traceback: str = "",
 ) -> None:
     delivery.status = status
     delivery.http_status = http_status
     delivery.result = result
     delivery.error = error[:2000]
-    delivery.traceback = traceback_module.format_exc()[-10000:] if with_traceback else ""
+    delivery.traceback = traceback
     delivery.duration_ms = max(0, int((now - started) * 1000))
     delivery.lease_expires_at = None
     if user is not None and user.pk:

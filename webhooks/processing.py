@@ -2,6 +2,7 @@
 the synchronous webhook and the background worker."""
 
 import logging
+import traceback as traceback_module
 from dataclasses import dataclass
 
 from django.db import DatabaseError
@@ -28,17 +29,18 @@ class Outcome:
     error: str = ""
     retryable: bool = False  # may succeed later (Customer.io trouble): the queue retries, Customer.io retries sync
     user: User | None = None
-    with_traceback: bool = False
+    traceback: str = ""  # of an unexpected exception, for the delivery's record
 
 
 def failure(http_status: int, code: str, detail: str, *, retryable=False, with_traceback=False) -> Outcome:
+    """A failed outcome. with_traceback: called inside an `except` block whose traceback is worth keeping."""
     return Outcome(
         Status.FAILED,
         http_status,
         {"error": code, "detail": detail},
         error=f"{code}: {detail}",
         retryable=retryable,
-        with_traceback=with_traceback,
+        traceback=traceback_module.format_exc()[-10000:] if with_traceback else "",
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -55,13 +55,17 @@ def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) 
     delivery.task_id = str(result.id)
 
 
-def requeue(delivery: WebhookDelivery, *, status=Status.QUEUED) -> None:
-    """Put a delivery back in the queue (a replay from the admin, or a delivery the sweep recovered)."""
+def requeue(delivery: WebhookDelivery) -> bool:
+    """Put a finished or waiting delivery (back) in the queue — a replay from the admin. One being processed right
+    now is left alone (returns False)."""
     with transaction.atomic():
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status=status, lease_expires_at=None, next_attempt_at=None, updated_at=timezone.now()
-        )
+        replayable = WebhookDelivery.objects.filter(pk=delivery.pk).exclude(status=Status.PROCESSING)
+        if not replayable.update(
+            status=Status.QUEUED, lease_expires_at=None, next_attempt_at=None, updated_at=timezone.now()
+        ):
+            return False
         enqueue(delivery)
+    return True
 
 
 # Claiming ---------------------------------------------------------------------------------------------------------
@@ -98,13 +102,22 @@ def _claimable(now):
     return Q(status__in=WebhookDelivery.WAITING) | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
 
 
+def _due(now):
+    """Not waiting out a retry backoff."""
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
 def claim_work(delivery_id: int) -> list[ContactWork]:
     """Claim the delivery, its contact's other waiting deliveries and — for update/add — other contacts' waiting
     update/add deliveries up to the batch size. Returns nothing when someone else holds or finished it."""
     now = timezone.now()
     with transaction.atomic():
+        # A leftover task of a delivery now waiting out a backoff does nothing: its retry has a task of its own.
+        # (The contact's other deliveries are taken whatever their backoff: a newer delivery supersedes them.)
         seed = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True).filter(_claimable(now), pk=delivery_id).first()
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(_claimable(now), _due(now), pk=delivery_id)
+            .first()
         )
         if seed is None:
             return []
@@ -116,7 +129,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
                     action__in=("update", "add"),
                     contact_type="email",
                 )
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .filter(_due(now))
                 .exclude(contact_key=seed.contact_key)
                 .order_by("received_at", "pk")
                 .values_list("contact_key", flat=True)
@@ -214,36 +227,34 @@ def _record(work: ContactWork, outcome: Outcome, started: float) -> None:
     duration_ms = int((time.monotonic() - started) * 1000)
     first_received = min(d.received_at for d in work.deliveries)
     give_up = (now - first_received).total_seconds() >= settings.WEBHOOK_RETRY_FOR
+    # Only the deliveries this worker still holds: if it lost its lease, another worker has them now.
+    held = WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries], status=Status.PROCESSING)
+    recorded = {
+        "http_status": outcome.http_status,
+        "result": outcome.result,
+        "traceback": outcome.traceback,
+        "lease_expires_at": None,
+        "duration_ms": duration_ms,
+        "updated_at": now,
+    }
     if outcome.retryable and not give_up:
         attempts = max(d.attempts for d in work.deliveries)
         next_attempt = now + timedelta(seconds=retry_delay(attempts))
         with transaction.atomic():
-            WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries]).update(
-                status=Status.RETRYING,
-                http_status=outcome.http_status,
-                result=outcome.result,
-                error=outcome.error[:2000],
-                lease_expires_at=None,
-                next_attempt_at=next_attempt,
-                duration_ms=duration_ms,
-                updated_at=now,
-            )
-            enqueue(work.leading, run_after=next_attempt, also=[d.pk for d in work.deliveries])
+            if held.update(
+                **recorded, status=Status.RETRYING, error=outcome.error[:2000], next_attempt_at=next_attempt
+            ):
+                enqueue(work.leading, run_after=next_attempt, also=[d.pk for d in work.deliveries])
         return
-    status = outcome.status
     error = outcome.error
     if outcome.retryable:
         error = f"{error} (gave up after {settings.WEBHOOK_RETRY_FOR} s of retries)"
-    WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries]).update(
-        status=status,
-        http_status=outcome.http_status,
-        result=outcome.result,
+    held.update(
+        **recorded,
+        status=outcome.status,
         error=error[:2000],
-        lease_expires_at=None,
         next_attempt_at=None,
-        duration_ms=duration_ms,
         user=outcome.user if outcome.user is not None and outcome.user.pk else None,
-        updated_at=now,
     )
 
 
@@ -273,11 +284,14 @@ class LeaseKeeper:
         interval = max(1.0, settings.WEBHOOK_LEASE_SECONDS / 3)
         try:
             while not self.stopped.wait(interval):
-                WebhookDelivery.objects.filter(pk__in=self.delivery_ids, status=Status.PROCESSING).update(
-                    lease_expires_at=timezone.now() + lease()
-                )
-        except Exception:
-            logger.exception("Renewing delivery leases failed")
+                try:
+                    WebhookDelivery.objects.filter(pk__in=self.delivery_ids, status=Status.PROCESSING).update(
+                        lease_expires_at=timezone.now() + lease()
+                    )
+                except Exception:
+                    # One failed renewal is not fatal (a lease lasts three intervals): try again next time.
+                    logger.exception("Renewing delivery leases failed")
+                    connection.close()
         finally:
             connection.close()
 
@@ -290,13 +304,23 @@ def sweep() -> int:
     how many were re-queued. Safe to run from every worker at once: a delivery is claimed by exactly one."""
     from django_tasks_db.models import DBTaskResult
 
-    close_old_connections()
     now = timezone.now()
     requeued = 0
     for delivery in WebhookDelivery.objects.filter(status=Status.PROCESSING, lease_expires_at__lt=now):
         # The conditional update makes concurrent sweeps re-queue it once.
         expired = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PROCESSING, lease_expires_at__lt=now)
         with transaction.atomic():
+            if _past_retrying(delivery, now):
+                # A delivery that keeps killing its worker must end visibly failed, not loop forever.
+                if expired.update(
+                    status=Status.FAILED,
+                    lease_expires_at=None,
+                    http_status=500,
+                    error=f"worker_died: its processing died {delivery.attempts} times; gave up",
+                    updated_at=now,
+                ):
+                    _abandon_task(delivery.task_id)
+                continue
             if expired.update(status=Status.RETRYING, lease_expires_at=None, next_attempt_at=now, updated_at=now):
                 _abandon_task(delivery.task_id)
                 enqueue(delivery)
@@ -323,6 +347,15 @@ def sweep() -> int:
     if requeued:
         logger.warning("Recovered %d webhook deliveries (dead worker or missing task)", requeued)
     return requeued
+
+
+# Processings of one delivery that may die (worker killed) before the sweep gives up on it.
+MAX_DEAD_ATTEMPTS = 10
+
+
+def _past_retrying(delivery: WebhookDelivery, now) -> bool:
+    too_old = (now - delivery.received_at).total_seconds() >= settings.WEBHOOK_RETRY_FOR
+    return too_old or delivery.attempts >= MAX_DEAD_ATTEMPTS
 
 
 def _abandon_task(task_id: str) -> None:

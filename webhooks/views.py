@@ -1,6 +1,7 @@
 """The Customer.io webhook endpoint. HTTP only: check the key, parse, record, hand over to the account services in
 `users.services.accounts`, answer in JSON."""
 
+import ipaddress
 import logging
 import time
 from datetime import timedelta
@@ -19,6 +20,7 @@ from settings_app.models import WebhookSettings
 from users.models import ActivityLog
 from users.redaction import redact, without_secrets
 from users.services import accounts
+from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
 
 from . import deliveries, queue
@@ -63,8 +65,6 @@ class CustomerIOWebhookView(APIView):
         except WebhookInputError as exc:
             body, payload_error = None, exc
         site_settings = WebhookSettings.load()
-        return_field = site_settings.return_password_field.strip()
-        fields["body"] = redact(body, also={return_field} if return_field else set()) if body is not None else None
         fields["action"] = str(query.get("wpf_action") or "")[:32]
 
         if not constant_time_compare(query.get("access_key") or "", site_settings.access_key):
@@ -75,6 +75,8 @@ class CustomerIOWebhookView(APIView):
                 context={"action": fields["action"], "remote_ip": fields["remote_ip"]},
             )
             return self._refuse(fields, WebhookInputError(403, "invalid_access_key", "Invalid Access Key"))
+        # Stored only once the key is right: nobody without it can fill the database with bodies.
+        fields["body"] = redact(body, also=secret_attribute_names(site_settings)) if body is not None else None
         action = fields["action"]
         if not action:
             return self._refuse(fields, WebhookInputError(400, "no_action", "No Action Specified"))
@@ -131,7 +133,7 @@ class CustomerIOWebhookView(APIView):
             now=time.monotonic(),
             error=outcome.error,
             user=outcome.user,
-            with_traceback=outcome.with_traceback,
+            traceback=outcome.traceback,
         )
         return Response(outcome.result, status=outcome.http_status)
 
@@ -201,7 +203,11 @@ def client_ip(django_request) -> str | None:
         forwarded = [part.strip() for part in django_request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         for address in reversed([part for part in forwarded if part]):
             if address not in trusted:
-                return address
+                # Only a real address is believed (a port or garbage would not even fit the column).
+                try:
+                    return str(ipaddress.ip_address(address))
+                except ValueError:
+                    return remote
     return remote
 
 

@@ -111,6 +111,8 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+# A mail server that hangs must not hold a webhook (or a worker's lease) forever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # Customer.io. The API hosts follow the region unless overridden (the emulator overrides both).
 CUSTOMERIO_REGION = env.str("CUSTOMERIO_REGION", default="us").lower()

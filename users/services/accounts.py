@@ -54,6 +54,7 @@ class AccountRules:
     mappings: list[FieldMapping]
     _roles: dict[str, tuple[Role | None, str]] = field(default_factory=dict, repr=False)
     _default_role: Role | None = field(default=None, repr=False)
+    _secret_attributes: set[str] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls) -> "AccountRules":
@@ -63,6 +64,14 @@ class AccountRules:
     def return_field(self) -> str:
         """The Customer.io attribute that receives generated passwords ("" when none is chosen)."""
         return self.site_settings.return_password_field.strip()
+
+    @property
+    def secret_attributes(self) -> set[str]:
+        """Customer.io attributes that hold passwords whatever their names: the Return Password field and every
+        attribute mapped to the password. Masked wherever attributes are logged or stored."""
+        if self._secret_attributes is None:
+            self._secret_attributes = secret_attribute_names(self.site_settings)
+        return self._secret_attributes
 
     @property
     def returns_passwords(self) -> bool:
@@ -373,6 +382,7 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     if account.password is not None:
         user.set_password(account.password)
     if account.generated:
+        user.password_return_due = True
         # This processing returns it right after the commit; nobody else may start another return meanwhile.
         user.password_return_claimed_until = timezone.now() + PASSWORD_RETURN_CLAIM
     user.save()
@@ -446,10 +456,17 @@ def adopt_cio_id(user: User, person: dict, taken_cio_ids: Collection | None = No
     return True
 
 
+def secret_attribute_names(site_settings: WebhookSettings) -> set[str]:
+    """See AccountRules.secret_attributes (inactive password mappings count too: they may be turned on)."""
+    names = set(FieldMapping.objects.filter(user_field="password").values_list("cio_attribute", flat=True))
+    if site_settings.return_password_field.strip():
+        names.add(site_settings.return_password_field.strip())
+    return names
+
+
 def meta_log_context(attributes: dict, rules: AccountRules) -> dict:
-    """The mapped attributes for the activity log, redacted (the Return Password field too, whatever its name)."""
-    return_field = rules.return_field
-    return redact(logged_values(attributes, rules.mappings), also={return_field} if return_field else set())
+    """The mapped attributes for the activity log, redacted (password attributes too, whatever their names)."""
+    return redact(logged_values(attributes, rules.mappings), also=rules.secret_attributes)
 
 
 def meta_log_message(loaded: dict) -> str:
@@ -550,7 +567,8 @@ def _return_password(user: User, request: ActionRequest, rules: AccountRules, pa
             return
         password = generate_password()
         user.set_password(password)
-        user.save(update_fields=["password"])
+        user.password_return_due = True  # still owed until Customer.io accepts this one
+        user.save(update_fields=["password", "password_return_due"])
     try:
         # By cio_id when known: Customer.io answers 200 to an update for an email nobody has (say, after an email
         # change), and the password would be "returned" to no one.

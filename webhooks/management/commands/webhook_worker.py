@@ -3,7 +3,7 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Worker
 
@@ -53,6 +53,7 @@ class Command(BaseCommand):
         try:
             while not stopped.wait(settings.WEBHOOK_SWEEP_SECONDS):
                 try:
+                    close_old_connections()  # a long-lived thread: drop a connection the database closed
                     queue.sweep()
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
