@@ -6,6 +6,8 @@ from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from solo.models import SingletonModel
 
+from users.redaction import is_secret_key
+
 # A generated key is this long or longer; a shorter key (e.g. the 8-character key of the WP Fusion site being
 # replaced) is accepted but shown as weak.
 STRONG_ACCESS_KEY_LENGTH = 32
@@ -126,6 +128,9 @@ class FieldMapping(models.Model):
 
     def clean(self):
         super().clean()
+        if self.user_field.startswith("meta.") and is_secret_key(self.cio_attribute):
+            # User.meta is shown in the admin and logged as meta data: no place for a password.
+            raise ValidationError({"user_field": f"{self.cio_attribute} looks like a password: it cannot go to meta."})
         if self.active and not self.user_field.startswith("meta."):
             # Two active sources for one first-class field would make the result depend on row order.
             clash = FieldMapping.objects.filter(active=True, user_field=self.user_field).exclude(pk=self.pk)

@@ -75,6 +75,8 @@ def test_field_mapping_validates_the_user_field():
     with pytest.raises(ValidationError, match="not a user field"):
         FieldMapping(cio_attribute="plan", user_field="is_staff").full_clean()
     FieldMapping(cio_attribute="plan", user_field="meta.plan").full_clean()
+    with pytest.raises(ValidationError, match="looks like a password"):
+        FieldMapping(cio_attribute="user_pass", user_field="meta.pw").full_clean()
     with pytest.raises(ValidationError, match="already fills first_name"):
         FieldMapping(cio_attribute="First Name", user_field="first_name").full_clean()
 
