@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cio.client import deadline_in
 from settings_app.models import WebhookSettings
+from settings_app.services import WEBHOOK_ACTIONS
 from users.models import ActivityLog
 from users.redaction import redact, without_secrets
 from users.services import accounts
@@ -30,7 +31,6 @@ from .processing import Outcome, run_action
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("update_tags", "update", "add", "test")
 Status = WebhookDelivery.Status
 # How long a synchronous processing holds its delivery before a retry may take it over (it must have died).
 SYNC_LEASE = timedelta(seconds=60)
@@ -80,8 +80,8 @@ class CustomerIOWebhookView(APIView):
         action = fields["action"]
         if not action:
             return self._refuse(fields, WebhookInputError(400, "no_action", "No Action Specified"))
-        if action not in ACTIONS:
-            detail = f"Unknown action '{action}': use one of {', '.join(ACTIONS)}."
+        if action not in WEBHOOK_ACTIONS:
+            detail = f"Unknown action '{action}': use one of {', '.join(WEBHOOK_ACTIONS)}."
             return self._refuse(fields, WebhookInputError(400, "unknown_action", detail))
         if payload_error:
             return self._refuse(fields, payload_error)
