@@ -196,6 +196,78 @@ def test_limit_then_resume_imports_each_member_once(emulator, segment):
     assert "No unfinished import of segment 1 to resume" in nothing_left.error
 
 
+def membership_reads(emulator, segment_id=1) -> list[dict]:
+    return emulator.requests(f"/v1/segments/{segment_id}/membership")
+
+
+def test_limit_on_a_small_segment_pauses_and_leaves_the_others_tags_alone(emulator, tags):
+    """A segment of fewer than 100 members (one step, one page): --limit pauses the run, and the members it did not
+    get to keep their tags until --resume imports them."""
+    emulator.reset(population(40))
+    [waiting] = make_users([30])  # a member the limited run does not reach, with a stale tag
+    UserTag.objects.create(user=waiting, tag=tags[5])
+
+    first = run("cio_import_users", "--segment", "1", "--limit", "15")
+
+    assert first.code == 0, first.text
+    assert "15 created, 0 updated" in first.out
+    assert "Stopped at --limit: continue with --resume." in first.out
+    assert ImportRun.objects.get().status == "paused"
+    assert User.objects.count() == 16
+    assert tags_of(waiting) == [5]
+    assert tags_of(User.objects.get(email="person10@example.com")) == segments_of(10)
+
+    second = run("cio_import_users", "--segment", "1", "--resume")
+
+    assert second.code == 0, second.text
+    assert "24 created, 1 updated" in second.out
+    run_row = ImportRun.objects.get()
+    assert (run_row.status, run_row.members_done, run_row.created) == ("finished", 40, 39)
+    assert User.objects.count() == 40
+    assert tags_of(waiting) == segments_of(30)
+    lookups = attribute_lookups(emulator)
+    assert len(lookups) == len(set(lookups)) == 40
+
+
+@pytest.fixture
+def pages_of_150(monkeypatch):
+    """Membership pages of 150 people instead of 30,000, so that a test segment spans several pages."""
+    monkeypatch.setattr("cio.client.MEMBERSHIP_PAGE_LIMIT", 150)
+
+
+def test_limit_across_membership_pages_resumes_at_each_boundary(emulator, pages_of_150):
+    """400 members on pages of 150, 150 and 100: a limit ending at a page's end, one ending inside a page, and one
+    ending at the segment's last member."""
+    emulator.reset(population(400))
+
+    at_page_end = run("cio_import_users", "--segment", "1", "--limit", "150")
+    assert at_page_end.code == 0, at_page_end.text
+    assert ImportRun.objects.get().status == "paused"
+    assert User.objects.count() == 150
+    # The import read its first page only (the next one is --resume's); the tag scan read all three.
+    assert len(membership_reads(emulator)) == 1 + 3
+
+    emulator.clear_requests()
+    inside_a_page = run("cio_import_users", "--segment", "1", "--resume", "--limit", "130")
+    assert inside_a_page.code == 0, inside_a_page.text
+    run_row = ImportRun.objects.get()
+    assert (run_row.status, run_row.members_done, run_row.page_offset) == ("paused", 280, 130)
+    assert User.objects.count() == 280
+
+    to_the_last_member = run("cio_import_users", "--segment", "1", "--resume", "--limit", "120")
+    assert to_the_last_member.code == 0, to_the_last_member.text
+    assert "Stopped at --limit" not in to_the_last_member.out
+    run_row.refresh_from_db()
+    assert (run_row.status, run_row.members_done, run_row.created) == ("finished", 400, 400)
+    assert User.objects.count() == 400
+    lookups = attribute_lookups(emulator)
+    assert len(lookups) == len(set(lookups)) == 400 - 150
+    assert tags_of(User.objects.get(email="person399@example.com")) == segments_of(399)
+
+    nothing_left = run("cio_import_users", "--segment", "1", "--resume")
+    assert "No unfinished import of segment 1 to resume" in nothing_left.error
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(emulator, segment):
     attribute_calls = []
 

@@ -37,6 +37,11 @@ class Memberships:
     user_ids: set[int]  # the users covered: their tags become exactly their segments
     by_segment: dict[int, set[int]]  # segment id -> the covered users in it
 
+    def only(self, user_ids: set[int]) -> "Memberships":
+        """The same memberships, covering only `user_ids` among the users covered."""
+        covered = self.user_ids & user_ids
+        return Memberships(covered, {segment: members & covered for segment, members in self.by_segment.items()})
+
 
 @dataclass
 class TagOutcome:

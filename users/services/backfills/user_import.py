@@ -172,6 +172,8 @@ class _Importer:
         self.base_calls = (run.app_api_calls, run.track_api_calls)
         self.members_done = 0
         self.membership_read = False
+        # The users this invocation imported (created or updated); a run stopped at --limit tags only them.
+        self.imported_ids: set[int] = set()
         self.last_beat = timezone.now()
 
     # Members ----------------------------------------------------------------------------------------------------
@@ -196,11 +198,12 @@ class _Importer:
             for offset in range(skip, len(members), MEMBERS_PER_STEP):
                 step = members[offset : offset + MEMBERS_PER_STEP]
                 if remaining is not None:
-                    if remaining <= 0:
-                        return
                     step = step[:remaining]
                     remaining -= len(step)
                 yield step, (cursor, offset + len(step))
+                if remaining == 0 and (offset + len(step) < len(members) or page["next"]):
+                    # Stopped at --limit with members left (the next page is --resume's to read): paused.
+                    return
             cursor, skip = page["next"], 0
         self.membership_read = True
 
@@ -264,6 +267,7 @@ class _Importer:
             created = self._create(new_people, taken_cio_ids, mapped_passwords, activities)
             for account in created:
                 user = account.user
+                self.imported_ids.add(user.pk)
                 activities += account.activities()
                 if account.generated:
                     owing.append((user, account.password))
@@ -308,6 +312,7 @@ class _Importer:
         return dict(zip(passwords, self.pool.hash_all(passwords), strict=True))
 
     def _update(self, user: User, person: dict, taken_cio_ids: set[str], activities: list[Activity]) -> None:
+        self.imported_ids.add(user.pk)
         change = apply_person(user, person, self.rules, requested_role=self.run.role, taken_cio_ids=taken_cio_ids)
         if change.dirty:
             user.save()
@@ -411,6 +416,9 @@ class _Importer:
         memberships = scan_memberships(
             self.client, segments, index, scope_segment=self.run.segment_id, progress=self.progress
         )
+        if not self.membership_read:
+            # Stopped at --limit: the members not imported yet keep their tags until --resume gets to them.
+            memberships = memberships.only(self.imported_ids)
         self.progress.stage("Writing tags")
         outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
         self.result.notes.append(f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.")
