@@ -1,4 +1,6 @@
 import io
+import logging
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -106,6 +108,27 @@ def run(*args) -> Outcome:
     except CommandError as exc:
         return Outcome(exc.returncode, out.getvalue(), err.getvalue() + f"CommandError: {exc}\n")
     return Outcome(0, out.getvalue(), err.getvalue())
+
+
+# Words that say something was done; a dry run says each "would be …" (or "nothing written").
+DONE_WORDS = re.compile(
+    r"(?<!would be )(?<!nothing )\b(created|updated|unchanged|skipped|deleted|kept|written|imported|pushed|pulled"
+    r"|changed|returned|sent)\b"
+)
+
+
+@pytest.fixture
+def activity_lines(caplog):
+    """The activity lines logged to the console (routine ones are logged at DEBUG)."""
+    caplog.set_level(logging.DEBUG, logger="users.activity")
+    return lambda: [record.getMessage() for record in caplog.records if record.name == "users.activity"]
+
+
+def assert_reads_as_a_dry_run(outcome: Outcome) -> None:
+    """Every line a dry run prints, summary and progress alike, says what would happen, not what did."""
+    assert "Dry run (nothing written): " in outcome.out
+    claims = [line for line in outcome.text.splitlines() if DONE_WORDS.search(line)]
+    assert claims == []
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from users.models import ActivityLog, ImportRun, Role, User, UserTag
 
 from .conftest import (
     SEGMENTS,
+    assert_reads_as_a_dry_run,
     cio_id,
     make_users,
     map_plan_to_meta,
@@ -121,6 +122,24 @@ def test_role_and_notification_options(emulator, settings):
     assert User.objects.get(email="person3@example.com").role.slug == "subscriber"  # its mapped role falls back
     assert ActivityLog.objects.filter(level="notice", message__contains="'nonexistent' does not exist").exists()
     assert sorted(m.to[0] for m in mail.outbox) == sorted(f"person{n}@example.com" for n in range(20))
+
+
+def test_role_moves_existing_members_too_as_the_help_says(emulator):
+    """--role is the add webhook's role=: it applies to members who are users already, and the help says so."""
+    from users.management.commands.cio_import_users import Command
+
+    emulator.reset(population(3))
+    Role.objects.create(slug="customer", name="Customer", webhook_assignable=True)
+    [existing] = make_users([1])
+    assert existing.role.slug == "subscriber"
+
+    outcome = run("cio_import_users", "--segment", "1", "--role", "customer")
+
+    assert outcome.code == 0, outcome.text
+    existing.refresh_from_db()
+    assert existing.role.slug == "customer"
+    help_text = " ".join(Command().create_parser("manage.py", "cio_import_users").format_help().split())
+    assert "new users get it and existing users are moved to it" in help_text
 
 
 def test_a_mapped_user_login_and_user_pass_are_used_for_new_users_only(emulator):
@@ -327,12 +346,18 @@ def test_customerio_going_down_mid_run_is_a_clear_line_and_resumable(emulator, s
     assert User.objects.count() == MEMBERS
 
 
-def test_dry_run_writes_nothing(emulator, segment):
+def test_dry_run_writes_nothing(emulator, segment, activity_lines):
     make_users([7], linked=False)
+    FieldMapping.objects.create(cio_attribute="role", user_field="role")
+    emulator.load({"customers": [{"email": "person3@example.com", "attributes": {"role": "nonexistent"}}]})
     outcome = run("cio_import_users", "--segment", "1", "--dry-run", "--send-notification")
 
     assert outcome.code == 0, outcome.text
-    assert f"Dry run (nothing written): {MEMBERS - 1} created, 1 updated" in outcome.out
+    assert f"Dry run (nothing written): {MEMBERS - 1} would be created, 1 would be updated" in outcome.out
+    assert "Tags: would be changed for" in outcome.out
+    assert "Members of segment 1 that would be imported" in outcome.err
+    assert_reads_as_a_dry_run(outcome)
+    assert activity_lines() == []  # not even the notice about the unknown role
     assert User.objects.count() == 1
     assert User.objects.get().first_name == ""
     assert not ImportRun.objects.exists()

@@ -5,7 +5,7 @@ import pytest
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, Role, User
 
-from .conftest import app_calls, cio_id, make_users, map_plan_to_meta, population, run
+from .conftest import app_calls, assert_reads_as_a_dry_run, cio_id, make_users, map_plan_to_meta, person, population, run
 
 pytestmark = pytest.mark.django_db
 
@@ -103,9 +103,13 @@ def test_named_users_and_users_missing_from_customerio(site):
     assert len(app_calls(site)) == 2  # one by cio_id, one by email
 
 
-def test_dry_run_writes_nothing(site):
+def test_dry_run_writes_nothing(site, activity_lines):
+    FieldMapping.objects.create(cio_attribute="role", user_field="role")
+    site.load({"customers": [person(3, role="nonexistent")]})
     outcome = run("cio_pull_meta", "--all", "--dry-run")
-    assert f"Dry run (nothing written): 0 created, {USERS} updated" in outcome.out
+    assert f"Dry run (nothing written): 0 would be created, {USERS} would be updated" in outcome.out
+    assert_reads_as_a_dry_run(outcome)
+    assert activity_lines() == []  # not even the notice about the unknown role
     assert not User.objects.exclude(first_name="").exists()
     assert User.objects.filter(cio_id__isnull=True).count() == 1000
     assert not ActivityLog.objects.exists()

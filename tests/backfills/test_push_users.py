@@ -5,7 +5,7 @@ import pytest
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, User
 
-from .conftest import cio_id, make_users, map_plan_to_meta, run, track_calls
+from .conftest import assert_reads_as_a_dry_run, cio_id, make_users, map_plan_to_meta, run, track_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -70,12 +70,14 @@ def test_refused_operations_fail_only_those_users(site):
     assert site.customer("person4@example.com")["attributes"]["first_name"] == "First4"
 
 
-def test_dry_run_sends_nothing(site):
+def test_dry_run_sends_nothing(site, activity_lines):
     outcome = run("cio_push_users", "--all", "--dry-run")
     assert outcome.code == 0
-    assert f"Dry run (nothing written): 0 created, {USERS} updated" in outcome.out
+    assert f"Dry run (nothing written): 0 would be created, {USERS} would be updated" in outcome.out
+    assert_reads_as_a_dry_run(outcome)
     assert track_calls(site) == []
     assert not ActivityLog.objects.exists()
+    assert activity_lines() == []
 
 
 def test_missing_track_credentials_are_one_clear_line(emulator, settings):

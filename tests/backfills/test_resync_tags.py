@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 
 from users.models import ActivityLog, Tag, User, UserTag
 
-from .conftest import app_calls, make_users, population, run, segments_of, tags_of
+from .conftest import app_calls, assert_reads_as_a_dry_run, make_users, population, run, segments_of, tags_of
 
 pytestmark = pytest.mark.django_db
 
@@ -114,14 +114,16 @@ def test_an_unknown_user_is_one_clear_line(emulator):
     assert emulator.requests() == []
 
 
-def test_dry_run_writes_nothing(site, emulator, signal_log, django_capture_on_commit_callbacks):
+def test_dry_run_writes_nothing(site, emulator, signal_log, django_capture_on_commit_callbacks, activity_lines):
     rows = UserTag.objects.count()
     with django_capture_on_commit_callbacks(execute=True):
         outcome = run("cio_resync_tags", "--all", "--dry-run")
     assert outcome.code == 0
-    assert f"Dry run (nothing written): 0 created, {USERS} updated" in outcome.out
+    assert f"Dry run (nothing written): 0 would be created, {USERS} would be updated" in outcome.out
+    assert_reads_as_a_dry_run(outcome)
     assert UserTag.objects.count() == rows
     assert not ActivityLog.objects.exists()
+    assert activity_lines() == []
     assert signal_log.events == []
 
 

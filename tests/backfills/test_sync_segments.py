@@ -5,7 +5,7 @@ from django.test import override_settings
 
 from users.models import ActivityLog, Tag, UserTag
 
-from .conftest import SEGMENTS, app_calls, make_users, run, tags_of
+from .conftest import SEGMENTS, app_calls, assert_reads_as_a_dry_run, make_users, run, tags_of
 
 pytestmark = pytest.mark.django_db
 
@@ -51,14 +51,19 @@ def test_segments_gone_from_customerio_are_kept_unless_pruned(emulator, signal_l
     assert signal_log.events == [("removed", user.email, [99]), ("modified", user.email, [1])]
 
 
-def test_dry_run_writes_nothing(emulator):
+def test_dry_run_writes_nothing(emulator, activity_lines):
     emulator.reset({"segments": SEGMENTS})
     Tag.objects.create(segment_id=99, name="Retired")
     outcome = run("cio_sync_segments", "--prune", "--dry-run")
     assert outcome.code == 0
-    assert outcome.out.startswith("cio_sync_segments: Dry run (nothing written): 5 created")
+    assert outcome.out.startswith(
+        "cio_sync_segments: Dry run (nothing written): 5 would be created, 0 would be updated"
+    )
+    assert "1 tag(s) whose segment is gone from Customer.io would be deleted: Retired (99)" in outcome.out
+    assert_reads_as_a_dry_run(outcome)
     assert list(Tag.objects.values_list("segment_id", flat=True)) == [99]
     assert not ActivityLog.objects.exists()
+    assert activity_lines() == []
     assert UserTag.objects.count() == 0
 
 

@@ -20,7 +20,14 @@ class Command(BackfillCommand):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument("--segment", type=int, required=True, metavar="ID", help="the Customer.io segment id")
-        parser.add_argument("--role", metavar="SLUG", help="role for new users (as the webhook's role=)")
+        parser.add_argument(
+            "--role",
+            metavar="SLUG",
+            help=(
+                "role for the segment's members, as the add webhook's role=: new users get it and existing users "
+                "are moved to it (a mapped role attribute wins; staff and superusers are never changed)"
+            ),
+        )
         parser.add_argument(
             "--send-notification",
             action="store_const",

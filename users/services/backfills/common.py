@@ -57,10 +57,19 @@ class BackfillResult:
         return time.monotonic() - self.started
 
     def counts(self) -> str:
+        if self.dry_run:
+            return (
+                f"{self.created} would be created, {self.updated} would be updated, {self.unchanged} would be "
+                f"unchanged, {self.skipped} would be skipped, {self.failed} would fail"
+            )
         return (
             f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.skipped} skipped, {self.failed} failed"
         )
+
+    def wording(self, real: str, dry: str) -> str:
+        """`real` in a real run; `dry`, worded "would be …", in a dry run (which must not read as if it wrote)."""
+        return dry if self.dry_run else real
 
     def summary(self) -> str:
         prefix = "Dry run (nothing written): " if self.dry_run else ""

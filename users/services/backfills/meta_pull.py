@@ -26,7 +26,8 @@ def pull_meta(result: BackfillResult, *, emails: list[str] | None = None, progre
     missing: list[User] = []
     with counting_calls(result):
         users = selected_users(emails, result).select_related("role")
-        progress.stage("Pulling attributes", total=users.count(), unit="users")
+        label = result.wording("Pulling attributes", "Attributes that would be pulled")
+        progress.stage(label, total=users.count(), unit="users")
         stale_cio_ids = []
         for chunk in in_chunks(users.filter(cio_id__isnull=False), ATTRIBUTES_BATCH_LIMIT):
             stale_cio_ids += _pull(client, rules, chunk, "cio_id", result)
@@ -84,9 +85,10 @@ def _pull(client: CustomerIOClient, rules: AccountRules, users: list[User], id_t
             else:
                 result.unchanged += 1
             activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]
-        log_activities(BACKFILL, activities)
         if result.dry_run:
             transaction.set_rollback(True)
+        else:
+            log_activities(BACKFILL, activities)
     return missing
 
 

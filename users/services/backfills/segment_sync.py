@@ -30,13 +30,20 @@ def sync_segments(result: BackfillResult, *, prune: bool = False, progress: Prog
         gone = list(Tag.objects.exclude(segment_id__in=[tag.segment_id for tag in sync.tags]))
         if gone:
             listed = ", ".join(f"{tag} ({tag.segment_id})" for tag in gone)
+            gone_text = f"{len(gone)} tag(s) whose segment is gone from Customer.io"
             if prune:
                 _prune(gone)
-                result.notes.append(f"{len(gone)} tag(s) whose segment is gone from Customer.io deleted: {listed}")
+                result.notes.append(
+                    result.wording(f"{gone_text} deleted", f"{gone_text} would be deleted") + f": {listed}"
+                )
             else:
                 result.notes.append(
-                    f"{len(gone)} tag(s) whose segment is gone from Customer.io kept (--prune deletes them): {listed}"
+                    result.wording(f"{gone_text} kept", f"{gone_text} would be kept")
+                    + f" (--prune deletes them): {listed}"
                 )
+        if result.dry_run:
+            transaction.set_rollback(True)
+            return
         log_activity(
             BACKFILL,
             f"Synced segments from Customer.io: {len(sync.created)} new, {len(sync.updated)} updated, "
@@ -47,8 +54,6 @@ def sync_segments(result: BackfillResult, *, prune: bool = False, progress: Prog
                 "gone": [tag.segment_id for tag in gone],
             },
         )
-        if result.dry_run:
-            transaction.set_rollback(True)
 
 
 def _prune(gone: list[Tag]) -> None:

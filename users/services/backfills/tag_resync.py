@@ -66,7 +66,7 @@ def resync_tags(result: BackfillResult, *, emails: list[str] | None = None, prog
             memberships = read_user_segments(client, list(users), progress)
         else:
             memberships = scan_memberships(client, segments, UserIndex.of(users), progress=progress)
-    progress.stage("Writing tags")
+    progress.stage(result.wording("Writing tags", "Tags that would be written"))
     outcome = apply_memberships(segments, memberships, dry_run=result.dry_run)
     result.updated += outcome.changed
     result.unchanged += outcome.unchanged
@@ -150,10 +150,10 @@ def apply_memberships(segments: list[dict], memberships: Memberships, *, dry_run
                 changes[user_id][0].append(tag.pk)
             for user_id in removed:
                 changes[user_id][1].append(tag.pk)
-        _log_changes(changes, {tag.pk: tag for tag in listed + gone})
         if dry_run:
             transaction.set_rollback(True)
         else:
+            _log_changes(changes, {tag.pk: tag for tag in listed + gone})
             changed = dict(changes)
             transaction.on_commit(lambda: send_tag_signals(changed))
     return TagOutcome(changed=len(changes), unchanged=len(memberships.user_ids) - len(changes))

@@ -179,7 +179,11 @@ class _Importer:
     # Members ----------------------------------------------------------------------------------------------------
 
     def import_members(self, limit: int | None) -> None:
-        self.progress.stage(f"Importing members of segment {self.run.segment_id}", total=limit, unit="members")
+        label = self.result.wording(
+            f"Importing members of segment {self.run.segment_id}",
+            f"Members of segment {self.run.segment_id} that would be imported",
+        )
+        self.progress.stage(label, total=limit, unit="members")
         try:
             for members, position in self._member_steps(limit):
                 self._import_step(members, position)
@@ -276,7 +280,8 @@ class _Importer:
                 send_on_commit(user_imported, user=user, delivery=None)
             self.result.created += len(created)
             self.result.skipped += missing
-            log_activities(BACKFILL, activities)
+            if not self.dry_run:
+                log_activities(BACKFILL, activities)
             self._save_position(position, members_done=self.members_done + len(members))
             if self.dry_run:
                 transaction.set_rollback(True)
@@ -419,9 +424,14 @@ class _Importer:
         if not self.membership_read:
             # Stopped at --limit: the members not imported yet keep their tags until --resume gets to them.
             memberships = memberships.only(self.imported_ids)
-        self.progress.stage("Writing tags")
+        self.progress.stage(self.result.wording("Writing tags", "Tags that would be written"))
         outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
-        self.result.notes.append(f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.")
+        self.result.notes.append(
+            self.result.wording(
+                f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.",
+                f"Tags: would be changed for {outcome.changed} user(s), would be unchanged for {outcome.unchanged}.",
+            )
+        )
         if not self.dry_run:
             owed = []
             for chunk in batched(sorted(memberships.user_ids), 1000):

@@ -26,7 +26,7 @@ def push_users(result: BackfillResult, *, emails: list[str] | None = None, progr
         raise BackfillError("No active field mappings: nothing to push (see Field mappings in the admin).")
     with counting_calls(result):
         users = selected_users(emails, result).select_related("role")
-        progress.stage("Pushing users", total=users.count(), unit="users")
+        progress.stage(result.wording("Pushing users", "Users who would be pushed"), total=users.count(), unit="users")
         for chunk in in_chunks(users, USERS_PER_BATCH):
             _push(client, chunk, mappings, result)
             progress.advance(len(chunk))
