@@ -5,7 +5,16 @@ import pytest
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, Role, User
 
-from .conftest import app_calls, assert_reads_as_a_dry_run, cio_id, make_users, map_plan_to_meta, person, population, run
+from .conftest import (
+    app_calls,
+    assert_reads_as_a_dry_run,
+    cio_id,
+    make_users,
+    map_plan_to_meta,
+    person,
+    population,
+    run,
+)
 
 pytestmark = pytest.mark.django_db
 

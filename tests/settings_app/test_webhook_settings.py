@@ -5,6 +5,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 
 from settings_app.models import FieldMapping, WebhookSettings
@@ -91,6 +92,17 @@ def test_webhook_urls_command_prints_the_four_urls_with_the_current_key(capsys):
         f"add https://mydomain.com/?wpf_action=add&access_key={key}",
         f"test https://mydomain.com/?wpf_action=test&access_key={key}",
     ]
+
+
+@pytest.mark.parametrize("base_url", ["mydomain.com", "mydomain.com/shop", "ftp://mydomain.com", "https://"])
+def test_webhook_urls_refuses_a_base_url_without_scheme_or_host(capsys, base_url):
+    with pytest.raises(CommandError) as refused:
+        call_command("webhook_urls", "--base-url", base_url)
+    assert str(refused.value) == (
+        f"--base-url must start with https:// or http:// and name the host, e.g. https://mydomain.com "
+        f"(got {base_url!r})."
+    )
+    assert capsys.readouterr().out == ""
 
 
 def test_the_settings_page_shows_the_urls_and_warns_about_a_missing_return_field(admin_client):
