@@ -4,6 +4,7 @@ import secrets
 from django.core.exceptions import ValidationError
 from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
+from django.utils.html import escape
 from solo.models import SingletonModel
 
 from users.redaction import is_secret_key
@@ -115,7 +116,8 @@ class FieldMapping(models.Model):
     user_field = models.CharField(
         max_length=120,
         validators=[validate_user_field],
-        help_text="email, first_name, last_name, username, password, role, or meta.<key>",
+        # Help texts are HTML in Django's forms: the angle brackets must be escaped to be seen.
+        help_text=escape("email, first_name, last_name, username, password, role, or meta.<key>"),
     )
     active = models.BooleanField(default=True)
 

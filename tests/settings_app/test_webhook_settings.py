@@ -168,3 +168,10 @@ def test_the_key_is_the_same_in_another_process(subprocess_env):
         check=True,
     )
     assert f"access_key={key}" in result.stdout
+
+
+def test_the_field_mapping_help_shows_meta_key(admin_client):
+    """The help text is HTML in the admin: "meta.<key>" must reach the browser escaped, or the browser eats "<key>"."""
+    page = admin_client.get(reverse("admin:settings_app_fieldmapping_add")).content.decode()
+    assert "role, or meta.&lt;key&gt;" in page
+    assert "meta.<key>" not in page
