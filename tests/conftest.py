@@ -10,6 +10,13 @@ from users.models import Role
 from users.seed import seed_roles
 
 
+def pytest_report_header(config):
+    # One plain line saying whether the admin's browser tests run, and if not, why and what to install.
+    from .browser import chromium
+
+    return chromium.status_line()
+
+
 def _uses_database(request) -> bool:
     if request.node.get_closest_marker("django_db"):
         return True

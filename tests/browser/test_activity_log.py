@@ -1,0 +1,35 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_filtering_the_activity_log_by_level_shows_only_those_lines(admin_page, send_webhook, screenshot):
+    assert send_webhook("add", "ann@example.com").status_code == 200
+    assert send_webhook("update_tags", "bob@example.com").status_code == 200  # Bob never joined: a notice
+    assert send_webhook("test", "ann@example.com", key="a-wrong-key-of-some-length").status_code == 403
+
+    admin_page.goto("/admin/")
+    admin_page.get_by_role("table", name="Users").get_by_role("link", name="Activity logs").click()
+    lines = admin_page.locator("#result_list tbody tr")
+    expect(lines.filter(has_text="Loaded tags for ann@example.com")).to_have_count(1)
+    expect(lines.filter(has_text="No matching user found for bob@example.com")).to_have_count(1)
+    expect(lines.filter(has_text="invalid access key")).to_have_count(1)
+    all_lines = lines.count()
+
+    filters = admin_page.get_by_role("navigation", name="Filter")
+    filters.get_by_role("link", name="Error", exact=True).click()
+
+    expect(admin_page).to_have_url(re.compile(r"level__exact=error"))
+    expect(lines).to_have_count(1)
+    expect(lines.first).to_contain_text("Webhook refused: invalid access key")
+    screenshot(admin_page, "activity-log-filtered")
+
+    filters.get_by_role("link", name="Notice", exact=True).click()
+    expect(lines).to_have_count(1)
+    expect(lines.first).to_contain_text("No matching user found for bob@example.com")
+
+    filters.get_by_role("link", name="All", exact=True).first.click()
+    expect(lines).to_have_count(all_lines)
