@@ -39,7 +39,10 @@ def browser():
     reason = chromium.missing_reason()
     if reason:  # only when required: otherwise the tests were deselected
         pytest.fail(f"browser tests required ({chromium.REQUIRE_ENV} is set) but cannot run: {reason}")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # The machine may be busy (CI, several test runs): give pages and assertions the same generous wait.
+    expect.set_options(timeout=15_000)
 
     with pytest.MonkeyPatch.context() as patch:
         # Playwright's sync API keeps an asyncio event loop running in the test thread, and Django refuses ORM
