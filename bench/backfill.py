@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cio.emulator import EmulatorServer  # noqa: E402
+from cio_emulator import EmulatorServer  # noqa: E402
 
 PYTHON = sys.executable
 PEOPLE = int(os.environ.get("BENCH_PEOPLE", "100000"))  # fewer for a quick look

@@ -259,8 +259,7 @@ def run(label: str, site: Site, emulator, control, access_key: str, faults: bool
 
 
 def main():
-    from cio.emulator import EmulatorServer
-    from cio.emulator_control import EmulatorControl
+    from cio_emulator import EmulatorControl, EmulatorServer
 
     with tempfile.TemporaryDirectory(prefix="burst-") as workdir, EmulatorServer(port=0, rate_limit=10) as emulator:
         site = Site(Path(workdir), emulator.url)

@@ -1,4 +1,4 @@
-"""The Customer.io wire: the one client that talks to Customer.io's App and Track APIs, and its emulator."""
+"""The Customer.io wire: the one client that talks to Customer.io's App and Track APIs (emulator: cio_emulator)."""
 
 
 def get_client():

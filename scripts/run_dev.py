@@ -46,7 +46,7 @@ def start_emulator(env):
             "--port",
             EMULATOR_PORT,
             "--fixture",
-            str(ROOT / "cio" / "fixtures" / "demo.json"),
+            str(ROOT / "cio_emulator" / "demo.json"),
         ],
         cwd=ROOT,
         env=env,

@@ -3,7 +3,7 @@ import os
 import pytest
 from django.db import connection
 
-from cio.emulator_control import EmulatorControl
+from cio_emulator import EmulatorControl
 from settings_app.models import FieldMapping
 from settings_app.seed import seed_field_mappings
 from users.models import Role
@@ -76,7 +76,7 @@ def subprocess_env(transactional_db):
 @pytest.fixture(scope="session")
 def emulator_server():
     """One Customer.io emulator (a real HTTP server on a free loopback port) for the whole run."""
-    from cio.emulator import EmulatorServer
+    from cio_emulator import EmulatorServer
 
     server = EmulatorServer(port=0)
     server.start()

@@ -47,6 +47,11 @@ INSTALLED_APPS = [
     "webhooks",
     "cio",
 ]
+# The Customer.io emulator (`manage.py cio_emulator`) serves development, tests and benchmarks; production has no
+# use for it. ENABLE_CIO_EMULATOR installs it with DEBUG off (CI's production smoke test, benchmarks).
+ENABLE_CIO_EMULATOR = env.bool("ENABLE_CIO_EMULATOR", default=False)
+if DEBUG or ENABLE_CIO_EMULATOR:
+    INSTALLED_APPS.append("cio_emulator")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

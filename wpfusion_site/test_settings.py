@@ -5,7 +5,11 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 
 from .settings import *  # noqa: E402,F403
-from .settings import BASE_DIR, DATABASES  # noqa: E402
+from .settings import BASE_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
+
+# Tests start the Customer.io emulator (and its management command) whatever DEBUG says.
+if "cio_emulator" not in INSTALLED_APPS:
+    INSTALLED_APPS = [*INSTALLED_APPS, "cio_emulator"]
 
 # Fast hashing keeps the suite quick; production keeps Django's default (PBKDF2).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from cio.emulator import EmulatorServer, _is_loopback
+from cio_emulator import EmulatorServer
+from cio_emulator.server import _is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_AUTH = {"Authorization": "Bearer emulator-app-key"}
@@ -640,7 +641,7 @@ def test_rate_limit_is_exact_under_a_concurrent_burst(emulator):
 @pytest.mark.slow
 def test_management_command_serves_the_demo_fixture():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wpfusion_site.test_settings", "ENV_FILE": os.devnull}
-    command = [sys.executable, "manage.py", "cio_emulator", "--port", "0", "--fixture", "cio/fixtures/demo.json"]
+    command = [sys.executable, "manage.py", "cio_emulator", "--port", "0", "--fixture", "cio_emulator/demo.json"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().strip()

@@ -5,7 +5,7 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cio.emulator import EmulatorInputError, EmulatorServer, read_fixture
+from cio_emulator import EmulatorInputError, EmulatorServer, read_fixture
 
 
 class Command(BaseCommand):

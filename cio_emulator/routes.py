@@ -1,0 +1,310 @@
+"""The endpoints: Customer.io's App API and Track API, and the emulator's own control endpoints."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from .records import EmulatorInputError, IdentifyRequest, PersonRef, identifier_text, json_bytes
+from .state import EmulatorState
+
+MAX_BATCH_OPERATION_BYTES = 32 * 1024
+MAX_LOOKUP_IDS = 100
+DEFAULT_MEMBERSHIP_LIMIT = 1000
+MAX_MEMBERSHIP_LIMIT = 30000
+ID_TYPES = ("id", "email", "cio_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    value: Any = None  # the parsed JSON document; None when absent or unparseable
+    empty: bool = True
+    valid: bool = True
+    too_large: bool = False
+
+    @classmethod
+    def parse(cls, data: bytes) -> Body:
+        if not data.strip():
+            return cls()
+        try:
+            return cls(value=json.loads(data), empty=False)
+        except ValueError:  # also covers bytes that are not UTF-8
+            return cls(empty=False, valid=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    payload: Any
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One routed request, as a route function sees it."""
+
+    state: EmulatorState
+    params: dict[str, str]  # percent-decoded path parameters
+    query: dict[str, str]
+    body: Body
+
+
+def app_error(status: int, detail: str) -> Reply:
+    return Reply(status, {"errors": [{"detail": detail, "status": str(status)}]})
+
+
+def track_error(status: int, message: str) -> Reply:
+    return Reply(status, {"meta": {"errors": [message]}})
+
+
+def _batch_error(reason: str, field_name: str, message: str) -> dict:
+    return {"reason": reason, "field": field_name, "message": message}
+
+
+def control_error(status: int, message: str) -> Reply:
+    return Reply(status, {"error": message})
+
+
+# ---- App API routes
+
+
+def _id_type(call: Call) -> str:
+    id_type = call.query.get("id_type") or "id"
+    if id_type not in ID_TYPES:
+        raise EmulatorInputError(f"id_type must be one of {', '.join(ID_TYPES)}")
+    return id_type
+
+
+def _segment_id(call: Call) -> int | None:
+    raw = call.params["segment_id"]
+    return int(raw) if raw.isdigit() else None
+
+
+def _get_segments(call: Call) -> Reply:
+    return Reply(200, {"segments": call.state.app_segments()})
+
+
+def _get_segment(call: Call) -> Reply:
+    segment_id = _segment_id(call)
+    segment = call.state.app_segment(segment_id) if segment_id is not None else None
+    return Reply(200, {"segment": segment}) if segment else app_error(404, "Segment not found")
+
+
+def _get_membership(call: Call) -> Reply:
+    raw_limit = call.query.get("limit") or str(DEFAULT_MEMBERSHIP_LIMIT)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_MEMBERSHIP_LIMIT:
+        return app_error(400, f"limit must be an integer from 1 to {MAX_MEMBERSHIP_LIMIT}")
+    segment_id = _segment_id(call)
+    start = call.query.get("start")
+    page = call.state.app_membership(segment_id, int(raw_limit), start) if segment_id is not None else None
+    return Reply(200, page) if page is not None else app_error(404, "Segment not found")
+
+
+def _get_customer_attributes(call: Call) -> Reply:
+    customer = call.state.app_customer(PersonRef(_id_type(call), call.params["identifier"]))
+    return Reply(200, {"customer": customer}) if customer else app_error(404, "Customer not found")
+
+
+def _get_customer_segments(call: Call) -> Reply:
+    segments = call.state.app_customer_segments(PersonRef(_id_type(call), call.params["identifier"]))
+    return Reply(200, {"segments": segments}) if segments is not None else app_error(404, "Customer not found")
+
+
+def _post_customers_attributes(call: Call) -> Reply:
+    id_type = _id_type(call)
+    if not call.body.valid:
+        return app_error(400, "the body is not valid JSON")
+    document = call.body.value
+    ids = document.get("ids") if isinstance(document, dict) else None
+    if not isinstance(ids, list):
+        return app_error(400, 'the body must be a JSON object {"ids": [...]}')
+    if len(ids) > MAX_LOOKUP_IDS:
+        return app_error(400, f"at most {MAX_LOOKUP_IDS} ids per request ({len(ids)} given)")
+    values = [identifier_text(value) for value in ids]
+    if None in values:
+        return app_error(400, "every id must be a non-empty string or an integer")
+    customers = call.state.app_customers(PersonRef(id_type, value) for value in values)
+    return Reply(200, {"customers": [{"customer": customer} for customer in customers]})
+
+
+# ---- Track API routes
+
+
+def _put_customer(call: Call) -> Reply:
+    if not call.body.valid:
+        return track_error(400, "the body is not valid JSON")
+    attributes = {} if call.body.empty else call.body.value
+    if not isinstance(attributes, dict):
+        return track_error(400, "the body must be a JSON object of attributes")
+    call.state.identify_people([IdentifyRequest.build(PersonRef.from_path(call.params["identifier"]), attributes)])
+    return Reply(200, {})
+
+
+class _InvalidOperation(ValueError):
+    def __init__(self, reason: str, field_name: str, message: str):
+        super().__init__(message)
+        self.error = _batch_error(reason, field_name, message)
+
+
+def _batch_operation(operation: Any) -> IdentifyRequest:
+    """The identify request a v2 batch entry describes, or _InvalidOperation saying what is wrong with it."""
+    if not isinstance(operation, dict):
+        raise _InvalidOperation("invalid", "batch", "each batch entry must be an object")
+    if len(json_bytes(operation)) > MAX_BATCH_OPERATION_BYTES:
+        message = f"a batch entry must be {MAX_BATCH_OPERATION_BYTES} bytes or less"
+        raise _InvalidOperation("too_large", "batch", message)
+    if operation.get("type") != "person":
+        raise _InvalidOperation("invalid", "type", "type must be 'person' (the emulator handles only people)")
+    if operation.get("action") != "identify":
+        raise _InvalidOperation("invalid", "action", "action must be 'identify' (the only action the emulator handles)")
+    identifiers = operation.get("identifiers")
+    if not isinstance(identifiers, dict) or len(identifiers) != 1:
+        raise _InvalidOperation("invalid", "identifiers", "identifiers must hold exactly one of id, email or cio_id")
+    ((kind, raw_value),) = identifiers.items()
+    value = identifier_text(raw_value)
+    if kind not in ID_TYPES or value is None:
+        raise _InvalidOperation("invalid", "identifiers", f"identifiers.{kind} is not a usable id, email or cio_id")
+    attributes = operation.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise _InvalidOperation("invalid", "attributes", "attributes must be an object")
+    return IdentifyRequest.build(PersonRef(kind, value), attributes)
+
+
+def _post_batch(call: Call) -> Reply:
+    document = call.body.value
+    batch = document.get("batch") if isinstance(document, dict) else None
+    if not isinstance(batch, list):
+        message = 'the body must be a JSON object {"batch": [...]}'
+        return Reply(400, {"errors": [_batch_error("invalid", "batch", message)]})
+    requests, errors = [], []
+    for index, operation in enumerate(batch):
+        try:
+            request = _batch_operation(operation)
+        except _InvalidOperation as invalid:
+            errors.append({"batch_index": index, **invalid.error})
+            continue
+        if call.state.fault_rejects(request):
+            message = "refused by the emulator's fault plan (reject_identifiers)"
+            errors.append({"batch_index": index, **_batch_error("invalid", "identifiers", message)})
+            continue
+        requests.append(request)
+    call.state.identify_people(requests)
+    return Reply(207, {"errors": errors}) if errors else Reply(200, {})
+
+
+# ---- control routes
+
+
+def _control_list_requests(call: Call) -> Reply:
+    since = call.query.get("since") or "0"
+    if not since.isdigit():
+        raise EmulatorInputError("since must be a non-negative integer")
+    entries = call.state.requests(int(since), call.query.get("path_prefix"), call.query.get("method"))
+    return Reply(200, entries)
+
+
+def _control_clear_requests(call: Call) -> Reply:
+    return Reply(200, {"cleared": call.state.clear_requests()})
+
+
+def _control_upsert_customer(call: Call) -> Reply:
+    return Reply(200, call.state.upsert_customer(call.body.value))
+
+
+def _control_get_customer(call: Call) -> Reply:
+    customer = call.state.customer(call.params["identifier"])
+    return Reply(200, customer) if customer else control_error(404, "no such customer")
+
+
+def _control_upsert_segment(call: Call) -> Reply:
+    return Reply(200, call.state.upsert_segment(call.body.value))
+
+
+def _control_get_faults(call: Call) -> Reply:
+    return Reply(200, call.state.faults())
+
+
+def _control_set_faults(call: Call) -> Reply:
+    return Reply(200, call.state.set_faults({} if call.body.empty else call.body.value))
+
+
+def _control_get_settings(call: Call) -> Reply:
+    return Reply(200, call.state.settings())
+
+
+def _control_update_settings(call: Call) -> Reply:
+    return Reply(200, call.state.update_settings({} if call.body.empty else call.body.value))
+
+
+def _control_reset(call: Call) -> Reply:
+    document = {} if call.body.empty else call.body.value
+    if not isinstance(document, dict) or set(document) - {"fixture"}:
+        raise EmulatorInputError('reset takes no body or {"fixture": {...}}')
+    return Reply(200, call.state.reset(document.get("fixture")))
+
+
+def _control_load(call: Call) -> Reply:
+    return Reply(200, call.state.load_fixture(call.body.value))
+
+
+def _control_status(call: Call) -> Reply:
+    return Reply(200, call.state.status())
+
+
+# ---- routing
+
+Route = tuple[str, re.Pattern, Callable[[Call], Reply]]
+
+
+def _routes(*table: tuple[str, str, Callable[[Call], Reply]]) -> tuple[Route, ...]:
+    return tuple((method, re.compile(pattern), handler) for method, pattern, handler in table)
+
+
+_SEGMENT = r"(?P<segment_id>[^/]+)"
+_IDENTIFIER = r"(?P<identifier>[^/]+)"
+
+APP_ROUTES = _routes(
+    ("GET", r"/v1/segments", _get_segments),
+    ("GET", rf"/v1/segments/{_SEGMENT}", _get_segment),
+    ("GET", rf"/v1/segments/{_SEGMENT}/membership", _get_membership),
+    ("POST", r"/v1/customers/attributes", _post_customers_attributes),
+    ("GET", rf"/v1/customers/{_IDENTIFIER}/attributes", _get_customer_attributes),
+    ("GET", rf"/v1/customers/{_IDENTIFIER}/segments", _get_customer_segments),
+)
+TRACK_ROUTES = _routes(
+    ("PUT", rf"/api/v1/customers/{_IDENTIFIER}", _put_customer),
+    ("POST", r"/api/v2/batch", _post_batch),
+)
+CONTROL_ROUTES = _routes(
+    ("GET", r"/_emulator/requests", _control_list_requests),
+    ("DELETE", r"/_emulator/requests", _control_clear_requests),
+    ("POST", r"/_emulator/customers", _control_upsert_customer),
+    ("GET", rf"/_emulator/customers/{_IDENTIFIER}", _control_get_customer),
+    ("POST", r"/_emulator/segments", _control_upsert_segment),
+    ("GET", r"/_emulator/faults", _control_get_faults),
+    ("POST", r"/_emulator/faults", _control_set_faults),
+    ("GET", r"/_emulator/settings", _control_get_settings),
+    ("POST", r"/_emulator/settings", _control_update_settings),
+    ("POST", r"/_emulator/reset", _control_reset),
+    ("POST", r"/_emulator/load", _control_load),
+    ("GET", r"/_emulator/status", _control_status),
+)
+
+
+def match_route(
+    routes: tuple[Route, ...], method: str, raw_path: str
+) -> tuple[Callable[[Call], Reply], dict[str, str]] | int:
+    """The route function and its decoded path parameters, or 404/405 when nothing answers this request."""
+    path_known = False
+    for route_method, pattern, handler in routes:
+        match = pattern.fullmatch(raw_path)
+        if match:
+            path_known = True
+            if route_method == method:
+                # Parameters are decoded after matching so that an encoded "/" stays inside its segment.
+                return handler, {name: unquote(value) for name, value in match.groupdict().items()}
+    return 405 if path_known else 404
