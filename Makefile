@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run test lint format bench-backfill bench-burst
+.PHONY: run manage test lint format bench-backfill bench-burst
 
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
@@ -23,6 +23,11 @@ $(VENV)/.installed-dev: $(VPY) requirements.txt requirements-dev.txt
 
 run: $(VENV)/.installed-run
 	$(VPY) scripts/run_dev.py
+
+# manage.py with the development settings `make run` uses, e.g. in a second terminal:
+#   make manage ARGS="cio_sync_segments"
+manage: $(VENV)/.installed-run
+	$(VPY) scripts/manage_dev.py $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(VPY) -m pytest $(PYTEST_ARGS)

@@ -2,36 +2,27 @@
 
 Runs the set-up steps, starts the Customer.io emulator with the demo contacts (unless real Customer.io credentials
 are configured), the web server and one background worker; Ctrl-C stops every process this script started.
+The development settings (scripts/dev_settings.py) live only in those processes' environment; `make manage`
+applies the same ones to a command in another terminal.
 """
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-HOST, PORT = "127.0.0.1", "8000"
-EMULATOR_PORT = os.environ.get("EMULATOR_PORT", "8765")
-EMULATOR_DEFAULTS = {
-    "CUSTOMERIO_APP_API_KEY": "emulator-app-key",
-    "CUSTOMERIO_SITE_ID": "emulator-site",
-    "CUSTOMERIO_TRACK_API_KEY": "emulator-track-key",
-}
-
-
-def real_customerio_configured(env) -> bool:
-    """True when the settings name a real workspace (an App API key of its own and no URL override)."""
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(bool(s.CUSTOMERIO_APP_API_KEY) and s.CUSTOMERIO_APP_API_KEY != 'emulator-app-key' "
-        "and not s.CUSTOMERIO_APP_API_URL)"
-    )
-    answer = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    return answer.stdout.strip() == "True"
+from dev_settings import (
+    EMULATOR_HOST,
+    EMULATOR_PORT,
+    HOST,
+    PORT,
+    PYTHON,
+    ROOT,
+    base_env,
+    emulator_env,
+    real_customerio_configured,
+)
 
 
 def start_emulator(env):
@@ -42,7 +33,7 @@ def start_emulator(env):
             "manage.py",
             "cio_emulator",
             "--host",
-            "127.0.0.1",
+            EMULATOR_HOST,
             "--port",
             EMULATOR_PORT,
             "--fixture",
@@ -61,7 +52,7 @@ def start_emulator(env):
     # Keep reading what the emulator prints, so a full pipe can never stall it.
     threading.Thread(target=lambda: [print(out, end="") for out in emulator.stdout], daemon=True).start()
     print(f"Customer.io emulator with demo contacts: {url}")
-    return emulator, {**env, **EMULATOR_DEFAULTS, "CUSTOMERIO_APP_API_URL": url, "CUSTOMERIO_TRACK_API_URL": url}
+    return emulator, emulator_env(env)
 
 
 def manage(*args, env):
@@ -76,9 +67,7 @@ def main():
     # Ctrl-C, and also SIGTERM (and SIGINT when a shell started us in the background with it ignored).
     signal.signal(signal.SIGINT, stop_on_signal)
     signal.signal(signal.SIGTERM, stop_on_signal)
-    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
-    env.setdefault("DJANGO_SETTINGS_MODULE", "wpfusion_site.settings")
-    env.setdefault("SITE_BASE_URL", f"http://{HOST}:{PORT}")
+    env = base_env()
     manage("migrate", "--noinput", env=env)
     manage("ensure_admin", env=env)
     print("\nWebhook URLs (paste into Customer.io):")
