@@ -1,13 +1,20 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from users.forms import SetOrResetPasswordForm
 from webhooks.views import home, webhook_view
 
 urlpatterns = [
     # The root answers Customer.io webhooks in WP Fusion's URL format (/?wpf_action=...&access_key=...).
     path("", csrf_exempt(home), name="home"),
     re_path(r"^webhooks/customerio/?$", webhook_view, name="customerio-webhook"),
+    path(
+        "accounts/password_reset/",
+        auth_views.PasswordResetView.as_view(form_class=SetOrResetPasswordForm),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,24 @@
+"""Forms of the site's own account pages (the admin has its own)."""
+
+import unicodedata
+
+from django.contrib.auth.forms import PasswordResetForm
+
+from .models import User
+
+
+def _same_email(left: str, right: str) -> bool:
+    return unicodedata.normalize("NFKC", left).casefold() == unicodedata.normalize("NFKC", right).casefold()
+
+
+class SetOrResetPasswordForm(PasswordResetForm):
+    """The "Forgot password?" form, for people who never had a password too.
+
+    Django's form mails only users with a usable password, because elsewhere an unusable one marks an account that
+    signs in some other way. Here it marks a person a webhook or an import created without one (Return Password on
+    and no field): they set their first password through this same link, as the welcome email's.
+    """
+
+    def get_users(self, email):
+        candidates = User._default_manager.filter(email__iexact=email, is_active=True)
+        return (user for user in candidates if _same_email(email, user.email))
