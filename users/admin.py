@@ -29,10 +29,14 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "usable_password", "password1", "password2")}),
     )
+    # The Customer.io part comes before Django's permission widgets, which site admins rarely need. Tags are edited
+    # in the inline at the foot of the page (they have their own rows); the list here shows them where they matter.
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
-        ("Customer.io", {"fields": ("role", "cio_id", "meta")}),
+        *DjangoUserAdmin.fieldsets[:2],
+        ("Customer.io", {"fields": ("role", "tag_list", "cio_id", "meta")}),
+        *DjangoUserAdmin.fieldsets[2:],
     )
+    readonly_fields = ["tag_list"]
     list_display = ["username", "email", "first_name", "last_name", "role", "tag_list", "is_staff", "date_joined"]
     list_filter = ["role", "is_staff", "is_superuser", "is_active", "tags"]
     search_fields = ["username", "email", "first_name", "last_name", "cio_id"]
