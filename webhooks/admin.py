@@ -51,8 +51,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def outcome(self, delivery):
-        answer = f" {delivery.http_status}" if delivery.http_status else ""
-        return f"{delivery.get_status_display()}{answer}"
+        # The HTTP answer of a finished delivery; a waiting one (a replay, say) may still hold an earlier run's.
+        finished = delivery.status in WebhookDelivery.FINISHED and delivery.http_status
+        return f"{delivery.get_status_display()} {delivery.http_status}" if finished else delivery.get_status_display()
 
     @admin.display(description="tries", ordering="attempts")
     def tries(self, delivery):

@@ -47,6 +47,12 @@ def test_the_delivery_list_has_narrow_columns(admin_client):
     assert cell(page, "short_error").endswith("…")
 
 
+def test_a_waiting_delivery_shows_no_earlier_http_answer(admin_client):
+    delivery(status=WebhookDelivery.Status.QUEUED, http_status=200)  # replayed after succeeding
+
+    assert cell(admin_client.get(CHANGELIST).text, "outcome") == "Queued"
+
+
 def test_the_action_filter_lists_only_real_actions(admin_client):
     delivery(action="add", contact="ann@example.com")
     delivery(action="update", contact="bob@example.com")
