@@ -9,6 +9,8 @@ from solo.models import SingletonModel
 
 from users.redaction import is_secret_key
 
+from . import freshness
+
 # A generated key is this long or longer; a shorter key (e.g. the 8-character key of the WP Fusion site being
 # replaced) is accepted but shown as weak.
 STRONG_ACCESS_KEY_LENGTH = 32
@@ -74,6 +76,12 @@ class WebhookSettings(SingletonModel):
             settings.refresh_from_db()
         return settings
 
+    @classmethod
+    def cached(cls) -> "WebhookSettings":
+        """The settings row for the hot path (webhook view, account rules): held per process and reloaded within a
+        second of a change anywhere (see settings_app.freshness). Read-only: writers use load()."""
+        return _webhook_settings.get()
+
     @property
     def access_key_is_weak(self) -> bool:
         return len(self.access_key) < STRONG_ACCESS_KEY_LENGTH
@@ -109,6 +117,16 @@ def validate_user_field(value: str) -> None:
     )
 
 
+class ConfigVersion(models.Model):
+    """The current version of one kind of configuration (see settings_app.freshness)."""
+
+    kind = models.CharField(max_length=64, primary_key=True)
+    version = models.CharField(max_length=32)
+
+    def __str__(self):
+        return f"{self.kind} {self.version}"
+
+
 class FieldMapping(models.Model):
     """Which Customer.io attribute fills which user field."""
 
@@ -140,3 +158,13 @@ class FieldMapping(models.Model):
                 raise ValidationError(
                     {"user_field": f"Another active mapping already fills {self.user_field}: deactivate it first."}
                 )
+
+
+def cached_field_mappings() -> tuple[FieldMapping, ...]:
+    """Every field mapping (active or not) in primary-key order, for the hot path: held per process and reloaded
+    within a second of a change anywhere (see settings_app.freshness). Read-only."""
+    return _field_mappings.get()
+
+
+_webhook_settings = freshness.Memo("webhook_settings", WebhookSettings.load)
+_field_mappings = freshness.Memo("field_mappings", lambda: tuple(FieldMapping.objects.order_by("pk")))

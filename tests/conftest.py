@@ -33,6 +33,16 @@ def close_rate_limiter_connections(django_db_setup):
 
 
 @pytest.fixture(autouse=True)
+def fresh_configuration():
+    """Per-process configuration copies start empty in every test: rows rolled back between tests send no signal."""
+    from settings_app import freshness
+
+    freshness.forget_all()
+    yield
+    freshness.forget_all()
+
+
+@pytest.fixture(autouse=True)
 def seeded_rows(request):
     """Migration-seeded rows (the default role, the default field mappings) in every test that uses the database.
 

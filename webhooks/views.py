@@ -1,7 +1,6 @@
 """The Customer.io webhook endpoint. HTTP only: check the key, parse, record, hand over to the account services in
 `users.services.accounts`, answer in JSON."""
 
-import ipaddress
 import logging
 import time
 from datetime import timedelta
@@ -25,6 +24,7 @@ from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
 
 from . import deliveries, queue
+from .client_address import client_ip
 from .models import WebhookDelivery
 from .parsing import WebhookInputError, WebhookOptions, find_contact, is_true, parse_body, person_from_body
 from .processing import Outcome, run_action
@@ -64,7 +64,7 @@ class CustomerIOWebhookView(APIView):
             payload_error = None
         except WebhookInputError as exc:
             body, payload_error = None, exc
-        site_settings = WebhookSettings.load()
+        site_settings = WebhookSettings.cached()
         fields["action"] = str(query.get("wpf_action") or "")[:32]
 
         if not constant_time_compare(query.get("access_key") or "", site_settings.access_key):
@@ -193,22 +193,6 @@ class CustomerIOWebhookView(APIView):
         if isinstance(exc, WebhookInputError):
             return Response({"error": exc.code, "detail": exc.detail}, status=exc.status)
         return super().handle_exception(exc)
-
-
-def client_ip(django_request) -> str | None:
-    """REMOTE_ADDR, or the address a trusted reverse proxy says it forwarded for."""
-    remote = django_request.META.get("REMOTE_ADDR") or None
-    trusted = set(settings.WEBHOOK_TRUSTED_PROXIES)
-    if remote in trusted:
-        forwarded = [part.strip() for part in django_request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        for address in reversed([part for part in forwarded if part]):
-            if address not in trusted:
-                # Only a real address is believed (a port or garbage would not even fit the column).
-                try:
-                    return str(ipaddress.ip_address(address))
-                except ValueError:
-                    return remote
-    return remote
 
 
 webhook_view = CustomerIOWebhookView.as_view()

@@ -97,6 +97,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache every process shares when REDIS_URL is set (configuration versions, the refused-request throttle);
+# without it each process has its own, and configuration versions are read from the database instead.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# REMOTE_ADDR values of reverse proxies whose X-Forwarded-For (and X-Forwarded-Proto) may be believed: the one list
+# behind the client address (webhooks.client_address.client_ip) everywhere. WEBHOOK_TRUSTED_PROXIES is its old,
+# deprecated name, still read when TRUSTED_PROXIES is not set.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("WEBHOOK_TRUSTED_PROXIES", default=[]))
+
 AUTH_USER_MODEL = "users.User"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -148,8 +161,6 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
 # Seconds the synchronous path may spend on Customer.io (limiter waits and retries included); Customer.io itself
 # gives up after 4 s and retries.
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
-# REMOTE_ADDR values of reverse proxies whose X-Forwarded-For may be believed.
-WEBHOOK_TRUSTED_PROXIES = env.list("WEBHOOK_TRUSTED_PROXIES", default=[])
 
 # Background processing (queued mode): Django's Tasks API with the database backend; `manage.py webhook_worker`
 # runs the tasks. Without TASKS the backport would silently run tasks inline.

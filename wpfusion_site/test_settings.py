@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 
 from .settings import *  # noqa: E402,F403
-from .settings import BASE_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
+from .settings import BASE_DIR, CACHES, DATABASES, INSTALLED_APPS  # noqa: E402
 
 # Tests start the Customer.io emulator (and its management command) whatever DEBUG says.
 if "cio_emulator" not in INSTALLED_APPS:
@@ -29,3 +29,4 @@ CUSTOMERIO_APP_API_KEY = "emulator-app-key"
 CUSTOMERIO_SITE_ID = "emulator-site"
 CUSTOMERIO_TRACK_API_KEY = "emulator-track-key"
 CUSTOMERIO_RETRY_BACKOFF = 0.05
+CACHES["default"]["KEY_PREFIX"] = f"test{_suffix}"  # tests of several checkouts may share one Redis

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from settings_app import freshness
 from settings_app.models import FieldMapping, WebhookSettings
 from users.emails import normalize_email
 from users.models import Role, Tag, User
@@ -69,6 +70,7 @@ def map_plan_to_meta():
 def set_site_settings(**values):
     WebhookSettings.load()
     WebhookSettings.objects.update(**values)
+    freshness.changed("webhook_settings")  # update() sends no signal
 
 
 def tags_of(user: User) -> list[int]:

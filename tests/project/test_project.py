@@ -54,3 +54,21 @@ def test_sqlite_is_configured_for_several_processes():
     assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert database["OPTIONS"]["timeout"] >= 20
     assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+
+
+def settings_in_subprocess(code: str, **env_values) -> str:
+    env = {key: value for key, value in os.environ.items() if key not in {"TRUSTED_PROXIES", "WEBHOOK_TRUSTED_PROXIES"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "wpfusion_site.settings", "ENV_FILE": os.devnull, "SECRET_KEY": "k"})
+    env.update(env_values)
+    script = f"import django; django.setup(); from django.conf import settings; print({code})"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_old_trusted_proxies_name_is_still_read():
+    assert settings_in_subprocess("settings.TRUSTED_PROXIES", WEBHOOK_TRUSTED_PROXIES="10.0.0.5") == "['10.0.0.5']"
+    both = {"WEBHOOK_TRUSTED_PROXIES": "10.0.0.5", "TRUSTED_PROXIES": "10.0.0.6,10.0.0.7"}
+    assert settings_in_subprocess("settings.TRUSTED_PROXIES", **both) == "['10.0.0.6', '10.0.0.7']"

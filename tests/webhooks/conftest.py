@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from settings_app import freshness
 from settings_app.models import WebhookSettings
 
 FIXTURE = {
@@ -74,3 +75,4 @@ def hook(client, access_key):
 def set_settings(**values):
     WebhookSettings.load()
     WebhookSettings.objects.update(**values)
+    freshness.changed("webhook_settings")  # update() sends no signal

@@ -141,7 +141,7 @@ def test_the_client_ip_comes_from_a_trusted_proxy_only(hook, emulator, settings)
         REMOTE_ADDR="10.0.0.5",
         HTTP_X_FORWARDED_FOR="203.0.113.9",
     )
-    settings.WEBHOOK_TRUSTED_PROXIES = ["10.0.0.5"]
+    settings.TRUSTED_PROXIES = ["10.0.0.5"]
     hook.client.post(
         hook.url("test"),
         data="{}",

@@ -105,7 +105,7 @@ def test_an_unexpected_error_keeps_its_traceback(hook, emulator, monkeypatch):
 
 
 def test_a_forwarded_for_that_is_not_an_address_is_ignored(hook, emulator, settings):
-    settings.WEBHOOK_TRUSTED_PROXIES = ["10.0.0.5"]
+    settings.TRUSTED_PROXIES = ["10.0.0.5"]
     hook.client.post(
         hook.url("test"),
         data="{}",

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from cio import get_client
 from cio.errors import CustomerIOError
-from settings_app.models import FieldMapping, WebhookSettings
+from settings_app.models import FieldMapping, WebhookSettings, cached_field_mappings
 
 from ..models import ActivityLog, Role, User
 from ..redaction import redact
@@ -58,7 +58,7 @@ class AccountRules:
 
     @classmethod
     def load(cls) -> "AccountRules":
-        return cls(WebhookSettings.load(), active_mappings())
+        return cls(WebhookSettings.cached(), active_mappings())
 
     @property
     def return_field(self) -> str:
@@ -458,7 +458,7 @@ def adopt_cio_id(user: User, person: dict, taken_cio_ids: Collection | None = No
 
 def secret_attribute_names(site_settings: WebhookSettings) -> set[str]:
     """See AccountRules.secret_attributes (inactive password mappings count too: they may be turned on)."""
-    names = set(FieldMapping.objects.filter(user_field="password").values_list("cio_attribute", flat=True))
+    names = {mapping.cio_attribute for mapping in cached_field_mappings() if mapping.user_field == "password"}
     if site_settings.return_password_field.strip():
         names.add(site_settings.return_password_field.strip())
     return names

@@ -1,6 +1,6 @@
 """Customer.io attributes → user fields, through the site's field mappings."""
 
-from settings_app.models import FieldMapping
+from settings_app.models import FieldMapping, cached_field_mappings
 
 from ..emails import normalize_email
 from ..models import User
@@ -9,7 +9,8 @@ NAME_MAX_LENGTH = 150
 
 
 def active_mappings() -> list[FieldMapping]:
-    return list(FieldMapping.objects.filter(active=True).order_by("pk"))
+    """The active mappings (per-process copies, fresh within a second: read-only)."""
+    return [mapping for mapping in cached_field_mappings() if mapping.active]
 
 
 def mapped_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
