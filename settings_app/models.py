@@ -7,9 +7,8 @@ from django.db import models
 from django.utils.html import escape
 from solo.models import SingletonModel
 
-from users.redaction import is_secret_key
-
 from . import freshness
+from .redaction import is_secret_key
 
 # A generated key is this long or longer; a shorter key (e.g. the 8-character key of the WP Fusion site being
 # replaced) is accepted but shown as weak.

@@ -1,15 +1,6 @@
-from urllib.parse import urlencode
-
-from users.services.welcome import site_base_url
-
-from .models import WebhookSettings
-
-# The actions Customer.io journeys call, in the order the admin and `webhook_urls` list them.
-WEBHOOK_ACTIONS = ("update_tags", "update", "add", "test")
+from django.conf import settings
 
 
-def webhook_urls(base_url: str | None = None, access_key: str | None = None) -> dict[str, str]:
-    """The URL to paste into Customer.io for each action, keyed by action."""
-    base = (base_url or site_base_url()).rstrip("/")
-    key = access_key if access_key is not None else WebhookSettings.load().access_key
-    return {action: f"{base}/?{urlencode({'wpf_action': action, 'access_key': key})}" for action in WEBHOOK_ACTIONS}
+def site_base_url() -> str:
+    """The public base URL for links and webhook URLs (SITE_BASE_URL; the development server's without it)."""
+    return (settings.SITE_BASE_URL or "http://127.0.0.1:8000").rstrip("/")

@@ -77,7 +77,7 @@ class TagAdmin(admin.ModelAdmin):
 class ActivityLogAdmin(admin.ModelAdmin):
     list_display = ["created_at", "level", "source", "message", "user"]
     list_filter = ["level", "source", "created_at"]
-    search_fields = ["message", "user__email"]
+    search_fields = ["message", "user__email", "=delivery_id"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
 

@@ -184,6 +184,9 @@ class ActivityLog(models.Model):
     message = models.TextField()
     user = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="activity_logs")
     context = models.JSONField(default=dict, blank=True)
+    # The webhook delivery whose processing wrote the line. A plain id, not a foreign key: users sit below webhooks
+    # and must not depend on them (the delivery's admin page lists its lines by this id).
+    delivery_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

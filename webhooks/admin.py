@@ -2,17 +2,22 @@ import django_tasks_db.admin  # noqa: F401 (registers the task results first, so
 from django.contrib import admin, messages
 from django.template.defaultfilters import truncatechars
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django_tasks_db.models import DBTaskResult
 
-from settings_app.services import WEBHOOK_ACTIONS
+from users.models import ActivityLog
 
+from . import settings_admin  # noqa: F401  (registers the Webhook settings page)
+from .actions import ACTIONS, get_action
 from .models import WebhookDelivery
 from .queue import requeue
 
 # The task backend's "Task Results" are the queue's plumbing: each task only carries a delivery, whose own page
 # shows what happened (status, error, traceback) and, under "background task", the state of its task.
 admin.site.unregister(DBTaskResult)
+
+# Activity lines shown on a delivery's page (a delivery writes a handful; a runaway one is cut short).
+SHOWN_ACTIVITY_LINES = 100
 
 
 class ActionFilter(admin.SimpleListFilter):
@@ -22,7 +27,7 @@ class ActionFilter(admin.SimpleListFilter):
     parameter_name = "action"
 
     def lookups(self, request, model_admin):
-        return [(action, action) for action in WEBHOOK_ACTIONS]
+        return [(action, action) for action in ACTIONS]
 
     def queryset(self, request, queryset):
         return queryset.filter(action=self.value()) if self.value() else queryset
@@ -38,6 +43,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = [
         *(field.name for field in WebhookDelivery._meta.get_fields() if field.concrete),
         "background_task",
+        "activity_lines",
     ]
     actions = ["replay"]
 
@@ -74,6 +80,19 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         failure = task.exception_class_path or "-"
         return format_html("{} ({}): {}<pre>{}</pre>", task.status, when, failure, task.traceback or "")
 
+    @admin.display(description="activity lines")
+    def activity_lines(self, delivery):
+        """What processing this delivery wrote to the activity log (lines carry the delivery's id)."""
+        lines = ActivityLog.objects.filter(delivery_id=delivery.pk).order_by("created_at", "id")[:SHOWN_ACTIVITY_LINES]
+        if not lines:
+            return "(none)"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((line.created_at.strftime("%Y-%m-%d %H:%M:%S"), line.get_level_display(), line.message) for line in lines),
+        )
+        return format_html('<table class="delivery-activity"><tbody>{}</tbody></table>', rows)
+
     def has_add_permission(self, request):
         return False
 
@@ -88,7 +107,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             if delivery.status in (WebhookDelivery.Status.INVALID, WebhookDelivery.Status.PROCESSING):
                 skipped += 1
                 continue
-            if delivery.action == "test" or not delivery.contact:
+            action = get_action(delivery.action)
+            if action is None or not action.touches_user or not delivery.contact:
                 skipped += 1
                 continue
             if requeue(delivery):

@@ -1,21 +1,34 @@
-"""Recording deliveries: one row per Customer.io delivery, written before any processing."""
+"""Recording deliveries: one row per Customer.io delivery, written before any processing, and what its
+processing came to — the same writer for the synchronous webhook and the background worker."""
 
+import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from users.models import ActivityLog
+from users.services.activity import log_activity
 
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
 
 
+class OpenState(enum.StrEnum):
+    NEW = "new"
+    AGAIN = "again"  # a retry of a delivery that failed (or whose processing died): processed again
+    DONE = "done"  # finished already: answered with the first result
+    BUSY = "busy"  # being processed (or waiting in the queue) right now
+
+
 @dataclass
 class Opened:
     delivery: WebhookDelivery
-    state: str  # "new" | "again" (a retry of a failed delivery) | "done" (already finished) | "busy" (in progress)
+    state: OpenState
 
 
 def dedup_key(idempotency_key: str, delivery_id: str) -> str | None:
@@ -26,10 +39,12 @@ def dedup_key(idempotency_key: str, delivery_id: str) -> str | None:
     return None
 
 
-def record_invalid(fields: dict, http_status: int, code: str, detail: str) -> WebhookDelivery:
-    """Store a refused request (never with the key it sent: `fields` carry a cleaned query)."""
+def record_invalid(fields: dict, http_status: int, code: str, detail: str, *, log: bool) -> WebhookDelivery:
+    """Store a refused request (never with the key it sent: `fields` carry a cleaned query). `log`: write it to the
+    activity log too — for callers that had the key (a journey sending a bad request is the admin's to fix);
+    never per request for a wrong or missing key, which anyone can send."""
     with transaction.atomic():
-        return WebhookDelivery.objects.create(
+        delivery = WebhookDelivery.objects.create(
             **fields,
             status=Status.INVALID,
             http_status=http_status,
@@ -37,6 +52,15 @@ def record_invalid(fields: dict, http_status: int, code: str, detail: str) -> We
             result={"error": code, "detail": detail},
             attempts=1,
         )
+    if log:
+        log_activity(
+            ActivityLog.Source.WEBHOOK,
+            f"Webhook {delivery.action or '(no action)'} refused: {http_status} {code}: {detail}",
+            level=ActivityLog.Level.WARNING,
+            context={"action": delivery.action, "http_status": http_status, "error": code},
+            delivery_id=delivery.pk,
+        )
+    return delivery
 
 
 def open_delivery(fields: dict, key: str | None, lease: timedelta | None) -> Opened:
@@ -49,14 +73,15 @@ def open_delivery(fields: dict, key: str | None, lease: timedelta | None) -> Ope
         claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
     try:
         with transaction.atomic():
-            return Opened(WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=attempt), "new")
+            delivery = WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=attempt)
+            return Opened(delivery, OpenState.NEW)
     except IntegrityError:
         if key is None:
             raise
     existing = WebhookDelivery.objects.get(dedup_key=key)
     if existing.status in WebhookDelivery.FINISHED_OK:
         WebhookDelivery.objects.filter(pk=existing.pk).update(attempts=F("attempts") + 1)
-        return Opened(existing, "done")
+        return Opened(existing, OpenState.DONE)
     # Claim it only if it failed before, or its processing died (lease run out): a retry that arrives while the
     # first attempt still runs (Customer.io gave up waiting after 4 s), or while it waits in the queue, must not
     # run it twice.
@@ -71,40 +96,68 @@ def open_delivery(fields: dict, key: str | None, lease: timedelta | None) -> Ope
         .update(**claim, attempts=F("attempts") + attempt, error="", updated_at=now)
     )
     existing.refresh_from_db()
-    return Opened(existing, "again" if claimed else "busy")
+    return Opened(existing, OpenState.AGAIN if claimed else OpenState.BUSY)
 
 
-def finish(
-    delivery: WebhookDelivery,
+def record_outcome(
+    deliveries: list[WebhookDelivery],
+    outcome,
     *,
-    status: str,
-    http_status: int,
-    result: dict,
-    started: float,
-    now: float,
-    error: str = "",
-    user=None,
-    traceback: str = "",
-) -> None:
-    delivery.status = status
-    delivery.http_status = http_status
-    delivery.result = result
-    delivery.error = error[:2000]
-    delivery.traceback = traceback
-    delivery.duration_ms = max(0, int((now - started) * 1000))
-    delivery.lease_expires_at = None
-    if user is not None and user.pk:
-        delivery.user = user
-    delivery.save(
-        update_fields=[
-            "status",
-            "http_status",
-            "result",
-            "error",
-            "traceback",
-            "duration_ms",
-            "lease_expires_at",
-            "user",
-            "updated_at",
-        ]
+    duration_ms: int,
+    retry_at=None,
+    gave_up: bool = False,
+    leading: WebhookDelivery | None = None,
+) -> int:
+    """Write what one processing came to on its deliveries (one for the synchronous webhook; a contact's waiting
+    ones processed together for the queue) — only on those it still holds: with its lease lost, another processing
+    has them now. With `retry_at` the outcome is not final: they wait in the queue until then. A final failure is
+    written to the activity log, once: never each attempt of a retried one (an outage during a broadcast would
+    write a line per attempt). `outcome` is a processing.Outcome; `leading`: the delivery whose action ran (the
+    first one by default). Returns how many deliveries were written."""
+    now = timezone.now()
+    held = WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Status.PROCESSING)
+    error = outcome.error
+    if gave_up:
+        error = f"{error} (gave up after {settings.WEBHOOK_RETRY_FOR} s of retries)"
+    written = {
+        "http_status": outcome.http_status,
+        "result": outcome.result,
+        "error": error[:2000],
+        "traceback": outcome.traceback,
+        "lease_expires_at": None,
+        "duration_ms": max(0, duration_ms),
+        "updated_at": now,
+    }
+    if retry_at is not None:
+        written.update(status=Status.RETRYING, next_attempt_at=retry_at)
+    else:
+        written.update(status=outcome.status, next_attempt_at=None)
+    if outcome.user is not None and outcome.user.pk:
+        written["user"] = outcome.user
+    count = held.update(**written)
+    for delivery in deliveries:
+        for name, value in written.items():
+            setattr(delivery, name, value)
+    if count and retry_at is None and outcome.status == Status.FAILED:
+        log_failure(leading or deliveries[0], deliveries, outcome, error)
+    return count
+
+
+def log_failure(leading: WebhookDelivery, deliveries: list[WebhookDelivery], outcome, error: str) -> None:
+    """One activity line for a delivery that failed for good (with the others processed with it)."""
+    server_side = outcome.http_status >= 500
+    log_activity(
+        ActivityLog.Source.WEBHOOK,
+        f"Webhook {leading.action} for {leading.contact} failed: {outcome.http_status} {error}",
+        level=ActivityLog.Level.ERROR if server_side else ActivityLog.Level.WARNING,
+        user=outcome.user if outcome.user is not None and outcome.user.pk else None,
+        context={
+            "action": leading.action,
+            "contact": leading.contact,
+            "http_status": outcome.http_status,
+            "error": (outcome.result or {}).get("error", ""),
+            "attempts": leading.attempts,
+            "deliveries": sorted(d.pk for d in deliveries),
+        },
+        delivery_id=leading.pk,
     )

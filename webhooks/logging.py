@@ -11,7 +11,7 @@ import re
 from django.http import HttpRequest
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from users.redaction import MASK, is_secret_key
+from settings_app.redaction import MASK, is_secret_key
 
 _SECRET_PARAM = re.compile(r"(?i)((?:access[_-]?key|api[_-]?key|user_pass|password)=)[^&\s\"']*")
 

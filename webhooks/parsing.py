@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from users.redaction import MASK
+from settings_app.redaction import MASK
 from users.services.contacts import Contact
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}

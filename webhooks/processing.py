@@ -8,17 +8,20 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from cio import errors as cio_errors
+from cio.client import deadline_in
 from users.models import User
 from users.services import accounts
+from users.services.accounts import ActionRequest, ResultStatus
+from users.services.activity import lines_for_delivery
+from users.services.contacts import Contact
 
+from .actions import WebhookAction
 from .models import WebhookDelivery
+from .parsing import WebhookOptions
 
 logger = logging.getLogger(__name__)
 
 Status = WebhookDelivery.Status
-
-# The strongest action wins when one contact's waiting deliveries are processed together.
-ACTION_STRENGTH = {"update_tags": 1, "update": 2, "add": 3}
 
 
 @dataclass
@@ -44,9 +47,43 @@ def failure(http_status: int, code: str, detail: str, *, retryable=False, with_t
     )
 
 
-def run_action(action: str, request: accounts.ActionRequest) -> Outcome:
+def action_request(
+    delivery: WebhookDelivery,
+    contact: Contact,
+    *,
+    person: dict | None,
+    deadline_seconds: float,
+    body: dict | None = None,
+    query: dict | None = None,
+) -> ActionRequest:
+    """The account services' request for processing `delivery`: its options (role=, send_notification=) from its
+    body and query, and the person's attributes when the caller has them. `body`/`query`: the request's own, when
+    the caller has them (the stored body has password fields masked); else the stored ones."""
+    options = WebhookOptions.from_request(
+        (delivery.body if body is None else body) or {}, (delivery.query if query is None else query) or {}
+    )
+    return ActionRequest(
+        contact=contact,
+        role=options.role,
+        send_notification=options.send_notification,
+        deadline=deadline_in(deadline_seconds),
+        delivery=delivery,
+        person=person,
+    )
+
+
+def run_action(action: WebhookAction, request: ActionRequest | None) -> Outcome:
+    """Run the action (`request` is None for one that touches nobody); every activity line written meanwhile names
+    the delivery."""
+    if action.handler is None:
+        return Outcome(Status.SUCCEEDED, 200, {"status": "ok", "action": action.name})
+    with lines_for_delivery(getattr(request.delivery, "pk", None)):
+        return _run(action, request)
+
+
+def _run(action: WebhookAction, request: ActionRequest) -> Outcome:
     try:
-        result = accounts.ACTIONS[action](request)
+        result = action.handler(request)
     except cio_errors.ContactNotFound:
         return failure(422, "contact_not_found", f"Customer.io has no contact {request.contact}.")
     except accounts.ContactHasNoEmail as exc:
@@ -54,17 +91,17 @@ def run_action(action: str, request: accounts.ActionRequest) -> Outcome:
     except accounts.PasswordReturnFailed as exc:
         return failure(502, "upstream_error", str(exc), retryable=True)
     except cio_errors.CustomerIOError as exc:
-        logger.warning("%s for %s: Customer.io error: %s", action, request.contact, exc)
+        logger.warning("%s for %s: Customer.io error: %s", action.name, request.contact, exc)
         # A wrong or missing key is fixed by the site admin, not by time; retrying gives them that time.
         retryable = exc.retryable or isinstance(exc, cio_errors.Unauthorized | cio_errors.NotConfigured)
         return failure(502, "upstream_error", f"Customer.io: {exc}", retryable=retryable)
     except DatabaseError:
-        logger.exception("%s for %s: database error", action, request.contact)
+        logger.exception("%s for %s: database error", action.name, request.contact)
         return failure(
             503, "database_busy", "The site's database failed; try again.", retryable=True, with_traceback=True
         )
     except Exception:
-        logger.exception("%s for %s failed", action, request.contact)
+        logger.exception("%s for %s failed", action.name, request.contact)
         return failure(500, "internal_error", "The site failed to process this webhook.", with_traceback=True)
-    status = Status.SKIPPED if result.status == "skipped" else Status.SUCCEEDED
+    status = Status.SKIPPED if result.status == ResultStatus.SKIPPED else Status.SUCCEEDED
     return Outcome(status, 200, result.as_dict(), user=result.user)

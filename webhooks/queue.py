@@ -25,16 +25,22 @@ from cio import get_client
 from cio.client import deadline_in
 from cio.errors import CustomerIOError
 from users.emails import normalize_email
-from users.services.accounts import ActionRequest
 from users.services.contacts import Contact
 
+from .actions import ACTIONS, names_needing_person, strongest
+from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
-from .parsing import WebhookOptions, person_from_body
-from .processing import ACTION_STRENGTH, Outcome, failure, run_action
+from .parsing import person_from_body
+from .processing import Outcome, action_request, failure, run_action
 
 logger = logging.getLogger(__name__)
 
 Status = WebhookDelivery.Status
+
+
+class WorkerDied(Exception):
+    """Recorded on the task of a worker that died mid-processing (its lease ran out); its delivery is re-queued or,
+    past retrying, failed."""
 
 
 def lease() -> timedelta:
@@ -80,7 +86,7 @@ class ContactWork:
 
     @property
     def action(self) -> str:
-        return max((d.action for d in self.deliveries), key=lambda action: ACTION_STRENGTH[action])
+        return strongest(d.action for d in self.deliveries)
 
     @property
     def leading(self) -> WebhookDelivery:
@@ -122,11 +128,11 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
         if seed is None:
             return []
         contact_keys = [seed.contact_key]
-        if seed.action in ("update", "add"):
+        if ACTIONS[seed.action].needs_person:
             others = (
                 WebhookDelivery.objects.filter(
                     status__in=WebhookDelivery.WAITING,
-                    action__in=("update", "add"),
+                    action__in=names_needing_person(),
                     contact_type="email",
                 )
                 .filter(_due(now))
@@ -179,7 +185,7 @@ def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
     wanted = [
         work.contact.value
         for work in works
-        if work.action in ("update", "add") and work.contact.kind == "email" and work.person is None
+        if ACTIONS[work.action].needs_person and work.contact.kind == "email" and work.person is None
     ]
     if len(wanted) < 2:
         return {}
@@ -209,16 +215,8 @@ def _process_contact(work: ContactWork, persons: dict[str, dict]) -> None:
     if person is MISSING:
         outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
     else:
-        options = WebhookOptions.from_request(leading.body or {}, leading.query or {})
-        request = ActionRequest(
-            contact=work.contact,
-            role=options.role,
-            send_notification=options.send_notification,
-            deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE),
-            delivery=leading,
-            person=person,
-        )
-        outcome = run_action(work.action, request)
+        request = action_request(leading, work.contact, person=person, deadline_seconds=settings.WEBHOOK_TASK_DEADLINE)
+        outcome = run_action(ACTIONS[work.action], request)
     _record(work, outcome, started)
 
 
@@ -227,35 +225,14 @@ def _record(work: ContactWork, outcome: Outcome, started: float) -> None:
     duration_ms = int((time.monotonic() - started) * 1000)
     first_received = min(d.received_at for d in work.deliveries)
     give_up = (now - first_received).total_seconds() >= settings.WEBHOOK_RETRY_FOR
-    # Only the deliveries this worker still holds: if it lost its lease, another worker has them now.
-    held = WebhookDelivery.objects.filter(pk__in=[d.pk for d in work.deliveries], status=Status.PROCESSING)
-    recorded = {
-        "http_status": outcome.http_status,
-        "result": outcome.result,
-        "traceback": outcome.traceback,
-        "lease_expires_at": None,
-        "duration_ms": duration_ms,
-        "updated_at": now,
-    }
     if outcome.retryable and not give_up:
         attempts = max(d.attempts for d in work.deliveries)
         next_attempt = now + timedelta(seconds=retry_delay(attempts))
         with transaction.atomic():
-            if held.update(
-                **recorded, status=Status.RETRYING, error=outcome.error[:2000], next_attempt_at=next_attempt
-            ):
+            if record_outcome(work.deliveries, outcome, duration_ms=duration_ms, retry_at=next_attempt):
                 enqueue(work.leading, run_after=next_attempt, also=[d.pk for d in work.deliveries])
         return
-    error = outcome.error
-    if outcome.retryable:
-        error = f"{error} (gave up after {settings.WEBHOOK_RETRY_FOR} s of retries)"
-    held.update(
-        **recorded,
-        status=outcome.status,
-        error=error[:2000],
-        next_attempt_at=None,
-        user=outcome.user if outcome.user is not None and outcome.user.pk else None,
-    )
+    record_outcome(work.deliveries, outcome, duration_ms=duration_ms, gave_up=outcome.retryable, leading=work.leading)
 
 
 def retry_delay(attempts: int) -> float:
@@ -312,14 +289,13 @@ def sweep() -> int:
         with transaction.atomic():
             if _past_retrying(delivery, now):
                 # A delivery that keeps killing its worker must end visibly failed, not loop forever.
+                error = f"worker_died: its processing died {delivery.attempts} times; gave up"
                 if expired.update(
-                    status=Status.FAILED,
-                    lease_expires_at=None,
-                    http_status=500,
-                    error=f"worker_died: its processing died {delivery.attempts} times; gave up",
-                    updated_at=now,
+                    status=Status.FAILED, lease_expires_at=None, http_status=500, error=error, updated_at=now
                 ):
                     _abandon_task(delivery.task_id)
+                    died = failure(500, "worker_died", f"its processing died {delivery.attempts} times; gave up")
+                    log_failure(delivery, [delivery], died, error)
                 continue
             if expired.update(status=Status.RETRYING, lease_expires_at=None, next_attempt_at=now, updated_at=now):
                 _abandon_task(delivery.task_id)
@@ -364,5 +340,8 @@ def _abandon_task(task_id: str) -> None:
 
     if task_id:
         DBTaskResult.objects.filter(pk=task_id, status="RUNNING").update(
-            status="FAILED", finished_at=timezone.now(), exception_class_path="webhooks.queue.WorkerDied"
+            status="FAILED",
+            finished_at=timezone.now(),
+            exception_class_path=f"{WorkerDied.__module__}.{WorkerDied.__qualname__}",
+            traceback="WorkerDied: the worker processing this task died (its lease ran out).",
         )

@@ -1,5 +1,5 @@
-"""The Customer.io webhook endpoint. HTTP only: check the key, parse, record, hand over to the account services in
-`users.services.accounts`, answer in JSON."""
+"""The Customer.io webhook endpoint. HTTP only: check the key, parse, record, hand over to the action's account
+service (webhooks.actions), answer in JSON."""
 
 import logging
 import time
@@ -14,24 +14,21 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cio.client import deadline_in
 from settings_app.models import WebhookSettings
-from settings_app.services import WEBHOOK_ACTIONS
+from settings_app.redaction import redact, without_secrets
 from users.models import ActivityLog
-from users.redaction import redact, without_secrets
-from users.services import accounts
 from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
 
 from . import deliveries, queue
+from .actions import ACTIONS, get_action
 from .client_address import client_ip
-from .models import WebhookDelivery
-from .parsing import WebhookInputError, WebhookOptions, find_contact, is_true, parse_body, person_from_body
-from .processing import Outcome, run_action
+from .deliveries import OpenState
+from .parsing import WebhookInputError, find_contact, is_true, parse_body, person_from_body
+from .processing import action_request, run_action
 
 logger = logging.getLogger(__name__)
 
-Status = WebhookDelivery.Status
 # How long a synchronous processing holds its delivery before a retry may take it over (it must have died).
 SYNC_LEASE = timedelta(seconds=60)
 IN_PROGRESS_RETRY_AFTER = "5"
@@ -58,7 +55,8 @@ class CustomerIOWebhookView(APIView):
 
         too_large = self._too_large(django_request)
         if too_large:
-            return self._refuse(fields, WebhookInputError(413, "payload_too_large", too_large))
+            # Before the key is checked: nobody is told about it.
+            return self._refuse(fields, WebhookInputError(413, "payload_too_large", too_large), log=False)
         try:
             body = parse_body(self._read_body(django_request))
             payload_error = None
@@ -74,19 +72,19 @@ class CustomerIOWebhookView(APIView):
                 level=ActivityLog.Level.ERROR,
                 context={"action": fields["action"], "remote_ip": fields["remote_ip"]},
             )
-            return self._refuse(fields, WebhookInputError(403, "invalid_access_key", "Invalid Access Key"))
+            return self._refuse(fields, WebhookInputError(403, "invalid_access_key", "Invalid Access Key"), log=False)
         # Stored only once the key is right: nobody without it can fill the database with bodies.
         fields["body"] = redact(body, also=secret_attribute_names(site_settings)) if body is not None else None
-        action = fields["action"]
-        if not action:
+        if not fields["action"]:
             return self._refuse(fields, WebhookInputError(400, "no_action", "No Action Specified"))
-        if action not in WEBHOOK_ACTIONS:
-            detail = f"Unknown action '{action}': use one of {', '.join(WEBHOOK_ACTIONS)}."
+        action = get_action(fields["action"])
+        if action is None:
+            detail = f"Unknown action '{fields['action']}': use one of {', '.join(ACTIONS)}."
             return self._refuse(fields, WebhookInputError(400, "unknown_action", detail))
         if payload_error:
             return self._refuse(fields, payload_error)
         contact = None
-        if action != "test":
+        if action.touches_user:
             try:
                 contact = find_contact(body, query)
             except WebhookInputError as exc:
@@ -95,12 +93,12 @@ class CustomerIOWebhookView(APIView):
             fields["contact_key"] = contact.lock_key
 
         key = deliveries.dedup_key(fields["idempotency_key"], fields["cio_delivery_id"])
-        if action != "test" and (is_true(query.get("async")) or site_settings.process_in_background):
+        if action.touches_user and (is_true(query.get("async")) or site_settings.process_in_background):
             return self._accept_for_background(fields, key)
         opened = deliveries.open_delivery(fields, key, SYNC_LEASE)
-        if opened.state == "done":
+        if opened.state == OpenState.DONE:
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
-        if opened.state == "busy":
+        if opened.state == OpenState.BUSY:
             detail = "This delivery is still being processed; try again shortly."
             return Response(
                 {"error": "in_progress", "detail": detail},
@@ -111,30 +109,20 @@ class CustomerIOWebhookView(APIView):
 
     @sensitive_variables()
     def _process(self, delivery, action, contact, body, query, started):
-        if action == "test":
-            outcome = Outcome(Status.SUCCEEDED, 200, {"status": "ok", "action": "test"})
-        else:
-            options = WebhookOptions.from_request(body, query)
-            request = accounts.ActionRequest(
-                contact=contact,
-                role=options.role,
-                send_notification=options.send_notification,
-                deadline=deadline_in(settings.WEBHOOK_SYNC_DEADLINE),
-                delivery=delivery,
+        request = None
+        if action.touches_user:
+            # The request's own body (the stored copy has password fields masked).
+            request = action_request(
+                delivery,
+                contact,
                 person=person_from_body(body, contact),
+                deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
+                body=body,
+                query=query,
             )
-            outcome = run_action(action, request)
-        deliveries.finish(
-            delivery,
-            status=outcome.status,
-            http_status=outcome.http_status,
-            result=outcome.result,
-            started=started,
-            now=time.monotonic(),
-            error=outcome.error,
-            user=outcome.user,
-            traceback=outcome.traceback,
-        )
+        outcome = run_action(action, request)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        deliveries.record_outcome([delivery], outcome, duration_ms=duration_ms)
         return Response(outcome.result, status=outcome.http_status)
 
     @staticmethod
@@ -142,18 +130,19 @@ class CustomerIOWebhookView(APIView):
         """Queued mode: record and enqueue in one transaction, answer at once, call nobody."""
         with transaction.atomic():
             opened = deliveries.open_delivery(fields, key, lease=None)
-            if opened.state in ("new", "again"):
+            if opened.state in (OpenState.NEW, OpenState.AGAIN):
                 queue.enqueue(opened.delivery)
-        if opened.state == "done":
+        if opened.state == OpenState.DONE:
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
         answer = {"status": "queued", "delivery_id": opened.delivery.pk}
-        if opened.state == "busy":
+        if opened.state == OpenState.BUSY:
             answer["duplicate"] = True
         return Response(answer, status=200)
 
     @staticmethod
-    def _refuse(fields, error: WebhookInputError):
-        deliveries.record_invalid(fields, error.status, error.code, error.detail)
+    def _refuse(fields, error: WebhookInputError, *, log: bool = True):
+        """Answer a request refused before processing. `log`: the caller had the key (see record_invalid)."""
+        deliveries.record_invalid(fields, error.status, error.code, error.detail, log=log)
         return Response({"error": error.code, "detail": error.detail}, status=error.status)
 
     # Request details -----------------------------------------------------------------------------------------

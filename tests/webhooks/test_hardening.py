@@ -1,5 +1,6 @@
 """Defences found in review: secrets under unusual names, passwords people chose, queue edge cases."""
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -8,8 +9,7 @@ from django.utils import timezone
 
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, User
-from users.services import accounts
-from webhooks import queue
+from webhooks import actions, queue
 from webhooks.models import WebhookDelivery
 
 from .conftest import set_settings
@@ -95,7 +95,9 @@ def test_an_unexpected_error_keeps_its_traceback(hook, emulator, monkeypatch):
     def broken(request):
         raise RuntimeError("a bug in the site")
 
-    monkeypatch.setitem(accounts.ACTIONS, "update_tags", broken)
+    monkeypatch.setitem(
+        actions.ACTIONS, "update_tags", dataclasses.replace(actions.ACTIONS["update_tags"], handler=broken)
+    )
     response = hook("update_tags")
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"

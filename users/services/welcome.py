@@ -3,13 +3,14 @@
 import logging
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+
+from settings_app.services import site_base_url
 
 from ..models import ActivityLog, User
 from .activity import log_activity
@@ -26,11 +27,6 @@ def set_password_url(user: User) -> str:
         },
     )
     return site_base_url() + path
-
-
-def site_base_url() -> str:
-    """The public base URL for links and webhook URLs (SITE_BASE_URL; the development server's without it)."""
-    return (settings.SITE_BASE_URL or "http://127.0.0.1:8000").rstrip("/")
 
 
 def send_welcome_email(user: User, source=ActivityLog.Source.WEBHOOK) -> bool:
@@ -56,3 +52,12 @@ def send_welcome_email(user: User, source=ActivityLog.Source.WEBHOOK) -> bool:
         return False
     log_activity(source, f"Sent welcome email to {user.email}", user=user)
     return True
+
+
+def send_due_welcome_email(user: User, source) -> bool:
+    """Send the welcome email the user is owed. The conditional update claims it, so that concurrent processings
+    send it once."""
+    if not User.objects.filter(pk=user.pk, welcome_email_due=True).update(welcome_email_due=False):
+        return False
+    user.welcome_email_due = False
+    return send_welcome_email(User.objects.get(pk=user.pk), source=source)

@@ -82,6 +82,8 @@ def _pull(client: CustomerIOClient, rules: AccountRules, users: list[User], id_t
                         context=meta_log_context(person.get("attributes") or {}, rules),
                     )
                 )
+                if (role_line := change.role_activity(user)) is not None:
+                    activities.append(role_line)
             else:
                 result.unchanged += 1
             activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]

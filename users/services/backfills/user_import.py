@@ -10,15 +10,12 @@ the users of each 100 members, so an interrupted run resumes exactly where it st
 import again updates the users it made instead of making them twice.
 """
 
-from collections import deque
 from collections.abc import Iterator
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from cio import get_client
-from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient, identify_operation
+from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
 from cio.errors import ContactNotFound, CustomerIOError
 
 from ...emails import normalize_email
@@ -26,23 +23,20 @@ from ...models import ActivityLog, ImportRun, User
 from ...signals import user_imported
 from ..accounts import (
     AccountRules,
+    BatchPasswordReturns,
     NewAccount,
     apply_person,
-    claim_owed_password_return,
     generate_password,
-    logged_in_meanwhile_message,
     new_username_base,
-    password_return_failed_message,
     person_email,
     pick_usernames,
     plan_new_account,
-    send_due_welcome_email,
-    settle_password_returns,
 )
-from ..activity import Activity, log_activities, log_activity
+from ..activity import Activity, log_activities
 from ..contacts import Contact, is_protected, lock_contacts
 from ..roles import add_role_groups
 from ..tags import send_on_commit
+from ..welcome import send_due_welcome_email
 from .common import (
     BACKFILL,
     BackfillError,
@@ -55,17 +49,12 @@ from .common import (
     lookup_identifier,
     person_key,
 )
+from .import_runs import COUNTS, RunRecord, open_run
 from .password_hashing import PasswordHashPool
 from .tag_resync import apply_memberships, scan_memberships
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
-# A RUNNING run whose heartbeat is older than this belongs to a process that died.
-STALE_AFTER = timedelta(minutes=2)
-HEARTBEAT_EVERY = timedelta(seconds=30)
-# Passwords returned per /api/v2/batch request; and how many may wait for their hash before the import waits.
-RETURN_GROUP = 500
-MAX_WAITING_RETURNS = 4 * RETURN_GROUP
 # Tries at creating one user whose insert keeps meeting a user someone else just created.
 CREATE_ATTEMPTS = 3
 
@@ -95,7 +84,7 @@ def import_users(
         segments = client.list_segments()
         if not any(int(segment["id"]) == segment_id for segment in segments):
             raise UnknownSegment(segment_id)
-        run = _open_run(segment_id, role, send_notification, resume=resume, dry_run=result.dry_run)
+        run = open_run(segment_id, role, send_notification, resume=resume, dry_run=result.dry_run)
         importer = _Importer(client, rules, run, result, progress)
         try:
             importer.import_members(limit)
@@ -114,67 +103,26 @@ def import_users(
     return run
 
 
-def _open_run(segment_id: int, role, send_notification, *, resume: bool, dry_run: bool) -> ImportRun:
-    now = timezone.now()
-    running = ImportRun.objects.filter(segment_id=segment_id, status=Status.RUNNING)
-    live = running.filter(heartbeat_at__gt=now - STALE_AFTER).first()
-    if live is not None:
-        raise BackfillError(
-            f"An import of segment {segment_id} is running already (run {live.pk}, started {live.started_at:%c})."
-        )
-    if not dry_run:
-        running.update(status=Status.INTERRUPTED, error="The process running it stopped.")
-    if not resume:
-        run = ImportRun(segment_id=segment_id, role=role or "", send_notification=bool(send_notification))
-        if not dry_run:
-            try:
-                run.save()
-            except IntegrityError:  # another process started one since our check
-                raise BackfillError(f"An import of segment {segment_id} is running already.") from None
-        return run
-    run = ImportRun.objects.filter(segment_id=segment_id, status__in=ImportRun.RESUMABLE).first()
-    if run is None:
-        raise BackfillError(f"No unfinished import of segment {segment_id} to resume; run it without --resume.")
-    if (role is not None and role != run.role) or (
-        send_notification is not None and send_notification != run.send_notification
-    ):
-        raise BackfillError(
-            f"--resume continues run {run.pk} with its own options (role={run.role or '(none)'}, "
-            f"send notification={'yes' if run.send_notification else 'no'}); leave --role and --send-notification out."
-        )
-    if not dry_run:
-        try:
-            claimed = ImportRun.objects.filter(pk=run.pk, status=run.status).update(
-                status=Status.RUNNING, heartbeat_at=now, error=""
-            )
-        except IntegrityError:  # another process started or resumed one since our check
-            claimed = 0
-        if not claimed:
-            raise BackfillError(f"An import of segment {segment_id} is running already.")
-        run.refresh_from_db()
-    return run
-
-
 class _Importer:
-    COUNTS = ("created", "updated", "unchanged", "skipped", "failed")
-
     def __init__(self, client: CustomerIOClient, rules: AccountRules, run: ImportRun, result, progress: Progress):
         self.client = client
         self.rules = rules
         self.run = run
+        self.record = RunRecord(run, result)
         self.result = result
         self.dry_run = result.dry_run
         self.progress = progress
         self.pool = PasswordHashPool()
-        self.returns = _PasswordReturns(client, rules, self.pool, result, heartbeat=self.beat)
-        # The run's counts before this invocation: a resumed run adds to them.
-        self.base = {name: getattr(run, name) for name in (*self.COUNTS, "members_done")}
-        self.base_calls = (run.app_api_calls, run.track_api_calls)
+        self.returns = BatchPasswordReturns(
+            client, rules, self.pool, source=BACKFILL, on_failed=self._count_failed, heartbeat=self.record.beat
+        )
         self.members_done = 0
         self.membership_read = False
         # The users this invocation imported (created or updated); a run stopped at --limit tags only them.
         self.imported_ids: set[int] = set()
-        self.last_beat = timezone.now()
+
+    def _count_failed(self, number: int) -> None:
+        self.result.failed += number
 
     # Members ----------------------------------------------------------------------------------------------------
 
@@ -216,7 +164,7 @@ class _Importer:
         mapped_passwords = self._hash_mapped_passwords(people)
         welcome: list[User] = []
         owing: list[tuple[User, str]] = []
-        counted_before = {name: getattr(self.result, name) for name in self.COUNTS}
+        counted_before = {name: getattr(self.result, name) for name in COUNTS}
         try:
             self._write_step(members, people, position, mapped_passwords, welcome, owing)
         except BaseException:
@@ -282,7 +230,7 @@ class _Importer:
             self.result.skipped += missing
             if not self.dry_run:
                 log_activities(BACKFILL, activities)
-            self._save_position(position, members_done=self.members_done + len(members))
+            self.record.save_position(position, members_done=self.members_done + len(members))
             if self.dry_run:
                 transaction.set_rollback(True)
         self.members_done += len(members)
@@ -324,6 +272,8 @@ class _Importer:
         if change.fields:
             self.result.updated += 1
             activities.append(Activity(f"Updated {user.email} from Customer.io: {', '.join(change.fields)}", user=user))
+            if (role_line := change.role_activity(user)) is not None:
+                activities.append(role_line)
         else:
             self.result.unchanged += 1
         activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]
@@ -345,7 +295,7 @@ class _Importer:
             )
             user = account.user
             if account.generated:
-                # Hashed and returned to Customer.io after the commit (see _PasswordReturns). Until then nobody can
+                # Hashed and returned to Customer.io after the commit (see BatchPasswordReturns). Until then nobody can
                 # log in with it; the user is marked as owed a return, which survives a crash.
                 user.set_unusable_password()
             elif account.password is not None and not self.dry_run:  # a dry run is rolled back: no hashing
@@ -382,7 +332,7 @@ class _Importer:
                 except IntegrityError:
                     # Created meanwhile by someone we do not lock out (the next lookup finds them), or the username
                     # was taken (the next one is free).
-                    account.user.username = pick_usernames([account.user.username])[0]
+                    account.user.username = pick_usernames([account.username_base])[0]
                     continue
                 created.append(account)
                 break
@@ -392,26 +342,6 @@ class _Importer:
                     Activity(f"Could not create user {account.user.email}", level=ActivityLog.Level.ERROR)
                 )
         return created
-
-    def _save_position(self, position: tuple[str, int], members_done: int) -> None:
-        run = self.run
-        run.cursor, run.page_offset = position
-        run.members_done = self.base["members_done"] + members_done
-        for name in self.COUNTS:
-            setattr(run, name, self.base[name] + getattr(self.result, name))
-        run.app_api_calls = self.base_calls[0] + self.result.app_calls
-        run.track_api_calls = self.base_calls[1] + self.result.track_calls
-        run.heartbeat_at = self.last_beat = timezone.now()
-        if not self.dry_run:
-            run.save()
-
-    def beat(self) -> None:
-        """Tell other processes this run is alive, during long waits for password hashes."""
-        now = timezone.now()
-        if self.dry_run or now - self.last_beat < HEARTBEAT_EVERY:
-            return
-        ImportRun.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
-        self.last_beat = now
 
     # The end ----------------------------------------------------------------------------------------------------
 
@@ -443,43 +373,11 @@ class _Importer:
                     "Returning generated passwords", total=self.returns.waiting_count(), unit="passwords"
                 )
                 self.returns.flush(everything=True, progress=self.progress)
-        self._close_run(Status.FINISHED if self.membership_read else Status.PAUSED, "")
+        self.record.close(Status.FINISHED if self.membership_read else Status.PAUSED, "", self.members_done)
 
     def stop(self, status: str, error: str) -> None:
         if not self.dry_run:
-            self._close_run(status, error)
-
-    def _close_run(self, status: str, error: str) -> None:
-        run = self.run
-        run.status, run.error = status, error[:2000]
-        run.members_done = self.base["members_done"] + self.members_done
-        for name in self.COUNTS:
-            setattr(run, name, self.base[name] + getattr(self.result, name))
-        run.app_api_calls = self.base_calls[0] + self.result.app_calls
-        run.track_api_calls = self.base_calls[1] + self.result.track_calls
-        run.finished_at = timezone.now() if status == Status.FINISHED else None
-        if self.dry_run:
-            return
-        # Only the counts, status and calls: the position is the one the last committed step saved.
-        run.save(
-            update_fields=[
-                "status",
-                "error",
-                "members_done",
-                *self.COUNTS,
-                "app_api_calls",
-                "track_api_calls",
-                "finished_at",
-                "heartbeat_at",
-            ]
-        )
-        log_activity(
-            BACKFILL,
-            f"Import of segment {run.segment_id} {run.get_status_display().lower()}: {self.result.counts()} "
-            f"(this run so far: {run.members_done} members)",
-            level=ActivityLog.Level.INFO if status in (Status.FINISHED, Status.PAUSED) else ActivityLog.Level.ERROR,
-            context={"run": run.pk, "error": run.error},
-        )
+            self.record.close(status, error, self.members_done)
 
     def close(self) -> None:
         self.pool.close()
@@ -497,100 +395,3 @@ def _match(people: list[dict]) -> tuple[dict[str, User], set[str]]:
     for user in User.objects.select_related("role").filter(email_normalized__in=list(emails)):
         found.setdefault(emails[user.email_normalized], user)
     return found, {user.cio_id for user in by_cio_id}
-
-
-class _PasswordReturns:
-    """Generated passwords owed to Customer.io: each is hashed on the pool's cores as soon as its user is queued,
-    then, a group at a time, written to the user and returned with one /api/v2/batch request. Customer.io's
-    refusals (207) leave those users owing a return, for the next run or webhook to settle."""
-
-    def __init__(self, client, rules: AccountRules, pool: PasswordHashPool, result: BackfillResult, heartbeat):
-        self.client = client
-        self.rules = rules
-        self.pool = pool
-        self.result = result
-        self.heartbeat = heartbeat
-        self.waiting: deque = deque()  # (user, password, future hash), in the order queued
-        self.queued: set[int] = set()
-
-    def waiting_count(self) -> int:
-        return len(self.waiting)
-
-    def queue(self, owed: list[tuple[User, str]]) -> None:
-        """Users owed a return, each with the password to give them."""
-        if not self.rules.returns_passwords:
-            # Return Password was turned off since these users were marked: nothing is owed any more.
-            settle_password_returns([user for user, _ in owed])
-            return
-        for user, password in owed:
-            if user.pk not in self.queued:
-                self.queued.add(user.pk)
-                self.waiting.append((user, password, self.pool.submit(password)))
-
-    def flush(self, *, everything: bool = False, progress: Progress | None = None) -> None:
-        """Return the groups whose hashes are ready; with `everything`, wait for and return all of them. A long
-        queue is worked down too, so that users do not wait long for their password."""
-        while self.waiting:
-            group_size = min(RETURN_GROUP, len(self.waiting))
-            head_ready = all(self.waiting[n][2].done() for n in range(group_size))
-            full_and_ready = group_size == RETURN_GROUP and head_ready
-            if not (everything or full_and_ready or len(self.waiting) > MAX_WAITING_RETURNS):
-                return
-            group = [self.waiting.popleft() for _ in range(group_size)]
-            self._return(group)
-            if progress is not None:
-                progress.advance(len(group))
-
-    def _return(self, group) -> None:
-        hashed = []
-        for user, password, future in group:
-            while True:
-                try:
-                    hashed.append((user, password, future.result(timeout=HEARTBEAT_EVERY.total_seconds())))
-                    break
-                except TimeoutError:
-                    self.heartbeat()
-        field_name = self.rules.return_field
-        activities: list[Activity] = []
-        with transaction.atomic():
-            claimed = [
-                (user, password, encoded) for user, password, encoded in hashed if claim_owed_password_return(user)
-            ]
-            last_logins = dict(
-                User.objects.filter(pk__in=[user.pk for user, _, _ in claimed]).values_list("pk", "last_login")
-            )
-            logged_in = [user for user, _, _ in claimed if last_logins.get(user.pk)]
-            settle_password_returns(logged_in)
-            activities += [
-                Activity(logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
-                for user in logged_in
-            ]
-            sending = [(user, password, encoded) for user, password, encoded in claimed if not last_logins.get(user.pk)]
-            for user, _, encoded in sending:
-                user.password = encoded
-            User.objects.bulk_update([user for user, _, _ in sending], ["password"], batch_size=RETURN_GROUP)
-        operations = [
-            identify_operation(
-                {"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password}
-            )
-            for user, password, _ in sending
-        ]
-        outcome = self.client.batch(operations) if operations else None
-        refused = {failure.index: failure.reason for failure in (outcome.failures if outcome else [])}
-        returned = [user for index, (user, _, _) in enumerate(sending) if index not in refused]
-        failed = [(user, refused[index]) for index, (user, _, _) in enumerate(sending) if index in refused]
-        settle_password_returns(returned)
-        # The claim is let go so that the next run or webhook may try again with a fresh password.
-        User.objects.filter(pk__in=[user.pk for user, _ in failed]).update(password_return_claimed_until=None)
-        self.result.failed += len(failed)
-        activities += [
-            Activity(f"Returned generated password to Customer.io field {field_name}", user=user) for user in returned
-        ]
-        activities += [
-            Activity(password_return_failed_message(field_name, reason), level=ActivityLog.Level.ERROR, user=user)
-            for user, reason in failed
-        ]
-        log_activities(BACKFILL, activities)
-        for user in returned:
-            if user.welcome_email_due:
-                send_due_welcome_email(user, BACKFILL)

@@ -2,7 +2,7 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
-from settings_app.services import webhook_urls
+from webhooks.actions import webhook_urls
 
 
 class Command(BaseCommand):

@@ -1,0 +1,60 @@
+"""The account rules shared by the webhooks and the backfills, one idea per module:
+
+rules       AccountRules: what the rules read from settings (webhook settings, field mappings, roles)
+usernames   a new user's username, valid and unique whatever the concurrency
+passwords   generated passwords and their return to Customer.io (one by one, or in batches for imports)
+people      a person's attributes applied to a user: new accounts planned, existing users updated
+actions     update_tags, update and add, reading top to bottom
+errors      AccountError and its kinds
+"""
+
+from .actions import ActionRequest, ActionResult, ResultStatus, add, update, update_tags
+from .errors import AccountError, ContactHasNoEmail, PasswordReturnFailed
+from .passwords import (
+    PASSWORD_RETURN_CLAIM,
+    BatchPasswordReturns,
+    claim_owed_password_return,
+    generate_password,
+    settle_password_returns,
+)
+from .people import (
+    NewAccount,
+    PersonUpdate,
+    adopt_cio_id,
+    apply_person,
+    meta_log_context,
+    meta_log_message,
+    person_email,
+    plan_new_account,
+)
+from .rules import AccountRules, secret_attribute_names
+from .usernames import new_username_base, pick_usernames
+
+__all__ = [
+    "PASSWORD_RETURN_CLAIM",
+    "AccountError",
+    "AccountRules",
+    "ActionRequest",
+    "ActionResult",
+    "BatchPasswordReturns",
+    "ContactHasNoEmail",
+    "NewAccount",
+    "PasswordReturnFailed",
+    "PersonUpdate",
+    "ResultStatus",
+    "add",
+    "adopt_cio_id",
+    "apply_person",
+    "claim_owed_password_return",
+    "generate_password",
+    "meta_log_context",
+    "meta_log_message",
+    "new_username_base",
+    "person_email",
+    "pick_usernames",
+    "plan_new_account",
+    "secret_attribute_names",
+    "settle_password_returns",
+    "update",
+    "update_tags",
+]

@@ -1,0 +1,270 @@
+"""The webhook actions as account rules: update_tags, update and add.
+
+Each action runs under the contact's lock in one transaction (so concurrent deliveries for one person run one
+after another and a failure leaves the user as it was); work that must follow a commit — returning a generated
+password to Customer.io, the welcome email, signals — happens after it.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from cio import get_client
+
+from ...models import ActivityLog, User
+from ...signals import user_imported
+from ..activity import log_activity
+from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact
+from ..tags import TagChange, replace_tags, send_on_commit
+from ..welcome import send_due_welcome_email
+from .errors import ContactHasNoEmail
+from .passwords import PASSWORD_RETURN_CLAIM, return_password
+from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
+from .rules import AccountRules
+from .usernames import save_new_user
+
+WEBHOOK = ActivityLog.Source.WEBHOOK
+
+
+@dataclass
+class ActionRequest:
+    contact: Contact
+    role: str = ""  # the URL's role= parameter
+    send_notification: bool = False
+    deadline: float | None = None  # time.monotonic() value covering every Customer.io call of this processing
+    delivery: object = None  # the WebhookDelivery, passed on to user_imported
+    source: str = WEBHOOK
+    # The person's attributes when the caller already has them (sent in the webhook body, or fetched for many
+    # contacts in one batch call): {"identifiers": {...}, "attributes": {...}}. Saves the attributes call.
+    person: dict | None = None
+    # The person's segments when already read (see _read_before_writing).
+    segments: list[dict] | None = None
+
+
+class ResultStatus(enum.StrEnum):
+    OK = "ok"
+    SKIPPED = "skipped"  # nobody to change: no such user, or a staff account
+
+
+@dataclass
+class ActionResult:
+    action: str
+    status: ResultStatus = ResultStatus.OK
+    user: User | None = None
+    created: bool = False
+    tags: list[str] = field(default_factory=list)
+    updated_fields: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        if self.status == ResultStatus.SKIPPED:
+            return {"status": "skipped", "action": self.action, "reason": self.reason}
+        return {
+            "status": "ok",
+            "action": self.action,
+            "user_id": self.user.pk if self.user else None,
+            "created": self.created,
+            "tags": self.tags,
+            "updated_fields": self.updated_fields,
+        }
+
+
+# The actions ------------------------------------------------------------------------------------------------------
+
+
+def update_tags(request: ActionRequest) -> ActionResult:
+    """Replace the user's tags with their Customer.io segments (one App API call)."""
+    _read_before_writing(request, creates=False, needs_person=False)
+    with transaction.atomic():
+        lock_contact(request.contact)
+        user, person = _find_existing(request)
+        if user is None or is_protected(user):
+            return _skip("update_tags", request, user)
+        change = _load_tags(user, request)
+    _finish_account(user, request)
+    return ActionResult("update_tags", user=user, tags=change.names)
+
+
+def update(request: ActionRequest) -> ActionResult:
+    """Pull the person's attributes onto the user through the field mappings, then their tags (two calls)."""
+    _read_before_writing(request, creates=False, needs_person=True)
+    with transaction.atomic():
+        lock_contact(request.contact)
+        user, person = _find_existing(request)
+        if user is None or is_protected(user):
+            return _skip("update", request, user)
+        person = person or _fetch_person(request)
+        updated_fields = _update_existing(user, person, request, AccountRules.load())
+        change = _load_tags(user, request)
+    _finish_account(user, request)
+    return ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+
+
+def add(request: ActionRequest) -> ActionResult:
+    """Create the user from their Customer.io attributes, or update them when they already exist (never a
+    duplicate). A generated password is returned to Customer.io when Return Password is set up."""
+    rules = AccountRules.load()
+    generated_password = None
+    _read_before_writing(request, creates=True, needs_person=True)
+    with transaction.atomic():
+        lock_contact(request.contact)
+        user = find_user(request.contact)
+        if user is not None and is_protected(user):
+            return _skip("add", request, user)
+        person = _fetch_person(request)
+        user = user or find_user_for_person(person)
+        if user is not None and is_protected(user):
+            return _skip("add", request, user)
+        created = False
+        if user is None:
+            try:
+                with transaction.atomic():
+                    user, generated_password, updated_fields = _create_user(person, request, rules)
+                created = True
+            except IntegrityError:
+                # Someone else created them between our lookup and our insert (a different identifier's lock):
+                # carry on as for an existing user — never two users, never a 500.
+                user = find_user_for_person(person) or find_user(request.contact)
+                if user is None:
+                    raise
+                if is_protected(user):
+                    return _skip("add", request, user)
+        if not created:
+            updated_fields = _update_existing(user, person, request, rules)
+        change = _load_tags(user, request)
+        if created:
+            send_on_commit(user_imported, user=user, delivery=request.delivery)
+    _finish_account(user, request, rules, generated_password)
+    return ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+
+
+# Finding people ----------------------------------------------------------------------------------------------------
+
+
+def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person: bool) -> None:
+    """On SQLite, make the Customer.io reads before the transaction. SQLite has one writer at a time and an
+    IMMEDIATE transaction holds the write lock from its start, so reads made inside it would stall every other
+    write on the site (webhook accepts included) for as long as Customer.io takes. Nothing is lost by reading first:
+    SQLite serializes the writes, and a concurrent creation still meets the unique email constraint. On PostgreSQL
+    the per-contact row lock blocks only that contact, so the reads stay under it."""
+    if connection.vendor != "sqlite" or request.contact.kind != "email":
+        return
+    user = find_user(request.contact)
+    if (user is None and not creates) or (user is not None and is_protected(user)):
+        return  # the transaction will skip this contact without calling anyone
+    if needs_person:
+        request.person = _fetch_person(request)
+    if request.segments is None:
+        request.segments = get_client().get_segments(request.contact.value, "email", deadline=request.deadline)
+
+
+def _fetch_person(request: ActionRequest) -> dict:
+    if request.person is not None:
+        return request.person
+    return get_client().get_attributes(request.contact.value, request.contact.kind, deadline=request.deadline)
+
+
+def _find_existing(request: ActionRequest) -> tuple[User | None, dict | None]:
+    """The local user. A contact given by email or known cio_id costs no call; otherwise Customer.io tells us who
+    it is (and that answer is reused as the person's attributes)."""
+    user = find_user(request.contact)
+    if user is not None or request.contact.kind == "email":
+        return user, request.person
+    person = _fetch_person(request)
+    return find_user_for_person(person), person
+
+
+def _skip(action: str, request: ActionRequest, user: User | None) -> ActionResult:
+    if user is None:
+        log_activity(
+            request.source,
+            f"No matching user found for {request.contact} ({action})",
+            level=ActivityLog.Level.NOTICE,
+            context={"action": action, "contact": str(request.contact)},
+        )
+        return ActionResult(action, status=ResultStatus.SKIPPED, reason="no_matching_user")
+    log_activity(
+        request.source,
+        f"Refused to change staff account {user.get_username()} from a webhook ({action})",
+        level=ActivityLog.Level.WARNING,
+        user=user,
+    )
+    return ActionResult(action, status=ResultStatus.SKIPPED, reason="protected_account", user=user)
+
+
+# Changing people ---------------------------------------------------------------------------------------------------
+
+
+def _load_tags(user: User, request: ActionRequest) -> TagChange:
+    identifier, id_type = (user.cio_id, "cio_id") if user.cio_id else (user.email, "email")
+    if request.contact.kind == "email":
+        identifier, id_type = request.contact.value, "email"
+    segments = request.segments
+    if segments is None:
+        segments = get_client().get_segments(identifier, id_type, deadline=request.deadline)
+    change = replace_tags(user, segments)
+    log_activity(
+        request.source,
+        f"Loaded tags for {user.email}: {', '.join(change.names) or '(none)'}",
+        user=user,
+        context={
+            "applied": [str(tag) for tag in change.applied],
+            "removed": [str(tag) for tag in change.removed],
+        },
+    )
+    return change
+
+
+def _update_existing(user: User, person: dict, request: ActionRequest, rules: AccountRules) -> list[str]:
+    change = apply_person(user, person, rules, requested_role=request.role)
+    if change.dirty:
+        user.save()
+    attributes = person.get("attributes") or {}
+    loaded = meta_log_context(attributes, rules)
+    log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
+    role_line = change.role_activity(user)
+    if role_line is not None:
+        log_activity(request.source, role_line.message, user=user, context=role_line.context)
+    for notice in change.notices:
+        log_activity(request.source, notice, level=ActivityLog.Level.NOTICE, user=user)
+    return change.fields
+
+
+def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
+    known_email = request.contact.value if request.contact.kind == "email" else ""
+    email = person_email(person, known_email)
+    if not email:
+        raise ContactHasNoEmail(f"Customer.io has no email address for {request.contact}")
+    account = plan_new_account(
+        person, email, rules, requested_role=request.role, send_notification=request.send_notification
+    )
+    user = account.user
+    if account.password is not None:
+        user.set_password(account.password)
+    if account.generated:
+        user.password_return_due = True
+        # This processing returns it right after the commit; nobody else may start another return meanwhile.
+        user.password_return_claimed_until = timezone.now() + PASSWORD_RETURN_CLAIM
+    save_new_user(user, account.username_base)
+    for line in account.activities():
+        log_activity(request.source, line.message, level=line.level, user=user, context=line.context)
+    loaded = meta_log_context(person.get("attributes") or {}, rules)
+    log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
+    return user, account.password if account.generated else None, account.filled_fields
+
+
+# After the commit --------------------------------------------------------------------------------------------------
+
+
+def _finish_account(user, request, rules: AccountRules | None = None, generated_password=None) -> None:
+    """Return a generated password still owed to Customer.io, then send a welcome email still owed (once the
+    password is final, so its set-password link stays valid)."""
+    if not (user.password_return_due or user.welcome_email_due):
+        return
+    rules = rules or AccountRules.load()
+    if user.password_return_due:
+        return_password(user, rules, generated_password, source=request.source, deadline=request.deadline)
+    if user.welcome_email_due and not user.password_return_due:
+        send_due_welcome_email(user, request.source)

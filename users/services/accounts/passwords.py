@@ -1,0 +1,199 @@
+"""Generated passwords and their return to Customer.io's Return Password field: one at a time after a webhook's
+commit, or a group at a time with /api/v2/batch during an import. A user stays marked as owed a return until
+Customer.io accepts one (or they log in, or Return Password is turned off), so a failure is settled later."""
+
+import secrets
+from collections import deque
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from cio import get_client
+from cio.client import identify_operation
+from cio.errors import CustomerIOError
+
+from ...models import ActivityLog, User
+from ..activity import Activity, log_activities, log_activity
+from ..welcome import send_due_welcome_email
+from .errors import PasswordReturnFailed
+
+GENERATED_PASSWORD_BYTES = 18  # 24 url-safe characters
+# How long one processing may take to return a password before another may take over (it died).
+PASSWORD_RETURN_CLAIM = timedelta(seconds=60)
+# Passwords returned per /api/v2/batch request; and how many may wait for their hash before the import waits.
+RETURN_GROUP = 500
+MAX_WAITING_RETURNS = 4 * RETURN_GROUP
+HASH_WAIT_SECONDS = 30  # between heartbeats while waiting for a hash
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+
+
+def claim_owed_password_return(user: User) -> bool:
+    """Take over a password return owed from an earlier attempt, unless another processing holds it right now."""
+    now = timezone.now()
+    return bool(
+        User.objects.filter(pk=user.pk, password_return_due=True)
+        .exclude(password_return_claimed_until__gt=now)
+        .update(password_return_claimed_until=now + PASSWORD_RETURN_CLAIM)
+    )
+
+
+def settle_password_returns(users: list[User]) -> None:
+    """Nothing is owed to Customer.io for these users any more (returned, or no longer to be returned)."""
+    User.objects.filter(pk__in=[user.pk for user in users]).update(
+        password_return_due=False, password_return_claimed_until=None
+    )
+    for user in users:
+        user.password_return_due = False
+        user.password_return_claimed_until = None
+
+
+def logged_in_meanwhile_message(user: User) -> str:
+    return f"{user.email} has logged in since; their password was not replaced or returned"
+
+
+def password_return_failed_message(field_name: str, reason: str) -> str:
+    return f"Could not return the generated password to Customer.io field {field_name}: {reason}"
+
+
+def return_password(user: User, rules, password: str | None, *, source, deadline: float | None) -> None:
+    """Return the user's generated password after the commit that made it (`password`), or — owed from an earlier
+    attempt (`password` None) — a fresh one. Raises PasswordReturnFailed when Customer.io does not take it."""
+    field_name = rules.return_field
+    if not rules.returns_passwords:
+        settle_password_returns([user])
+        return
+    if password is None:
+        # Owed from an earlier attempt: claim it, then (unless they have logged in meanwhile) set a fresh one.
+        if not claim_owed_password_return(user):
+            user.refresh_from_db(fields=["password_return_due"])
+            return  # settled already, or another processing is returning it right now
+        user.refresh_from_db(fields=["last_login", "password"])
+        if user.last_login is not None:
+            settle_password_returns([user])
+            log_activity(source, logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
+            return
+        password = generate_password()
+        user.set_password(password)
+        user.password_return_due = True  # still owed until Customer.io accepts this one
+        user.save(update_fields=["password", "password_return_due"])
+    try:
+        # By cio_id when known: Customer.io answers 200 to an update for an email nobody has (say, after an email
+        # change), and the password would be "returned" to no one.
+        identifier = f"cio_{user.cio_id}" if user.cio_id else user.email
+        get_client().identify(identifier, {field_name: password}, deadline=deadline)
+    except CustomerIOError as exc:
+        User.objects.filter(pk=user.pk).update(password_return_claimed_until=None)
+        log_activity(
+            source,
+            password_return_failed_message(field_name, str(exc)),
+            level=ActivityLog.Level.ERROR,
+            user=user,
+        )
+        raise PasswordReturnFailed(f"Customer.io did not accept the returned password ({type(exc).__name__})") from exc
+    settle_password_returns([user])
+    log_activity(source, f"Returned generated password to Customer.io field {field_name}", user=user)
+
+
+class BatchPasswordReturns:
+    """An import's generated passwords owed to Customer.io: each is hashed on the pool's cores as soon as its user
+    is queued, then, a group at a time, written to the user and returned with one /api/v2/batch request.
+    Customer.io's refusals (207) leave those users owing a return, for the next run or webhook to settle.
+
+    `pool` hashes (users.services.backfills.password_hashing.PasswordHashPool); `on_failed(n)` counts refusals;
+    `heartbeat()` is called while waiting for hashes."""
+
+    def __init__(self, client, rules, pool, *, source, on_failed, heartbeat):
+        self.client = client
+        self.rules = rules
+        self.pool = pool
+        self.source = source
+        self.on_failed = on_failed
+        self.heartbeat = heartbeat
+        self.waiting: deque = deque()  # (user, password, future hash), in the order queued
+        self.queued: set[int] = set()
+
+    def waiting_count(self) -> int:
+        return len(self.waiting)
+
+    def queue(self, owed: list[tuple[User, str]]) -> None:
+        """Users owed a return, each with the password to give them."""
+        if not self.rules.returns_passwords:
+            # Return Password was turned off since these users were marked: nothing is owed any more.
+            settle_password_returns([user for user, _ in owed])
+            return
+        for user, password in owed:
+            if user.pk not in self.queued:
+                self.queued.add(user.pk)
+                self.waiting.append((user, password, self.pool.submit(password)))
+
+    def flush(self, *, everything: bool = False, progress=None) -> None:
+        """Return the groups whose hashes are ready; with `everything`, wait for and return all of them. A long
+        queue is worked down too, so that users do not wait long for their password."""
+        while self.waiting:
+            group_size = min(RETURN_GROUP, len(self.waiting))
+            head_ready = all(self.waiting[n][2].done() for n in range(group_size))
+            full_and_ready = group_size == RETURN_GROUP and head_ready
+            if not (everything or full_and_ready or len(self.waiting) > MAX_WAITING_RETURNS):
+                return
+            group = [self.waiting.popleft() for _ in range(group_size)]
+            self._return(group)
+            if progress is not None:
+                progress.advance(len(group))
+
+    def _return(self, group) -> None:
+        hashed = []
+        for user, password, future in group:
+            while True:
+                try:
+                    hashed.append((user, password, future.result(timeout=HASH_WAIT_SECONDS)))
+                    break
+                except TimeoutError:
+                    self.heartbeat()
+        field_name = self.rules.return_field
+        activities: list[Activity] = []
+        with transaction.atomic():
+            claimed = [
+                (user, password, encoded) for user, password, encoded in hashed if claim_owed_password_return(user)
+            ]
+            last_logins = dict(
+                User.objects.filter(pk__in=[user.pk for user, _, _ in claimed]).values_list("pk", "last_login")
+            )
+            logged_in = [user for user, _, _ in claimed if last_logins.get(user.pk)]
+            settle_password_returns(logged_in)
+            activities += [
+                Activity(logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
+                for user in logged_in
+            ]
+            sending = [(user, password, encoded) for user, password, encoded in claimed if not last_logins.get(user.pk)]
+            for user, _, encoded in sending:
+                user.password = encoded
+            User.objects.bulk_update([user for user, _, _ in sending], ["password"], batch_size=RETURN_GROUP)
+        operations = [
+            identify_operation(
+                {"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password}
+            )
+            for user, password, _ in sending
+        ]
+        outcome = self.client.batch(operations) if operations else None
+        refused = {failure.index: failure.reason for failure in (outcome.failures if outcome else [])}
+        returned = [user for index, (user, _, _) in enumerate(sending) if index not in refused]
+        failed = [(user, refused[index]) for index, (user, _, _) in enumerate(sending) if index in refused]
+        settle_password_returns(returned)
+        # The claim is let go so that the next run or webhook may try again with a fresh password.
+        User.objects.filter(pk__in=[user.pk for user, _ in failed]).update(password_return_claimed_until=None)
+        self.on_failed(len(failed))
+        activities += [
+            Activity(f"Returned generated password to Customer.io field {field_name}", user=user) for user in returned
+        ]
+        activities += [
+            Activity(password_return_failed_message(field_name, reason), level=ActivityLog.Level.ERROR, user=user)
+            for user, reason in failed
+        ]
+        log_activities(self.source, activities)
+        for user in returned:
+            if user.welcome_email_due:
+                send_due_welcome_email(user, self.source)

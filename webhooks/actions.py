@@ -1,0 +1,58 @@
+"""The webhook actions Customer.io journeys call, each declared once: the view, the queue, processing, the settings
+page's URL list and `manage.py webhook_urls` read this registry (and a test holds the README's table to it)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from settings_app.models import WebhookSettings
+from settings_app.services import site_base_url
+from users.services import accounts
+
+
+@dataclass(frozen=True)
+class WebhookAction:
+    name: str  # the URL's wpf_action
+    # The account service that runs it; None for an action that answers without touching anybody.
+    handler: Callable[[accounts.ActionRequest], accounts.ActionResult] | None
+    # One contact's waiting deliveries are processed once, with the strongest action among them (`add` does all
+    # that `update` does, which does all that `update_tags` does).
+    strength: int
+    # Reads the person's attributes (so the queue fetches them for many contacts in one call).
+    needs_person: bool
+
+    @property
+    def touches_user(self) -> bool:
+        """Names a contact and may change their user: needs one in the request; may be queued and replayed."""
+        return self.handler is not None
+
+
+# In the order the settings page, `webhook_urls` and the README list them.
+ACTIONS: dict[str, WebhookAction] = {
+    action.name: action
+    for action in (
+        WebhookAction("update_tags", accounts.update_tags, strength=1, needs_person=False),
+        WebhookAction("update", accounts.update, strength=2, needs_person=True),
+        WebhookAction("add", accounts.add, strength=3, needs_person=True),
+        WebhookAction("test", None, strength=0, needs_person=False),
+    )
+}
+
+
+def get_action(name: str) -> WebhookAction | None:
+    return ACTIONS.get(name)
+
+
+def strongest(names) -> str:
+    return max(names, key=lambda name: ACTIONS[name].strength)
+
+
+def names_needing_person() -> list[str]:
+    return [action.name for action in ACTIONS.values() if action.needs_person]
+
+
+def webhook_urls(base_url: str | None = None, access_key: str | None = None) -> dict[str, str]:
+    """The URL to paste into Customer.io for each action, keyed by action."""
+    base = (base_url or site_base_url()).rstrip("/")
+    key = access_key if access_key is not None else WebhookSettings.load().access_key
+    return {name: f"{base}/?{urlencode({'wpf_action': name, 'access_key': key})}" for name in ACTIONS}
