@@ -59,3 +59,30 @@ def test_concurrent_retries_of_one_delivery_run_it_once(live_server, cio_emulato
     assert User.objects.count() == 1
     assert len(cio_emulator.requests("/v1/customers/bob@example.com/attributes")) == 1
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_twenty_people_with_one_name_get_the_next_free_usernames_whatever_the_concurrency(
+    live_server, cio_emulator, settings
+):
+    people = [
+        {"email": f"sam{n}@example.com", "id": f"sam{n}", "attributes": {"first_name": "Sam", "last_name": "Same"}}
+        for n in range(20)
+    ]
+    cio_emulator.reset({"segments": [], "customers": people})
+    settings.WEBHOOK_SYNC_DEADLINE = 20
+    WebhookSettings.load()
+    WebhookSettings.objects.update(username_format=WebhookSettings.UsernameFormat.FLNAME)
+    url = f"{live_server.url}/?wpf_action=add&access_key={WebhookSettings.load().access_key}"
+
+    def add(n):
+        response = requests.post(url, json={"email": f"sam{n}@example.com"}, timeout=60)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(add, range(20)))
+
+    assert [status for status, _ in answers] == [200] * 20, answers
+    assert all(body["created"] for _, body in answers)
+    usernames = sorted(User.objects.values_list("username", flat=True))
+    assert usernames == sorted(["SamSame", *(f"SamSame{n}" for n in range(2, 21))])
+    assert WebhookDelivery.objects.filter(status="succeeded").count() == 20

@@ -1,0 +1,41 @@
+"""The apps depend downward — webhooks -> users -> settings_app, with cio at the bottom — never in a circle."""
+
+import ast
+from pathlib import Path
+
+from django.conf import settings
+
+# Each app may import only the apps below it.
+LAYERS = ["cio", "settings_app", "users", "webhooks"]
+
+
+def imported_apps(path: Path) -> set[str]:
+    """The project apps a module imports (at the top or inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names & set(LAYERS)
+
+
+def upward_imports() -> list[str]:
+    found = []
+    for rank, app in enumerate(LAYERS):
+        allowed = set(LAYERS[:rank]) | {app}
+        for path in sorted((Path(settings.BASE_DIR) / app).rglob("*.py")):
+            for imported in sorted(imported_apps(path) - allowed):
+                found.append(f"{path.relative_to(settings.BASE_DIR)} imports {imported}")
+    return found
+
+
+def test_no_app_imports_an_app_above_it():
+    assert upward_imports() == []
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    module = tmp_path / "example.py"
+    module.write_text("def f():\n    from webhooks.models import WebhookDelivery\nimport users.models\nimport json\n")
+    assert imported_apps(module) == {"webhooks", "users"}
