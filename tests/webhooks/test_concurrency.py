@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from settings_app import freshness
 from settings_app.models import WebhookSettings
 from users.models import User
 from webhooks.models import WebhookDelivery
@@ -72,6 +73,7 @@ def test_twenty_people_with_one_name_get_the_next_free_usernames_whatever_the_co
     settings.WEBHOOK_SYNC_DEADLINE = 20
     WebhookSettings.load()
     WebhookSettings.objects.update(username_format=WebhookSettings.UsernameFormat.FLNAME)
+    freshness.changed("webhook_settings")  # update() sends no signal
     url = f"{live_server.url}/?wpf_action=add&access_key={WebhookSettings.load().access_key}"
 
     def add(n):
