@@ -8,6 +8,10 @@ On PostgreSQL the limiter uses its own autocommit connection: a caller may hold 
 per-contact lock while Customer.io answers), and a row lock taken inside it would stall every other process
 until that transaction ends. On SQLite there is one writer at a time anyway, so the limiter writes through
 Django's connection (inside the caller's transaction when there is one).
+
+Grant times are read from one clock for everyone: on PostgreSQL the database's (`clock_timestamp()`, read once the
+row is locked), so that worker hosts whose clocks disagree still share one limit; on SQLite, which serves one host,
+the local clock.
 """
 
 import contextlib
@@ -59,16 +63,23 @@ class SharedRateLimiter:
         if connection.vendor == "postgresql":
             return self._try_grant_postgresql(connection.settings_dict)
         with transaction.atomic(), connection.cursor() as cursor:
-            return self._grant_with_cursor(cursor, lock_clause="")
+            return self._grant_with_cursor(cursor, lock_clause="", database_clock=False)
 
-    def _grant_with_cursor(self, cursor, lock_clause: str) -> float:
+    def _grant_with_cursor(self, cursor, lock_clause: str, database_clock: bool) -> float:
         cursor.execute(
             f"INSERT INTO {_TABLE} (name, stamps) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",  # noqa: S608
             [self.name, "[]"],
         )
         cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
-        now = time.time()
-        recent = [stamp for stamp in json.loads(cursor.fetchone()[0]) if stamp > now - self.window]
+        stamps = json.loads(cursor.fetchone()[0])
+        if database_clock:
+            # Read after the row lock is held (a separate statement: in the locking SELECT itself the clock could be
+            # read before the wait for the lock), so grants are stamped in the order they are made.
+            cursor.execute("SELECT extract(epoch FROM clock_timestamp())")
+            now = float(cursor.fetchone()[0])
+        else:
+            now = time.time()
+        recent = [stamp for stamp in stamps if stamp > now - self.window]
         if len(recent) >= self.rate:
             recent.sort()
             return recent[-self.rate] + self.window - now
@@ -83,7 +94,7 @@ class SharedRateLimiter:
         side_connection = _postgresql_side_connection(settings_dict)
         try:
             with side_connection.transaction(), side_connection.cursor() as cursor:
-                return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE")
+                return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE", database_clock=True)
         except Exception:
             _drop_side_connection()
             raise

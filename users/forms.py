@@ -2,8 +2,10 @@
 
 import unicodedata
 
+from django import forms
 from django.contrib.auth.forms import PasswordResetForm
 
+from .emails import EmailAddressFormField
 from .models import User
 
 
@@ -17,7 +19,16 @@ class SetOrResetPasswordForm(PasswordResetForm):
     Django's form mails only users with a usable password, because elsewhere an unusable one marks an account that
     signs in some other way. Here it marks a person a webhook or an import created without one (Return Password on
     and no field): they set their first password through this same link, as the welcome email's.
+
+    The email is checked by the site's rule, so josé.x@example.com may ask too; in a text input, because browsers
+    refuse a non-ASCII local part in an `<input type="email">` before the form is even sent.
     """
+
+    email = EmailAddressFormField(
+        label="Email",
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "email", "inputmode": "email"}),
+    )
 
     def get_users(self, email):
         candidates = User._default_manager.filter(email__iexact=email, is_active=True)

@@ -5,7 +5,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .emails import normalize_email
+from .emails import EmailAddressField, normalize_email
 
 
 class Role(models.Model):
@@ -67,7 +67,7 @@ class UserManager(DjangoUserManager):
 
 
 class User(AbstractUser):
-    email = models.EmailField("email address", max_length=254)
+    email = EmailAddressField("email address", max_length=254)
     email_normalized = models.CharField(
         max_length=254, unique=True, editable=False, help_text="The email lowercased; every lookup uses it."
     )

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 
 from settings_app.redaction import MASK
+from users.emails import validate_email_address
 from users.services.contacts import Contact
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
@@ -62,7 +62,7 @@ def find_contact(body: dict, query: dict) -> Contact:
                 continue
             if kind == "email":
                 try:
-                    validate_email(value)
+                    validate_email_address(value)
                 except ValidationError:
                     raise WebhookInputError(400, "invalid_contact", "'email' is not a valid email address.") from None
             if len(value) > 254:

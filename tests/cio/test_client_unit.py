@@ -1,10 +1,16 @@
 """Small pieces of the client that are clearer with `responses` than with the emulator."""
 
+import email.utils
+import time
+import types
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import responses
 
+from cio import client as cio_client
 from cio import get_client
-from cio.errors import BadRequest
+from cio.errors import BadRequest, UpstreamError
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +59,63 @@ def test_400_is_not_retried_and_names_the_problem(settings):
     with pytest.raises(BadRequest, match="POST /v1/customers/attributes: 400 too many ids"):
         get_client().get_attributes_batch(["a@example.com"])
     assert len(responses.calls) == 1
+
+
+class Waits:
+    """Stands in for the `time` module in cio.client, recording the retry waits instead of sleeping them."""
+
+    def __init__(self):
+        self.seconds = []
+        self.monotonic = time.monotonic
+
+    def sleep(self, seconds):
+        self.seconds.append(seconds)
+
+
+@pytest.fixture
+def waits(monkeypatch, settings):
+    settings.CUSTOMERIO_APP_API_URL = "https://app.invalid"
+    settings.CUSTOMERIO_APP_API_RATE = 0
+    settings.CUSTOMERIO_MAX_RETRIES = 2
+    settings.CUSTOMERIO_RETRY_BACKOFF = 1.0
+    recorder = Waits()
+    monkeypatch.setattr(cio_client, "time", recorder)
+    return recorder
+
+
+def http_date(seconds_from_now: float) -> str:
+    return email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        (lambda: "7", 7, 7),
+        (lambda: http_date(10), 8.5, 10),  # an HTTP date: whole seconds, so up to a second early
+        (lambda: http_date(3600), 30, 30),  # capped, as the seconds form is
+        (lambda: "3600", 30, 30),
+        (lambda: http_date(-60), 0, 0),  # already past: retry at once
+    ],
+    ids=["seconds", "date", "far-date", "far-seconds", "past-date"],
+)
+@responses.activate
+def test_retry_after_is_honoured_in_seconds_or_as_an_http_date(waits, retry_after, low, high):
+    responses.get("https://app.invalid/v1/segments", status=503, headers={"Retry-After": retry_after()})
+    responses.get("https://app.invalid/v1/segments", json={"segments": []})
+    assert get_client().list_segments() == []
+    [wait] = waits.seconds
+    assert low <= wait <= high
+
+
+@pytest.mark.parametrize(("draw", "expected"), [("lowest", [0.0, 0.0]), ("highest", [1.0, 2.0])])
+@responses.activate
+def test_the_backoff_is_full_jitter_from_zero_to_the_doubling_ceiling(waits, monkeypatch, draw, expected):
+    """Without Retry-After the wait is drawn from 0 to base x 2^(attempt-1): the random draw at either end shows
+    the range."""
+    pick = {"lowest": lambda low, high: low, "highest": lambda low, high: high}[draw]
+    monkeypatch.setattr(cio_client, "random", types.SimpleNamespace(uniform=pick))
+    responses.get("https://app.invalid/v1/segments", status=502)
+    with pytest.raises(UpstreamError):
+        get_client().list_segments()
+    assert len(responses.calls) == 3
+    assert waits.seconds == expected

@@ -3,10 +3,14 @@
 import subprocess
 import sys
 import time
+import types
+import uuid
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 
+from cio import ratelimit
 from cio.errors import DeadlineExceeded
 from cio.ratelimit import SharedRateLimiter
 
@@ -29,6 +33,33 @@ def test_the_limiter_spaces_requests_and_honours_a_deadline():
     with pytest.raises(DeadlineExceeded):
         limiter.acquire(deadline=time.monotonic() + 0.2)
     assert limiter.acquire() > 0.5
+
+
+def skewed_clock(offset: float) -> types.SimpleNamespace:
+    """The `time` module as the limiter sees it on a host whose clock is `offset` seconds off."""
+    return types.SimpleNamespace(time=lambda: time.time() + offset, monotonic=time.monotonic, sleep=time.sleep)
+
+
+@pytest.mark.concurrency
+@pytest.mark.django_db
+@pytest.mark.parametrize(("first_clock", "second_clock"), [(0.0, 30.0), (-30.0, 0.0)], ids=["ahead", "behind"])
+def test_hosts_whose_clocks_disagree_still_share_one_limit_on_postgresql(monkeypatch, first_clock, second_clock):
+    """Several worker hosts share the limit through PostgreSQL. A host whose clock is 30 s ahead of another's must
+    not see that host's grants as long gone and take a full window's worth of requests on top of them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("several hosts share the limit on PostgreSQL only; SQLite serves one host, on its own clock")
+    name = f"skew-{uuid.uuid4().hex[:8]}"  # the limiter commits on its own connection: a name of this test's own
+
+    # A 5-second window (shorter than the skew), so that a slow machine cannot let the grants expire meanwhile.
+    monkeypatch.setattr(ratelimit, "time", skewed_clock(first_clock))
+    first_host = ratelimit.SharedRateLimiter(name, rate=3, window=5.0)
+    for _ in range(3):
+        first_host.acquire()
+
+    monkeypatch.setattr(ratelimit, "time", skewed_clock(second_clock))
+    second_host = ratelimit.SharedRateLimiter(name, rate=3, window=5.0)
+    with pytest.raises(DeadlineExceeded):
+        second_host.acquire(deadline=time.monotonic() + 0.3)
 
 
 @pytest.mark.concurrency

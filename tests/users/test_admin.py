@@ -1,4 +1,5 @@
 import pytest
+from django.core import mail
 from django.urls import reverse
 
 from users.models import ActivityLog, Tag, User, UserTag
@@ -35,6 +36,29 @@ def test_a_user_added_in_the_admin_gets_the_default_role(admin_client):
     response = admin_client.post(reverse("admin:users_user_add"), add_user_form())
     assert response.status_code == 302
     assert User.objects.get(username="newbie").role.slug == "subscriber"
+
+
+def test_an_address_with_a_non_ascii_local_part_is_accepted_and_a_bad_one_refused(admin_client):
+    added = admin_client.post(reverse("admin:users_user_add"), add_user_form(email="josé.x@example.com"))
+    assert added.status_code == 302
+    user = User.objects.get(username="newbie")
+    assert user.email == "josé.x@example.com"
+
+    change = admin_client.get(reverse("admin:users_user_change", args=[user.pk]))
+    assert change.status_code == 200 and "josé.x@example.com" in change.content.decode()
+    bad = admin_client.post(
+        reverse("admin:users_user_add"), add_user_form(username="other", email="jos\u200be@example.com")
+    )
+    assert bad.status_code == 200
+    assert "Enter a valid email address." in bad.content.decode()
+    assert not User.objects.filter(username="other").exists()
+
+
+def test_the_password_reset_form_accepts_a_non_ascii_local_part(client):
+    User.objects.create_user(username="jose", email="josé.x@example.com", password="a-long-enough-Passw0rd")
+    response = client.post(reverse("password_reset"), {"email": "josé.x@example.com"})
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["josé.x@example.com"]
 
 
 def test_the_user_list_shows_role_and_tags(admin_client):

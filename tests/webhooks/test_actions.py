@@ -207,6 +207,38 @@ def test_add_creates_the_user_as_the_guide_promises(hook, emulator, django_captu
     assert ActivityLog.objects.filter(message__startswith="Created user ann@example.com").exists()
 
 
+def test_add_accepts_an_address_with_a_non_ascii_local_part(hook, emulator):
+    """josé.x@example.com is a valid address (RFC 6531) that Customer.io accepts: such a person can be added."""
+    emulator.add_customer(email="josé.x@example.com", attributes={"first_name": "José"}, segments=[1])
+
+    response = hook("add", email="josé.x@example.com")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["created"] is True
+    user = User.objects.get()
+    assert (user.email, user.username, user.first_name) == ("josé.x@example.com", "josé.x@example.com", "José")
+    assert [tag.name for tag in user.tags.all()] == ["VIP"]
+    assert hook("update_tags", email="JOSÉ.X@example.com").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "josé x@example.com",
+        "jos\u200be@example.com",
+        "josé\u00a0x@example.com",
+        "josé@@example.com",
+        "josé@",
+        "josé.@x.com",
+    ],
+)
+def test_a_genuinely_invalid_address_is_still_refused(hook, emulator, email):
+    response = hook("add", email=email)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_contact", "detail": "'email' is not a valid email address."}
+    assert User.objects.count() == 0
+
+
 def test_add_for_an_unknown_contact(hook, emulator):
     response = hook("add", email="nobody@example.com")
     assert response.status_code == 422
