@@ -51,5 +51,9 @@ loglevel = _env.str("GUNICORN_LOG_LEVEL", default="info")
 secure_scheme_headers = {}
 forwarded_allow_ips = ""
 
+# gunicorn's control socket (for `gunicornc`) would be created under $HOME, the checkout itself for the systemd
+# units' user, which is read-only to the service: systemctl is the control interface here.
+control_socket_disable = True
+
 # Load the application before forking: a broken setting fails once, at start, and workers share the memory.
 preload_app = True
