@@ -1,16 +1,19 @@
 """Accept-path benchmark: how fast gunicorn + PostgreSQL answer webhooks, with the production settings.
 
-    .venv/bin/python bench/accept.py [postgres://postgres@127.0.0.1:5432/postgres]     (or `make bench-accept`)
+    .venv/bin/python bench/accept.py [--only connections|same-person] [postgres://postgres@127.0.0.1:5432/postgres]
+    (or `make bench-accept`)
 
 On a fresh PostgreSQL database, gunicorn (gunicorn.conf.py: 2 processes x 8 threads) is started once per database
 connection mode — Django's connection pool (the default), persistent connections (DATABASE_POOL=false,
 CONN_MAX_AGE=60), a new connection per request (DATABASE_POOL=false, CONN_MAX_AGE=0) — and `test` webhooks are sent
 for a fixed time from 16 keep-alive connections (wrk when it is installed — `apt-get install wrk` — else Python
-clients); each mode runs twice, interleaved. Then, with Customer.io answering in
-0.5 s, six `update_tags` webhooks for one person are sent at once to sync and to gthread workers: how far apart the
-site received them, and how long a /healthz probe sent meanwhile waited. Figures, not pass/fail.
+clients); each mode runs three times, interleaved, and the median counts. Then, with Customer.io answering in
+0.5 s, six `update_tags` webhooks for one person are sent at once to sync (one thread) and to gthread workers: how
+far apart the site received them, how long a /healthz probe sent meanwhile waited, and how long the answers took.
+Figures, not pass/fail.
 """
 
+import argparse
 import http.client
 import json
 import os
@@ -45,7 +48,8 @@ from production_site import (  # noqa: E402
 
 CLIENTS = 16
 WARM_UP = 2.0  # seconds
-DURATION = 10.0  # seconds per measurement
+DURATION = 8.0  # seconds per measurement
+ROUNDS = 3  # each mode, interleaved: a busy machine's noise hits every mode alike
 WEB = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "8", "GUNICORN_ACCESS_LOG": ""}
 MODES = [
     ("pool (default)", {"DATABASE_POOL": "true"}),
@@ -131,7 +135,7 @@ def measure_connections(workdir: Path, env: dict, database_url: str, key: str) -
     path = f"/?wpf_action=test&access_key={key}"
     results: dict[str, list[tuple]] = {label: [] for label, _ in MODES}
     database_name = database_url.rsplit("/", 1)[1]
-    for round_number in (1, 2):
+    for round_number in range(1, ROUNDS + 1):
         for label, variables in MODES:
             processes = Processes(workdir)
             try:
@@ -158,7 +162,11 @@ def measure_same_person(workdir: Path, env: dict, database_url: str, key: str, e
     for worker_class in ("sync", "gthread"):
         processes = Processes(workdir)
         try:
-            site = start_gunicorn(processes, env, **WEB, GUNICORN_WORKER_CLASS=worker_class)
+            # gunicorn turns sync workers with threads into gthread ones: sync means one thread.
+            threads = "1" if worker_class == "sync" else WEB["GUNICORN_THREADS"]
+            site = start_gunicorn(
+                processes, env, **{**WEB, "GUNICORN_THREADS": threads}, GUNICORN_WORKER_CLASS=worker_class
+            )
             with psycopg.connect(database_url, autocommit=True) as connection:
                 connection.execute("DELETE FROM webhooks_webhookdelivery")
             url = f"{site}/?wpf_action=update_tags&access_key={key}"
@@ -193,7 +201,11 @@ def percentile(values, fraction):
 
 
 def main():
-    server_url = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_POSTGRES
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("server_url", nargs="?", default=DEFAULT_POSTGRES, help="a PostgreSQL server (its database)")
+    parser.add_argument("--only", choices=["connections", "same-person"], help="run one of the two parts")
+    arguments = parser.parse_args()
+    server_url = arguments.server_url
     if not postgres_answers(server_url):
         raise SystemExit(f"no PostgreSQL at {server_url}: this benchmark measures gunicorn + PostgreSQL")
     fixture = {
@@ -218,26 +230,41 @@ def main():
                 f"{CLIENTS} keep-alive connections ({'wrk' if shutil.which('wrk') else 'Python clients'}), "
                 f"{DURATION:.0f} s per run after {WARM_UP:.0f} s warm-up"
             )
-            connections = measure_connections(workdir, env, database_url, key)
-            site = start_gunicorn(processes, env, **WEB)
-            requests.post(
-                f"{site}/?wpf_action=add&access_key={key}", json={"email": "ann@example.com"}, headers=VIA_PROXY
-            ).raise_for_status()
-            processes.stop("gunicorn")
-            same_person = measure_same_person(workdir, env, database_url, key, emulator)
+            connections = same_person = {}
+            if arguments.only != "same-person":
+                connections = measure_connections(workdir, env, database_url, key)
+            if arguments.only != "connections":
+                site = start_gunicorn(processes, env, **WEB)
+                requests.post(
+                    f"{site}/?wpf_action=add&access_key={key}", json={"email": "ann@example.com"}, headers=VIA_PROXY
+                ).raise_for_status()
+                processes.stop("gunicorn")
+                same_person = measure_same_person(workdir, env, database_url, key, emulator)
         finally:
             processes.stop_all()
 
-    print(f"\n{'database connections':<32}{'webhooks/s (2 runs)':>22}{'p50':>9}{'p99':>9}{'connections':>13}")
+    if connections:
+        print_connections(connections)
+    if same_person:
+        print_same_person(same_person)
+
+
+def print_connections(connections):
+    print(
+        f"\n{'database connections':<32}{'webhooks/s (median)':>20}{'runs':>16}{'p50':>9}{'p99':>9}{'connections':>13}"
+    )
     for label, runs in connections.items():
         rates = " / ".join(f"{run[0]:.0f}" for run in runs)
+        rate = statistics.median(run[0] for run in runs)
         p50 = statistics.median(run[1] for run in runs)
-        p99 = max(run[2] for run in runs)
-        print(f"{label:<32}{rates:>22}{p50:>7.1f}ms{p99:>7.0f}ms{runs[-1][3]:>13}")
-    pooled = statistics.mean(run[0] for run in connections[MODES[0][0]])
-    fresh = statistics.mean(run[0] for run in connections[MODES[2][0]])
-    print(f"pool vs a new connection per request: {pooled / fresh:.2f} x the throughput")
+        p99 = statistics.median(run[2] for run in runs)
+        print(f"{label:<32}{rate:>20.0f}{rates:>16}{p50:>7.1f}ms{p99:>7.0f}ms{runs[-1][3]:>13}")
+    pooled = statistics.median(run[0] for run in connections[MODES[0][0]])
+    fresh = statistics.median(run[0] for run in connections[MODES[2][0]])
+    print(f"pool vs a new connection per request: {pooled / fresh:.2f} x the throughput (medians)")
 
+
+def print_same_person(same_person):
     print(
         f"\n{SAME_PERSON} update_tags webhooks for one person sent at once, Customer.io answering in "
         f"{CUSTOMERIO_LATENCY_MS} ms, 2 gunicorn processes:"
