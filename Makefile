@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run manage test lint format bench-backfill bench-burst
+.PHONY: run manage test lint format bench-backfill bench-burst bench-accept smoke-production
 
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
@@ -39,6 +39,15 @@ bench-backfill: $(VENV)/.installed-run
 # 1,000 queued webhooks against the rate-limited emulator, then again with 30 % of Customer.io requests failing.
 bench-burst: $(VENV)/.installed-run
 	$(VPY) bench/burst.py
+
+# `test` webhooks on gunicorn + PostgreSQL: connection pool vs persistent vs a connection per request; sync vs
+# threaded workers for one person's concurrent webhooks. Needs PostgreSQL on 127.0.0.1:5432 (a few minutes).
+bench-accept: $(VENV)/.installed-run
+	$(VPY) bench/accept.py
+
+# The site as production runs it (gunicorn, PostgreSQL, a worker), checked over HTTP (CI runs it too).
+smoke-production: $(VENV)/.installed-run
+	$(VPY) scripts/smoke_production.py
 
 lint: $(VENV)/.installed-dev
 	$(VPY) -m ruff check .

@@ -80,6 +80,7 @@ class Site:
             "DJANGO_SETTINGS_MODULE": "wpfusion_site.settings",
             "ENV_FILE": os.devnull,
             "DEBUG": "0",
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
             "SECRET_KEY": "bench-only-secret-key",
             "ALLOWED_HOSTS": "127.0.0.1",
             "DATABASE_URL": database_url,

@@ -6,4 +6,4 @@ class UsersConfig(AppConfig):
     name = "users"
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers)
+        from . import mail, signals  # noqa: F401  (registers the mail check, connects the receivers)

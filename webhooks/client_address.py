@@ -23,3 +23,17 @@ def client_ip(request) -> str | None:
                 except ValueError:
                     return remote
     return remote
+
+
+class TrustedProxyHeadersMiddleware:
+    """X-Forwarded-Proto is believed only from TRUSTED_PROXIES: from anyone else it is dropped before Django's
+    SECURE_PROXY_SSL_HEADER (BEHIND_TLS_PROXY) could read it, so a client cannot pass plain HTTP off as HTTPS.
+    X-Forwarded-For needs no such step: client_ip() reads it only from trusted proxies."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "HTTP_X_FORWARDED_PROTO" in request.META and request.META.get("REMOTE_ADDR") not in settings.TRUSTED_PROXIES:
+            del request.META["HTTP_X_FORWARDED_PROTO"]
+        return self.get_response(request)

@@ -58,3 +58,18 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.action or '?'} {self.contact or '-'} ({self.status})"
+
+
+class WorkerHeartbeat(models.Model):
+    """A background worker's sign of life, written every few seconds (WEBHOOK_SWEEP_SECONDS) while it runs:
+    /healthz reports the newest one's age. Rows of workers gone for longer than prune_webhook_data's --days are
+    deleted by it."""
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.worker_id} ({self.host}, seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

@@ -54,7 +54,11 @@ if DEBUG or ENABLE_CIO_EMULATOR:
     INSTALLED_APPS.append("cio_emulator")
 
 MIDDLEWARE = [
+    # First: X-Forwarded-Proto counts only from TRUSTED_PROXIES, before anything asks whether the request is secure.
+    "webhooks.client_address.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JavaScript in production (collectstatic first): compressed, hashed names, cached for a year.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -94,7 +98,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Connections. PostgreSQL: Django's psycopg pool in each process (DATABASE_POOL, on by default), with up to
+# DATABASE_POOL_MAX_SIZE connections — keep it at least GUNICORN_THREADS so no request thread waits for one;
+# connections are checked before use, so a restarted database costs no failed request. Without the pool,
+# CONN_MAX_AGE keeps one connection per thread (0: a new connection for every request; bench/accept.py compares).
+DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
+# A connection is checked before use (with the pool: as it leaves it), so one the database closed is replaced.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+        # Seconds a request waits for a free connection before failing.
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache every process shares when REDIS_URL is set (configuration versions, the refused-request throttle);
@@ -109,6 +128,29 @@ else:
 # behind the client address (webhooks.client_address.client_ip) everywhere. WEBHOOK_TRUSTED_PROXIES is its old,
 # deprecated name, still read when TRUSTED_PROXIES is not set.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("WEBHOOK_TRUSTED_PROXIES", default=[]))
+
+# HTTPS. With DEBUG off: HTTP is redirected to HTTPS, cookies are sent over HTTPS only, and browsers are told to
+# use HTTPS for a year (HSTS). SECURE_SSL_REDIRECT=false turns all of it down for a plain-HTTP staging host; each
+# can also be set on its own.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE_SSL_REDIRECT else 0)
+# Whether HSTS also covers every subdomain, and whether the domain goes on the browsers' preload list, are the site
+# owner's decisions (both are hard to undo): off unless turned on, and their two `check --deploy` warnings silenced
+# on purpose below.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# Load balancers and monitors probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Behind a proxy that terminates TLS: believe its X-Forwarded-Proto (only from TRUSTED_PROXIES, see
+# webhooks.client_address.TrustedProxyHeadersMiddleware) to know a request came over HTTPS.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY:
+    if not TRUSTED_PROXIES:
+        raise SystemExit("BEHIND_TLS_PROXY is on but TRUSTED_PROXIES is empty: set it to the proxy's address.")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 AUTH_USER_MODEL = "users.User"
 
@@ -126,8 +168,21 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic writes hashed, compressed copies; whitenoise serves them with a year's cache lifetime.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+# Mail. Without EMAIL_URL: printed on the console with DEBUG on (development); with DEBUG off nothing is sent and
+# nothing is printed (a welcome email holds a set-password link, which must not land in a log) — `check --deploy`
+# and the activity log say so.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "users.mail.MailNotConfiguredBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
 # A mail server that hangs must not hold a webhook (or a worker's lease) forever.
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from users.forms import SetOrResetPasswordForm
+from webhooks.health import healthz
 from webhooks.views import home, webhook_view
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
         auth_views.PasswordResetView.as_view(form_class=SetOrResetPasswordForm),
         name="password_reset",
     ),
+    # For load balancers and uptime monitors: no key, no session, never Customer.io.
+    path("healthz", healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

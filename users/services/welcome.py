@@ -12,6 +12,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from settings_app.services import site_base_url
 
+from ..mail import MailNotConfigured
 from ..models import ActivityLog, User
 from .activity import log_activity
 
@@ -41,6 +42,15 @@ def send_welcome_email(user: User, source=ActivityLog.Source.WEBHOOK) -> bool:
     body = render_to_string("users/email/welcome_body.txt", context)
     try:
         send_mail(subject, body, None, [user.email])
+    except MailNotConfigured as exc:
+        logger.warning("Welcome email to %s not sent: %s", user.email, exc)
+        log_activity(
+            source,
+            f"Welcome email to {user.email} not sent: {exc}.",
+            level=ActivityLog.Level.ERROR,
+            user=user,
+        )
+        return False
     except Exception as exc:
         logger.exception("Welcome email to %s failed", user.email)
         log_activity(

@@ -5,7 +5,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, ContactLock
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WorkerHeartbeat
 
 
 class Command(BaseCommand):
@@ -26,7 +26,9 @@ class Command(BaseCommand):
         tasks, _ = DBTaskResult.objects.filter(status__in=["SUCCESSFUL", "FAILED"], finished_at__lt=cutoff).delete()
         # One lock row per contact ever seen would grow without end; a lock is recreated the moment it is needed.
         locks, _ = ContactLock.objects.all().delete()
+        # Every worker start has its own id: heartbeats of workers long gone would pile up.
+        heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()
         self.stdout.write(
-            f"Deleted {deliveries} deliveries, {log_lines} activity log lines and {tasks} task rows "
-            f"older than {days} days, and {locks} contact lock rows."
+            f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows and "
+            f"{heartbeats} worker heartbeats older than {days} days, and {locks} contact lock rows."
         )

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 from django.utils import timezone
 
+from webhooks.health import queue_backlog
 from webhooks.models import WebhookDelivery
 
 
@@ -17,13 +18,8 @@ class Command(BaseCommand):
         counts = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("pk")).order_by())
         for status, _ in WebhookDelivery.Status.choices:
             self.stdout.write(f"{status:<11} {counts.get(status, 0)}")
-        oldest = (
-            WebhookDelivery.objects.filter(status__in=(*WebhookDelivery.WAITING, WebhookDelivery.Status.PROCESSING))
-            .order_by("received_at")
-            .values_list("received_at", flat=True)
-            .first()
-        )
-        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
-        self.stdout.write(f"oldest waiting: {age:.0f} s" if oldest else "oldest waiting: none")
+        backlog = queue_backlog()
+        age = backlog.oldest_age(timezone.now()) or 0.0
+        self.stdout.write(f"oldest waiting: {age:.0f} s" if backlog.oldest_received_at else "oldest waiting: none")
         if max_age is not None and age > max_age:
             raise CommandError(f"the oldest waiting delivery is {age:.0f} s old: older than {max_age:g} s")

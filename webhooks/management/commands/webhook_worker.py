@@ -4,10 +4,12 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Worker
 
 from webhooks import queue
+from webhooks.health import record_heartbeat
 
 logger = logging.getLogger("webhooks.worker")
 
@@ -36,7 +38,11 @@ class Command(BaseCommand):
             excluded_queue_names=[],
         )
         stop_sweeping = threading.Event()
-        sweeper = threading.Thread(target=self._sweep_forever, args=(stop_sweeping,), daemon=True, name="sweep")
+        started_at = timezone.now()
+        sweeper = threading.Thread(
+            target=self._sweep_forever, args=(stop_sweeping, worker_id, started_at), daemon=True, name="sweep"
+        )
+        record_heartbeat(worker_id, started_at)
         queue.sweep()
         if not batch:
             sweeper.start()
@@ -49,13 +55,16 @@ class Command(BaseCommand):
             stop_sweeping.set()
 
     @staticmethod
-    def _sweep_forever(stopped: threading.Event):
+    def _sweep_forever(stopped: threading.Event, worker_id: str, started_at):
         try:
             while not stopped.wait(settings.WEBHOOK_SWEEP_SECONDS):
                 try:
                     close_old_connections()  # a long-lived thread: drop a connection the database closed
+                    record_heartbeat(worker_id, started_at)
                     queue.sweep()
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
+                finally:
+                    close_old_connections()  # with the pool: give the connection back between rounds
         finally:
             connection.close()

@@ -1,0 +1,59 @@
+"""gunicorn's settings for this site, read by default when gunicorn starts here: `gunicorn wpfusion_site.wsgi`.
+
+Every value can be changed from the environment (or the site's .env file) without editing this file:
+
+    GUNICORN_BIND      address to listen on (127.0.0.1:8000: the reverse proxy on this host forwards to it)
+    WEB_CONCURRENCY    worker processes (default 2; about one per core)
+    GUNICORN_THREADS   threads per worker process (default 8): requests served at once = workers x threads
+    GUNICORN_TIMEOUT   seconds before a worker that stopped answering the arbiter is restarted (default 30)
+    GUNICORN_ACCESS_LOG  where access lines go ("-" = standard output, the default; a file path; "" = none)
+    GUNICORN_WORKER_CLASS  gthread (default); bench/accept.py compares it with sync
+"""
+
+import os
+from pathlib import Path
+
+import environ
+
+# The same .env file as the site (ENV_FILE, else .env beside this file), so one file configures both.
+_env = environ.Env()
+_env_file = Path(os.environ.get("ENV_FILE") or Path(__file__).resolve().parent / ".env")
+if _env_file.is_file():
+    _env.read_env(_env_file)
+
+bind = [address.strip() for address in _env.str("GUNICORN_BIND", default="127.0.0.1:8000").split(",")]
+
+# Threaded workers: a synchronous webhook spends up to 3 s (WEBHOOK_SYNC_DEADLINE) waiting on Customer.io, and
+# Customer.io sends one person's webhooks close together. Sync workers would leave the second one in the socket
+# backlog until the first finished; threads receive it at once (it then waits on the person's lock, or is answered
+# from the first one's result). bench/accept.py measures this.
+worker_class = _env.str("GUNICORN_WORKER_CLASS", default="gthread")
+workers = _env.int("WEB_CONCURRENCY", default=2)
+threads = _env.int("GUNICORN_THREADS", default=8)
+
+# Longer than the 3 s synchronous webhook deadline plus a slow mail server (EMAIL_TIMEOUT, 10 s); short enough that
+# a wedged worker process is replaced within a minute. With threads, a single slow request does not trip it: the
+# site's own deadlines (Customer.io, mail) bound each request.
+timeout = _env.int("GUNICORN_TIMEOUT", default=30)
+# SIGTERM: finish the requests in progress for up to this long, then stop.
+graceful_timeout = _env.int("GUNICORN_GRACEFUL_TIMEOUT", default=30)
+keepalive = 5
+
+# The access key travels in webhook query strings: the access log names the path (%(U)s) and never the query
+# string or the full request line (%(q)s, %(r)s), nor the Referer (which may be a URL with a query string).
+accesslog = _env.str("GUNICORN_ACCESS_LOG", default="-") or None
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+errorlog = "-"
+loglevel = _env.str("GUNICORN_LOG_LEVEL", default="info")
+
+# Whether a request came over HTTPS is decided by Django alone (SECURE_PROXY_SSL_HEADER, believed only from
+# TRUSTED_PROXIES): gunicorn's own reading of X-Forwarded-Proto would be a second, different rule.
+secure_scheme_headers = {}
+forwarded_allow_ips = ""
+
+# gunicorn's control socket (for `gunicornc`) would be created under $HOME, the checkout itself for the systemd
+# units' user, which is read-only to the service: systemctl is the control interface here.
+control_socket_disable = True
+
+# Load the application before forking: a broken setting fails once, at start, and workers share the memory.
+preload_app = True
