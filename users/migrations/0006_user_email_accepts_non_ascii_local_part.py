@@ -6,7 +6,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("users", "0004_import_run"),
+        ("users", "0005_activity_delivery_id"),
     ]
 
     operations = [
