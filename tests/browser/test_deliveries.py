@@ -20,6 +20,29 @@ def delivery_row(page, contact: str):
     return page.locator("#result_list tbody tr").filter(has_text=contact)
 
 
+def test_a_deliverys_page_lists_the_activity_lines_its_processing_wrote(admin_page, send_webhook, screenshot):
+    assert send_webhook("add", "ann@example.com").status_code == 200
+    assert send_webhook("update_tags", "bob@example.com").status_code == 200  # Bob never joined
+
+    open_deliveries(admin_page)
+    row = delivery_row(admin_page, "ann@example.com")
+    expect(row).to_contain_text("Succeeded")
+    row.get_by_role("link").first.click()
+
+    expect(admin_page.get_by_role("heading", name="View webhook delivery")).to_be_visible()
+    expect(admin_page.get_by_text("Activity lines", exact=False).first).to_be_visible()
+    expect(admin_page.get_by_text("Created user ann@example.com")).to_be_visible()
+    expect(admin_page.get_by_text("Loaded tags for ann@example.com: Newsletter, VIP")).to_be_visible()
+    # Only this delivery's lines: Bob's delivery wrote its own.
+    expect(admin_page.get_by_text("No matching user found for bob@example.com")).to_have_count(0)
+    screenshot(admin_page, "webhook-delivery")
+
+    admin_page.go_back()
+    delivery_row(admin_page, "bob@example.com").get_by_role("link").first.click()
+    expect(admin_page.get_by_text("No matching user found for bob@example.com")).to_be_visible()
+    expect(admin_page.get_by_text("Loaded tags for ann@example.com")).to_have_count(0)
+
+
 def test_replaying_a_delivery_queues_it_again(admin_page, send_webhook):
     assert send_webhook("add", "ann@example.com").status_code == 200
     delivery = WebhookDelivery.objects.get()
