@@ -6,8 +6,11 @@ Every value can be changed from the environment (or the site's .env file) withou
     WEB_CONCURRENCY    worker processes (default 2; about one per core)
     GUNICORN_THREADS   threads per worker process (default 8): requests served at once = workers x threads
     GUNICORN_TIMEOUT   seconds before a worker that stopped answering the arbiter is restarted (default 30)
+    GUNICORN_GRACEFUL_TIMEOUT  seconds requests in progress may finish after SIGTERM (default 30)
     GUNICORN_ACCESS_LOG  where access lines go ("-" = standard output, the default; a file path; "" = none)
-    GUNICORN_WORKER_CLASS  gthread (default); bench/accept.py compares it with sync
+    GUNICORN_LOG_LEVEL gunicorn's own log level (default info)
+    GUNICORN_WORKER_CLASS  gthread (default); bench/accept.py compares it with sync (with GUNICORN_THREADS=1:
+                       gunicorn runs sync workers with threads as gthread)
 """
 
 import os
