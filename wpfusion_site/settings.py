@@ -1,6 +1,7 @@
 """Settings for the site. Every value that differs between deployments comes from the environment
 (or a `.env` file beside manage.py); `.env.example` documents each one."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "solo",
     "django_tasks",
     "django_tasks_db",
+    "axes",
     "users",
     "settings_app",
     "webhooks",
@@ -65,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wpfusion_site.urls"
@@ -153,6 +157,37 @@ if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 AUTH_USER_MODEL = "users.User"
+
+# Password guessing on the admin login and /accounts/login/ (both go through authenticate()): django-axes counts
+# failures per username and client address together, in the database (so every web process sees them), and locks
+# that pair out for an hour after 10. `python manage.py axes_reset_username NAME` (or `axes_reset`) unlocks.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(hours=env.float("LOGIN_LOCKOUT_HOURS", default=1.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Log lines name the username and address (the operator needs them to unlock; the admin lists them anyway); the
+# password field is always masked by django-axes.
+AXES_SENSITIVE_PARAMETERS = []
+# The client address as the webhook sees it: REMOTE_ADDR, or X-Forwarded-For from a trusted proxy only.
+AXES_CLIENT_IP_CALLABLE = "webhooks.client_address.client_ip"
+
+# Argon2id first: memory-hard, and far cheaper in CPU per hash than PBKDF2's 1,000,000 iterations (which bound how
+# fast imports can make users with generated passwords). PBKDF2 stays so existing hashes verify; Django re-hashes
+# them with Argon2 at the next login. The default sizing (46 MiB, one pass, one lane: OWASP's first Argon2id
+# profile) costs about a tenth of a PBKDF2 hash in CPU on a 2-core host; see README "Passwords".
+PASSWORD_HASHERS = [
+    "users.hashers.SizedArgon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+]
+ARGON2_MEMORY_KIB = env.int("ARGON2_MEMORY_KIB", default=46 * 1024)
+ARGON2_TIME_COST = env.int("ARGON2_TIME_COST", default=1)
+ARGON2_PARALLELISM = env.int("ARGON2_PARALLELISM", default=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -11,7 +11,7 @@ from .settings import BASE_DIR, CACHES, DATABASES, INSTALLED_APPS  # noqa: E402
 if "cio_emulator" not in INSTALLED_APPS:
     INSTALLED_APPS = [*INSTALLED_APPS, "cio_emulator"]
 
-# Fast hashing keeps the suite quick; production keeps Django's default (PBKDF2).
+# Fast hashing keeps the suite quick; production uses Argon2 first (tests/project/test_passwords.py checks it).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
