@@ -33,6 +33,9 @@ class WebhookSettings(SingletonModel):
             "existing key of at least 8 characters (e.g. your WP Fusion site's) so existing journeys keep working."
         ),
     )
+    # Keys replaced by "Regenerate" that still work until their grace period ends: [{"key", "valid_until"}].
+    # Never shown in the admin (see settings_app.access_keys).
+    previous_access_keys = models.JSONField(default=list, blank=True, editable=False)
     return_password = models.BooleanField(
         "return password",
         default=True,
@@ -89,9 +92,11 @@ class WebhookSettings(SingletonModel):
     def return_password_misconfigured(self) -> bool:
         return self.return_password and not self.return_password_field.strip()
 
-    def regenerate_access_key(self) -> None:
-        self.access_key = generate_access_key()
-        self.save(update_fields=["access_key"])
+    def regenerate_access_key(self, grace=None):
+        """A new key; the old one stays valid for the grace period. See settings_app.access_keys.rotate."""
+        from .access_keys import rotate
+
+        return rotate(self, grace)
 
 
 # What a FieldMapping may write to. "meta.<key>" stores the attribute in User.meta under <key>.

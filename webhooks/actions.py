@@ -51,8 +51,11 @@ def names_needing_person() -> list[str]:
     return [action.name for action in ACTIONS.values() if action.needs_person]
 
 
-def webhook_urls(base_url: str | None = None, access_key: str | None = None) -> dict[str, str]:
-    """The URL to paste into Customer.io for each action, keyed by action."""
+def webhook_urls(base_url: str | None = None, access_key: str | None = None, with_key: bool = True) -> dict[str, str]:
+    """The URL to paste into Customer.io for each action, keyed by action. with_key=False: the URL for the header
+    form (the key travels in `Authorization: Bearer KEY`, so it stays out of URLs and access logs)."""
     base = (base_url or site_base_url()).rstrip("/")
+    if not with_key:
+        return {name: f"{base}/?{urlencode({'wpf_action': name})}" for name in ACTIONS}
     key = access_key if access_key is not None else WebhookSettings.load().access_key
     return {name: f"{base}/?{urlencode({'wpf_action': name, 'access_key': key})}" for name in ACTIONS}

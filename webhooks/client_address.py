@@ -17,11 +17,13 @@ def client_ip(request) -> str | None:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         for address in reversed([part for part in forwarded if part]):
             if address not in trusted:
-                # Only a real address is believed (a port or garbage would not even fit the column).
+                # Only a real address is believed (a port, an IPv6 zone "%eth0" or garbage would not even fit the
+                # column).
                 try:
-                    return str(ipaddress.ip_address(address))
+                    parsed = ipaddress.ip_address(address)
                 except ValueError:
                     return remote
+                return remote if getattr(parsed, "scope_id", None) else str(parsed)
     return remote
 
 

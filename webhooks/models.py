@@ -45,6 +45,9 @@ class WebhookDelivery(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     task_id = models.CharField(max_length=64, blank=True, help_text="The background task that will process it.")
+    # Which key the caller used (settings_app.access_keys.fingerprint: never the key), shown on the settings page
+    # so an admin sees when journeys have moved to a new key.
+    access_key_fingerprint = models.CharField(max_length=16, blank=True)
     user = models.ForeignKey(
         "users.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries"
     )

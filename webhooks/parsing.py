@@ -9,8 +9,11 @@ from django.core.exceptions import ValidationError
 from settings_app.redaction import MASK
 from users.emails import validate_email_address
 from users.services.contacts import Contact
+from users.text import TooDeep, clean_structure, clean_text
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
+# Customer.io bodies are a level or three deep; deeper ones are refused before anything walks them.
+MAX_JSON_DEPTH = 32
 
 
 class WebhookInputError(Exception):
@@ -24,7 +27,8 @@ class WebhookInputError(Exception):
 
 
 def parse_body(raw: bytes) -> dict:
-    """JSON whatever the Content-Type says (Customer.io users can change it), else a form body."""
+    """JSON whatever the Content-Type says (Customer.io users can change it), else a form body. Strings come back
+    cleaned of what no database stores (NUL, lone surrogates); nesting deeper than MAX_JSON_DEPTH is refused."""
     if not raw.strip():
         return {}
     try:
@@ -35,15 +39,43 @@ def parse_body(raw: bytes) -> dict:
     if stripped[:1] in '{["' or stripped in ("null", "true", "false"):
         try:
             parsed = json.loads(stripped)
+        except RecursionError:
+            raise WebhookInputError(400, "invalid_payload", _too_deep()) from None
         except ValueError:
             raise WebhookInputError(400, "invalid_payload", "The body is not valid JSON.") from None
         if not isinstance(parsed, dict):
             raise WebhookInputError(400, "invalid_payload", "The JSON body must be an object.")
-        return parsed
+        try:
+            return clean_structure(parsed, MAX_JSON_DEPTH)
+        except TooDeep:
+            raise WebhookInputError(400, "invalid_payload", _too_deep()) from None
     try:
-        return dict(parse_qsl(stripped, keep_blank_values=True, strict_parsing=True))
+        pairs = parse_qsl(stripped, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         raise WebhookInputError(400, "invalid_payload", "The body is neither JSON nor a form.") from None
+    return {clean_text(key): clean_text(value) for key, value in pairs}
+
+
+def _too_deep() -> str:
+    return f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels."
+
+
+def clean_query(query_dict) -> dict:
+    """The query string as {name: last value}, cleaned like a body (a %00 must not reach the database)."""
+    return {clean_text(key): clean_text(query_dict.get(key)) for key in query_dict}
+
+
+def presented_key(django_request, query: dict) -> str:
+    """The access key the caller sent: `Authorization: Bearer KEY` or `X-Access-Key: KEY` (recommended: the key
+    stays out of URLs and access logs), else `access_key=` in the query string (WP Fusion's URL format)."""
+    authorization = django_request.headers.get("authorization") or ""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    header_key = (django_request.headers.get("x-access-key") or "").strip()
+    if header_key:
+        return header_key
+    return query.get("access_key") or ""
 
 
 def find_contact(body: dict, query: dict) -> Contact:

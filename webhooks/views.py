@@ -8,23 +8,32 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from settings_app.access_keys import match_access_key
 from settings_app.models import WebhookSettings
 from settings_app.redaction import redact, without_secrets
 from users.models import ActivityLog
 from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
+from users.text import clean_text
 
 from . import deliveries, queue
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
-from .parsing import WebhookInputError, find_contact, is_true, parse_body, person_from_body
+from .parsing import (
+    WebhookInputError,
+    clean_query,
+    find_contact,
+    is_true,
+    parse_body,
+    person_from_body,
+    presented_key,
+)
 from .processing import action_request, run_action
 
 logger = logging.getLogger(__name__)
@@ -46,11 +55,15 @@ class CustomerIOWebhookView(APIView):
 
     post = put = patch = delete = get
 
+    def options(self, request, *args, **kwargs):
+        # DRF would describe the endpoint (its name, renderers, parsers) to anyone: say only which methods exist.
+        return HttpResponse(status=204, headers={"Allow": ", ".join(m.upper() for m in self.http_method_names)})
+
     @sensitive_variables()
     def handle_webhook(self, request):
         started = time.monotonic()
         django_request = request._request
-        query = {key: django_request.GET.get(key) for key in django_request.GET}
+        query = clean_query(django_request.GET)
         fields = self._delivery_fields(django_request, query)
 
         too_large = self._too_large(django_request)
@@ -65,7 +78,8 @@ class CustomerIOWebhookView(APIView):
         site_settings = WebhookSettings.cached()
         fields["action"] = str(query.get("wpf_action") or "")[:32]
 
-        if not constant_time_compare(query.get("access_key") or "", site_settings.access_key):
+        key_fingerprint = match_access_key(presented_key(django_request, query), site_settings)
+        if key_fingerprint is None:
             log_activity(
                 ActivityLog.Source.WEBHOOK,
                 f"Webhook refused: invalid access key (from {fields['remote_ip'] or 'unknown address'})",
@@ -73,6 +87,7 @@ class CustomerIOWebhookView(APIView):
                 context={"action": fields["action"], "remote_ip": fields["remote_ip"]},
             )
             return self._refuse(fields, WebhookInputError(403, "invalid_access_key", "Invalid Access Key"), log=False)
+        fields["access_key_fingerprint"] = key_fingerprint
         # Stored only once the key is right: nobody without it can fill the database with bodies.
         fields["body"] = redact(body, also=secret_attribute_names(site_settings)) if body is not None else None
         if not fields["action"]:
@@ -153,8 +168,8 @@ class CustomerIOWebhookView(APIView):
         return {
             "query": without_secrets(query),
             "remote_ip": client_ip(django_request),
-            "cio_delivery_id": (headers.get("x-cio-delivery-id") or "")[:200],
-            "idempotency_key": (headers.get("x-cio-idempotency-key") or "")[:200],
+            "cio_delivery_id": clean_text(headers.get("x-cio-delivery-id") or "")[:200],
+            "idempotency_key": clean_text(headers.get("x-cio-idempotency-key") or "")[:200],
             "body": None,
         }
 

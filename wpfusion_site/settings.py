@@ -252,6 +252,9 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
 # gives up after 4 s and retries.
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 
+# Hours a key replaced by "Regenerate" (or `rotate_access_key`) keeps working, so journeys can be updated.
+WEBHOOK_KEY_GRACE_HOURS = env.float("WEBHOOK_KEY_GRACE_HOURS", default=24.0)
+
 # Background processing (queued mode): Django's Tasks API with the database backend; `manage.py webhook_worker`
 # runs the tasks. Without TASKS the backport would silently run tasks inline.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

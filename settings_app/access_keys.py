@@ -1,0 +1,85 @@
+"""Which access keys the webhook accepts, and rotating them.
+
+Several keys are valid at once: the current one, and each previous key until its grace period ends ("Regenerate"
+keeps the old key working for WEBHOOK_KEY_GRACE_HOURS so journeys can be updated one by one). Keys are compared in
+constant time against every valid key, with no early exit, so the time taken says nothing about which key (if any)
+nearly matched. A delivery records a short fingerprint of the key it used — an HMAC under SECRET_KEY, so even an
+8-character WP Fusion key cannot be recovered from it.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.dateparse import parse_datetime
+
+from .models import WebhookSettings, generate_access_key
+
+FINGERPRINT_LENGTH = 8
+
+
+def fingerprint(key: str) -> str:
+    return salted_hmac("settings_app.access_key.fingerprint", key).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+@dataclass(frozen=True)
+class PreviousKey:
+    key: str
+    valid_until: datetime
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.key)
+
+
+def previous_keys(site_settings: WebhookSettings, now: datetime | None = None) -> list[PreviousKey]:
+    """The previous keys still in their grace period, soonest to expire first."""
+    now = now or timezone.now()
+    keys = []
+    for entry in site_settings.previous_access_keys or []:
+        valid_until = parse_datetime(str(entry.get("valid_until") or ""))
+        if entry.get("key") and valid_until and valid_until > now:
+            keys.append(PreviousKey(entry["key"], valid_until))
+    return sorted(keys, key=lambda previous: previous.valid_until)
+
+
+def match_access_key(candidate: str, site_settings: WebhookSettings, now: datetime | None = None) -> str | None:
+    """The fingerprint of the valid key `candidate` equals, or None. Every valid key is compared, whatever matched."""
+    if not isinstance(candidate, str):
+        return None
+    matched = None
+    for key in [site_settings.access_key, *(previous.key for previous in previous_keys(site_settings, now))]:
+        # Each comparison runs in full; remembering the match instead of returning keeps the loop's length fixed.
+        if constant_time_compare(candidate, key or "\x00no-key") and matched is None:
+            matched = key
+    return fingerprint(matched) if matched else None
+
+
+def default_grace() -> timedelta:
+    return timedelta(hours=settings.WEBHOOK_KEY_GRACE_HOURS)
+
+
+def rotate(site_settings: WebhookSettings, grace: timedelta | None = None) -> tuple[str, datetime | None]:
+    """A new current key; the old one stays valid for `grace` (the setting by default; zero ends it at once).
+    Returns the new key and the old key's expiry (None when it was not kept)."""
+    now = timezone.now()
+    grace = default_grace() if grace is None else grace
+    kept = [{"key": p.key, "valid_until": p.valid_until.isoformat()} for p in previous_keys(site_settings, now)]
+    old_until = None
+    if site_settings.access_key and grace > timedelta(0):
+        old_until = now + grace
+        kept.append({"key": site_settings.access_key, "valid_until": old_until.isoformat()})
+    site_settings.access_key = generate_access_key()
+    site_settings.previous_access_keys = kept
+    site_settings.save(update_fields=["access_key", "previous_access_keys"])
+    return site_settings.access_key, old_until
+
+
+def end_grace(site_settings: WebhookSettings) -> int:
+    """Every previous key stops working now. Returns how many were still valid."""
+    ended = len(previous_keys(site_settings))
+    site_settings.previous_access_keys = []
+    site_settings.save(update_fields=["previous_access_keys"])
+    return ended
