@@ -13,11 +13,19 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from settings_app.redaction import MASK, is_secret_key
 
-_SECRET_PARAM = re.compile(r"(?i)((?:access[_-]?key|api[_-]?key|user_pass|password)=)[^&\s\"']*")
+_SECRET_NAMES = r"access[_-]?key|api[_-]?key|user_pass|password|authorization"  # noqa: S105 (names, not a password)
+# access_key=KEY in a URL or query string.
+_SECRET_PARAM = re.compile(rf"(?i)((?:{_SECRET_NAMES})=)[^&\s\"']*")
+# 'access_key': 'KEY' in the repr of a dict (a view's parsed query).
+_SECRET_ITEM = re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES}|x-access-key)['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
+# The key in an Authorization header's value.
+_BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
 
 
 def scrub(text: str) -> str:
-    return _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
+    text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
+    text = _SECRET_ITEM.sub(rf"\g<1>'{MASK}'", text)
+    return _BEARER.sub(rf"\g<1>{MASK}", text)
 
 
 class RedactSecretsFilter(logging.Filter):
@@ -36,13 +44,19 @@ class RedactSecretsFilter(logging.Filter):
 
 class SafeReporterFilter(SafeExceptionReporterFilter):
     def cleanse_special_types(self, request, value):
-        # Frame variables: a request's repr and any string may carry the webhook URL with its key.
+        # Frame variables: a request's repr (Django's or DRF's), a parsed query dict and any string may carry the
+        # webhook URL or the key itself.
         value = super().cleanse_special_types(request, value)
         if isinstance(value, HttpRequest):
             return scrub(repr(value))
         if isinstance(value, str):
             return scrub(value)
-        return value
+        try:
+            shown = repr(value)
+        except Exception:  # a broken __repr__ is the debug page's problem, not ours
+            return value
+        cleaned = scrub(shown)
+        return cleaned if cleaned != shown else value
 
     def get_safe_request_meta(self, request):
         meta = super().get_safe_request_meta(request)
@@ -63,3 +77,37 @@ class SafeExceptionReporter(ExceptionReporter):
             ]
             data["request_insecure_uri"] = scrub(str(data.get("request_insecure_uri", "")))
         return data
+
+
+class ScrubDebugPagesMiddleware:
+    """With DEBUG on, Django's 404 and 500 pages print the request URL, frame variables and more: remove every
+    valid access key from them, wherever it appears (URL, header, a variable), whatever the reporter filter missed.
+    Outermost middleware, so it sees the technical pages of every layer. Does nothing when DEBUG is off."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        from django.conf import settings
+
+        if settings.DEBUG and response.status_code >= 400 and not getattr(response, "streaming", False):
+            content_type = response.get("Content-Type", "")
+            if content_type.startswith(("text/html", "text/plain")):
+                response.content = self._scrub(response.content.decode("utf-8", "replace")).encode("utf-8")
+        return response
+
+    @staticmethod
+    def _scrub(text: str) -> str:
+        from settings_app.access_keys import previous_keys
+        from settings_app.models import WebhookSettings
+
+        try:
+            site = WebhookSettings.load()
+            keys = [site.access_key, *(previous.key for previous in previous_keys(site))]
+        except Exception:  # the page is about a failure; the database may be part of it
+            keys = []
+        for key in keys:
+            if key:
+                text = text.replace(key, MASK)
+        return scrub(text)

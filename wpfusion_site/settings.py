@@ -56,6 +56,8 @@ if DEBUG or ENABLE_CIO_EMULATOR:
     INSTALLED_APPS.append("cio_emulator")
 
 MIDDLEWARE = [
+    # Outermost: with DEBUG on, takes every access key out of Django's 404/500 debug pages.
+    "webhooks.logging.ScrubDebugPagesMiddleware",
     # First: X-Forwarded-Proto counts only from TRUSTED_PROXIES, before anything asks whether the request is secure.
     "webhooks.client_address.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",

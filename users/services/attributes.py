@@ -4,6 +4,7 @@ from settings_app.models import FieldMapping, cached_field_mappings
 
 from ..emails import normalize_email
 from ..models import User
+from ..text import clean_text
 
 NAME_MAX_LENGTH = 150
 
@@ -15,17 +16,22 @@ def active_mappings() -> list[FieldMapping]:
 
 def mapped_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
     """{user_field: value} for each active mapping whose attribute Customer.io sent (empty values included, so a
-    cleared attribute clears the field)."""
+    cleared attribute clears the field). Values are cleaned of what no database stores (a NUL in a first name would
+    otherwise fail every write for that person)."""
     values = {}
     for mapping in mappings:
         if mapping.cio_attribute in attributes and attributes[mapping.cio_attribute] is not None:
-            values[mapping.user_field] = str(attributes[mapping.cio_attribute])
+            values[mapping.user_field] = clean_text(str(attributes[mapping.cio_attribute]))
     return values
 
 
 def logged_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
     """The mapped attributes by Customer.io name, for the activity log (the caller redacts them)."""
-    return {m.cio_attribute: attributes[m.cio_attribute] for m in mappings if m.cio_attribute in attributes}
+    return {
+        m.cio_attribute: clean_text(value) if isinstance(value := attributes[m.cio_attribute], str) else value
+        for m in mappings
+        if m.cio_attribute in attributes
+    }
 
 
 def apply_profile_fields(user: User, values: dict[str, str]) -> tuple[list[str], list[str]]:
