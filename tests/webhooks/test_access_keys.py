@@ -145,4 +145,3 @@ def test_the_settings_page_recommends_the_header_form(admin_client, access_key):
     page = admin_client.get(reverse("admin:settings_app_webhooksettings_change")).content.decode()
     assert f"Authorization: Bearer {access_key}" in page
     assert 'value="http://testserver/?wpf_action=update_tags"' in page
-    assert "customer.cio_id" in page
