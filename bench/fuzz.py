@@ -267,9 +267,9 @@ class Site:
         self.log = None
 
     def manage(self, *args) -> str:
-        result = subprocess.run(
-            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
-        )
+        result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"manage.py {args[0]} failed:\n{result.stderr[-2000:]}")
         return result.stdout
 
     def start(self):
@@ -363,13 +363,14 @@ def main():
             time.sleep(3)  # let the worker finish what was queued
         finally:
             site.stop()
+        failures = report_answers(sends, answers, elapsed)
         # Every table but the settings row, which is where the key belongs.
         dump = site.manage("dumpdata", "--exclude", "settings_app.webhooksettings")
         log_text = site.log_path.read_text(errors="replace")
-        report(sends, answers, elapsed, key, dump, log_text)
+        report_logs_and_secrets(failures, key, dump, log_text)
 
 
-def report(sends, answers, elapsed, key, dump, log_text):
+def report_answers(sends, answers, elapsed):
     statuses = Counter(status for status, _ in answers)
     print(f"  sent in {elapsed:.0f} s ({len(sends) / elapsed:.0f} requests/s)")
     print("  answers by status: " + ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items())))
@@ -382,6 +383,10 @@ def report(sends, answers, elapsed, key, dump, log_text):
     unsent = [text for status, text in answers if status <= 0]
     if unsent:
         print(f"  not sent or no answer: {len(unsent)}, e.g. {unsent[0]!r}")
+    return len(failures)
+
+
+def report_logs_and_secrets(failures: int, key: str, dump: str, log_text: str):
     tracebacks = log_text.count("Traceback (most recent call last)")
     print(f"  tracebacks in the site's log: {tracebacks}")
     if tracebacks:
