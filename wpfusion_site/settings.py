@@ -306,5 +306,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        # django-axes: lockouts and repeated failures are warnings; its start-up and per-attempt lines are noise.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
