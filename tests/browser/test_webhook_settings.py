@@ -62,6 +62,7 @@ def test_regenerating_the_key_shows_a_new_key_and_new_urls(admin_page, screensho
     admin_page.get_by_role("button", name="Regenerate access key").click()
 
     expect(admin_page.get_by_text("A new access key was generated")).to_be_visible()
+    assert "keeps working until" in admin_page.get_by_text("A new access key was generated").inner_text()
     assert questions and "Generate a new access key?" in questions[0]
     new_key = admin_page.get_by_label("Access key").input_value()
     assert new_key != old_key
@@ -72,7 +73,15 @@ def test_regenerating_the_key_shows_a_new_key_and_new_urls(admin_page, screensho
         assert f"access_key={new_key}" in new_urls[action]
         assert old_key not in new_urls[action]
 
-    # The old URL is refused now; the new one works.
+    # Both work during the grace period, which the page shows with its end.
+    assert requests.post(old_urls["test"], json={}, timeout=10).status_code == 200
+    assert requests.post(new_urls["test"], json={}, timeout=10).status_code == 200
+    expect(admin_page.get_by_text("still works until")).to_be_visible()
+
+    # Ended now: the old URL is refused, the new one works.
+    admin_page.get_by_role("button", name="End the grace period now").click()
+    expect(admin_page.get_by_text("Previous access keys no longer work")).to_be_visible()
+    expect(admin_page.get_by_text("No previous key is valid.")).to_be_visible()
     assert requests.post(old_urls["test"], json={}, timeout=10).status_code == 403
     assert requests.post(new_urls["test"], json={}, timeout=10).status_code == 200
 
