@@ -92,7 +92,7 @@ def test_a_nul_in_the_contact_is_not_a_valid_email(client, access_key, emulator,
     ["fe80::1%" + "x" * 300, "fe80::1%eth0", "not-an-address", "1.2.3.4:5678", "\x00", ", , ,", "1.2.3.4, " * 500],
 )
 def test_forwarded_address_garbage_from_a_trusted_proxy_never_fails(client, access_key, settings, forwarded):
-    settings.WEBHOOK_TRUSTED_PROXIES = ["10.0.0.9"]
+    settings.TRUSTED_PROXIES = ["10.0.0.9"]
     response = post(
         client,
         f"/?wpf_action=test&access_key={access_key}",

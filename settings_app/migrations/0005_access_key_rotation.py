@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("settings_app", "0003_fieldmapping_help_text_escaped"),
+        ("settings_app", "0004_config_version"),
     ]
 
     operations = [
