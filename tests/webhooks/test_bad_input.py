@@ -134,7 +134,7 @@ def failing_view(monkeypatch, client):
     def boom(*args, **kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(webhooks.views.deliveries, "finish", boom)
+    monkeypatch.setattr(webhooks.views.deliveries, "record_outcome", boom)
     client.raise_request_exception = False
     return client
 
