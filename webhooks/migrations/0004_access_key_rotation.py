@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("webhooks", "0002_queue"),
+        ("webhooks", "0003_worker_heartbeat"),
     ]
 
     operations = [
