@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 
-from .models import ActivityLog, ImportRun, Role, Tag, User, UserTag
+from .models import AccessRule, ActivityLog, ImportRun, Role, Tag, User, UserTag
 from .services.roles import sync_role_group
 
 
@@ -20,7 +20,21 @@ class UserTagInline(admin.TabularInline):
     model = UserTag
     extra = 0
     autocomplete_fields = ["tag"]
-    readonly_fields = ["applied_at"]
+    fields = ["tag", "segment", "segment_type", "applied_at"]
+    readonly_fields = ["segment", "segment_type", "applied_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tag")
+
+    @admin.display(description="Customer.io segment")
+    def segment(self, user_tag):
+        return user_tag.tag.segment_id if user_tag.tag_id else "-"
+
+    @admin.display(description="segment type")
+    def segment_type(self, user_tag):
+        if not user_tag.tag_id:
+            return "-"
+        return user_tag.tag.get_kind_display() or "not known yet (run cio_sync_segments)"
 
 
 @admin.register(User)
@@ -105,3 +119,37 @@ class ImportRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AccessRule)
+class AccessRuleAdmin(admin.ModelAdmin):
+    """Pages only users with certain tags may open. A change reaches every web process within a second."""
+
+    list_display = ["path", "prefix", "enabled", "required", "refused_get", "staff_pass"]
+    list_filter = ["enabled", "prefix", "staff_pass"]
+    search_fields = ["path", "message"]
+    filter_horizontal = ["tags_any", "tags_all", "tags_none", "apply_tags"]
+    fieldsets = (
+        (None, {"fields": ("path", "prefix", "enabled")}),
+        ("Who may open it", {"fields": ("tags_any", "tags_all", "tags_none", "staff_pass")}),
+        ("What a refused user gets", {"fields": ("redirect_url", "message")}),
+        ("On a visit", {"fields": ("apply_tags",)}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tags_any", "tags_all", "tags_none")
+
+    @admin.display(description="needs")
+    def required(self, rule):
+        parts = []
+        if rule.tags_any.all():
+            parts.append("any of " + ", ".join(map(str, rule.tags_any.all())))
+        if rule.tags_all.all():
+            parts.append("all of " + ", ".join(map(str, rule.tags_all.all())))
+        if rule.tags_none.all():
+            parts.append("none of " + ", ".join(map(str, rule.tags_none.all())))
+        return "; ".join(parts) or "a logged-in user"
+
+    @admin.display(description="refused users get")
+    def refused_get(self, rule):
+        return f"redirect to {rule.redirect_url}" if rule.redirect_url else "403 page"

@@ -1,6 +1,7 @@
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -100,6 +101,12 @@ class User(AbstractUser):
         # password is owed to Customer.io any more. The flows that generate one mark it owed again afterwards.
         self.password_return_due = False
         self.password_return_claimed_until = None
+
+    def has_tag(self, tag) -> bool:
+        """Whether the user holds the tag (a Tag, a segment id or a name); see users.access.has_tags."""
+        from .access.checks import has_tag
+
+        return has_tag(self, tag)
 
     @classmethod
     def from_db(cls, db, field_names, values):
@@ -257,3 +264,61 @@ class ImportRun(models.Model):
 
     def __str__(self):
         return f"Import of segment {self.segment_id} ({self.get_status_display()})"
+
+
+class AccessRule(models.Model):
+    """A page (or everything under a path) that only users with certain tags may open; enforced by
+    users.access.AccessRuleMiddleware. The admin, the login and password-reset pages, the webhook, static files and
+    /healthz are never locked, whatever the rules say."""
+
+    path = models.CharField(
+        max_length=255,
+        help_text="A path such as /members/ (with the slashes the site uses).",
+        validators=[RegexValidator(r"^/", "A path starts with /.")],
+    )
+    prefix = models.BooleanField(
+        default=False, help_text="Cover everything under the path too (/members/ covers /members/lesson-1/)."
+    )
+    enabled = models.BooleanField(default=True)
+    tags_any = models.ManyToManyField(
+        Tag,
+        blank=True,
+        related_name="access_rules_any+",
+        verbose_name="any of these tags",
+        help_text="The user needs one of them.",
+    )
+    tags_all = models.ManyToManyField(
+        Tag,
+        blank=True,
+        related_name="access_rules_all+",
+        verbose_name="all of these tags",
+        help_text="The user needs every one.",
+    )
+    tags_none = models.ManyToManyField(
+        Tag,
+        blank=True,
+        related_name="access_rules_none+",
+        verbose_name="none of these tags",
+        help_text="A user with any of them is refused (a lockout, e.g. Payment failed).",
+    )
+    redirect_url = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Where a refused user is sent (a path or URL; ?next= is added). Empty: a 403 page with the message.",
+    )
+    message = models.TextField(blank=True, help_text="Shown on the 403 page when there is no redirect URL.", default="")
+    staff_pass = models.BooleanField("staff always allowed", default=True)
+    apply_tags = models.ManyToManyField(
+        Tag,
+        blank=True,
+        related_name="access_rules_applying+",
+        verbose_name="tags applied on visit",
+        help_text="Applied to a user this rule lets in (manual-segment tags reach Customer.io too).",
+    )
+
+    class Meta:
+        ordering = ["path", "prefix"]
+        constraints = [models.UniqueConstraint(fields=["path", "prefix"], name="users_accessrule_unique_path")]
+
+    def __str__(self):
+        return f"{self.path}{'*' if self.prefix else ''}"

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from settings_app.access_keys import match_access_key
 from settings_app.models import WebhookSettings
 from settings_app.redaction import redact, without_secrets
+from users.access import never_locked
 from users.models import ActivityLog
 from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
@@ -199,14 +200,19 @@ class CustomerIOWebhookView(APIView):
         return super().handle_exception(exc)
 
 
-webhook_view = CustomerIOWebhookView.as_view()
+webhook_view = never_locked(CustomerIOWebhookView.as_view())
 
 
+def is_webhook_at_root(request) -> bool:
+    """Whether a request for the site root is Customer.io's webhook (WP Fusion's URL format) rather than a visit."""
+    return "wpf_action" in request.GET or "access_key" in request.GET or request.method not in ("GET", "HEAD")
+
+
+# Access rules never cover the webhook, even a rule on "/": Customer.io must always reach it.
+@never_locked(when=is_webhook_at_root)
 def home(request):
-    """The site root: Customer.io's webhook when the request looks like one (WP Fusion's URL format), else the
-    site's ordinary home page."""
-    is_webhook = "wpf_action" in request.GET or "access_key" in request.GET
-    if is_webhook or request.method not in ("GET", "HEAD"):
+    """The site root: Customer.io's webhook when the request looks like one, else the site's ordinary home page."""
+    if is_webhook_at_root(request):
         return webhook_view(request)
     return HttpResponse(
         '<!doctype html><title>Welcome</title><h1>Welcome</h1><p><a href="/accounts/login/">Log in</a></p>',

@@ -7,10 +7,27 @@ from functools import partial
 
 from django.db import transaction
 
+from settings_app import freshness
+
 from ..models import Tag, User, UserTag
 from ..signals import tags_applied, tags_modified, tags_removed
 
 logger = logging.getLogger(__name__)
+
+# The freshness kind of the tag table (names and segment ids), which users.access holds per process: changed by
+# every write of tags, including the bulk ones that send no model signal.
+TAG_INDEX_KIND = "tags"
+# Where users.access keeps a user's tags for the life of the user object (a request).
+USER_TAGS_ATTRIBUTE = "_access_tags"
+
+
+def forget_user_tags(user) -> None:
+    """The next access check reads the user's tags again (they changed)."""
+    if user is not None:
+        user.__dict__.pop(USER_TAGS_ATTRIBUTE, None)
+        wrapped = user.__dict__.get("_wrapped")  # request.user is a SimpleLazyObject
+        if wrapped is not None and hasattr(wrapped, "__dict__"):
+            wrapped.__dict__.pop(USER_TAGS_ATTRIBUTE, None)
 
 
 @dataclass
@@ -61,6 +78,8 @@ def sync_tags(segments: list[dict]) -> TagSync:
     if updated:
         Tag.objects.bulk_update(updated, ["name", "kind"])
     created = [tag for tag in tags if tag.segment_id not in known]
+    if created or updated:
+        freshness.changed(TAG_INDEX_KIND)
     return TagSync(tags=sorted(tags, key=_tag_order), created=created, updated=[t for t in updated if t not in created])
 
 
@@ -85,11 +104,44 @@ def replace_tags(user: User, segments: list[dict]) -> TagChange:
     if applied:
         UserTag.objects.bulk_create([UserTag(user=user, tag=tag) for tag in applied], ignore_conflicts=True)
     change = TagChange(current=tags, applied=applied, removed=removed)
+    forget_user_tags(user)
     if applied:
         send_on_commit(tags_applied, user=user, tags=applied)
     if removed:
         send_on_commit(tags_removed, user=user, tags=removed)
     send_on_commit(tags_modified, user=user, tags=tags)
+    return change
+
+
+def add_tags(user: User, tags: Iterable[Tag]) -> TagChange:
+    """Give the user these tags (those they lack). Signals go out when the surrounding transaction commits, and
+    only when something changed."""
+    return _change_tags(user, add=list(tags), remove=[])
+
+
+def take_off_tags(user: User, tags: Iterable[Tag]) -> TagChange:
+    """Take these tags off the user (those they hold), with the signals as add_tags."""
+    return _change_tags(user, add=[], remove=list(tags))
+
+
+def _change_tags(user: User, add: list[Tag], remove: list[Tag]) -> TagChange:
+    current = {user_tag.tag_id: user_tag.tag for user_tag in UserTag.objects.filter(user=user).select_related("tag")}
+    applied = sorted({tag.pk: tag for tag in add if tag.pk not in current}.values(), key=_tag_order)
+    removed = sorted({tag.pk: tag for tag in remove if tag.pk in current}.values(), key=_tag_order)
+    if applied:
+        UserTag.objects.bulk_create([UserTag(user=user, tag=tag) for tag in applied], ignore_conflicts=True)
+    if removed:
+        UserTag.objects.filter(user=user, tag__in=removed).delete()
+    now = {pk: tag for pk, tag in current.items() if pk not in {tag.pk for tag in removed}}
+    now.update((tag.pk, tag) for tag in applied)
+    change = TagChange(current=sorted(now.values(), key=_tag_order), applied=applied, removed=removed)
+    forget_user_tags(user)
+    if applied:
+        send_on_commit(tags_applied, user=user, tags=applied)
+    if removed:
+        send_on_commit(tags_removed, user=user, tags=removed)
+    if applied or removed:
+        send_on_commit(tags_modified, user=user, tags=change.current)
     return change
 
 

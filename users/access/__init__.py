@@ -1,0 +1,23 @@
+"""Tag-based access: the public API other apps and site code use (documented in the README, kept stable).
+
+from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags
+"""
+
+from .changes import UnknownTag, apply_tags, remove_tags
+from .checks import AmbiguousTagName, has_tag, has_tags
+from .gates import HasTags, TagsRequiredMixin, tags_required
+from .rules import AccessRuleMiddleware, never_locked
+
+__all__ = [
+    "AccessRuleMiddleware",
+    "AmbiguousTagName",
+    "HasTags",
+    "TagsRequiredMixin",
+    "UnknownTag",
+    "apply_tags",
+    "has_tag",
+    "has_tags",
+    "never_locked",
+    "remove_tags",
+    "tags_required",
+]
