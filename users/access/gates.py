@@ -72,7 +72,7 @@ def refuse(request, redirect_url: str | None, message: str):
 
 def with_next(url: str, next_url: str) -> str:
     separator = "&" if "?" in url else "?"
-    return f"{url}{separator}{urlencode({'next': next_url})}"
+    return f"{url}{separator}{urlencode({'next': next_url}, safe='/')}"
 
 
 def mark_private(response):

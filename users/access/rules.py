@@ -61,6 +61,9 @@ class Rule:
     message: str
     staff_pass: bool
     apply: tuple[int, ...]
+    # The page refused visitors are sent to, when it is on this site: the rule never covers it (a lockout rule on
+    # "/" that redirects to /locked/ must let people see /locked/).
+    redirect_path: str | None
 
     def covers(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -85,7 +88,7 @@ class RuleSet:
     def matching(self, path: str) -> list[Rule]:
         found = [self.exact[path]] if path in self.exact else []
         found.extend(rule for rule in self.prefixes if path.startswith(rule.path))
-        return found
+        return [rule for rule in found if rule.redirect_path != path]
 
 
 def _load_rules() -> RuleSet:
@@ -103,6 +106,7 @@ def _load_rules() -> RuleSet:
                 message=rule.message,
                 staff_pass=rule.staff_pass,
                 apply=tuple(sorted(tag.pk for tag in rule.apply_tags.all())),
+                redirect_path=_local_path(rule.redirect_url),
             )
             for rule in rules
         ]
@@ -175,20 +179,29 @@ class AccessRuleMiddleware:
                 return mark_private(refuse(request, redirect_url, rule.message))
         to_apply = sorted({pk for rule in matching for pk in rule.apply} - held.keys())
         if to_apply:
-            from .changes import apply_tags
-
-            apply_tags(user, list(Tag.objects.filter(pk__in=to_apply)))
+            _apply_on_visit(user, to_apply)
         return None
 
 
-def _refused_there_too(rules: RuleSet, url: str, user, held) -> bool:
+def _apply_on_visit(user, tag_pks: list[int]) -> None:
+    from .changes import apply_tags
+
+    apply_tags(user, list(Tag.objects.filter(pk__in=tag_pks)))
+
+
+def _local_path(url: str) -> str | None:
     parts = urlsplit(url)
-    if parts.netloc:
+    return None if not url or parts.scheme or parts.netloc else parts.path
+
+
+def _refused_there_too(rules: RuleSet, url: str, user, held) -> bool:
+    path = _local_path(url)
+    if path is None:
         return False  # another site
     try:
-        match = resolve(parts.path)
+        match = resolve(path)
     except Resolver404:
         match = None
-    if is_never_locked(parts.path, match):
+    if is_never_locked(path, match):
         return False
-    return any(not rule.allows(user, held) for rule in rules.matching(parts.path))
+    return any(not rule.allows(user, held) for rule in rules.matching(path))
