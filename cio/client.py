@@ -43,6 +43,8 @@ REGION_HOSTS = {
 }
 
 ATTRIBUTES_BATCH_LIMIT = 100
+# Track API: people added to or removed from a manual segment in one call.
+SEGMENT_CHANGE_LIMIT = 1000
 MEMBERSHIP_PAGE_LIMIT = 30_000
 # Customer.io's documented v2 batch limits.
 BATCH_REQUEST_MAX_BYTES = 500 * 1024
@@ -139,6 +141,10 @@ class CustomerIOClient:
     def list_segments(self, *, deadline: float | None = None) -> list[dict]:
         return self._app("GET", "/v1/segments", deadline=deadline).get("segments") or []
 
+    def get_segment(self, segment_id: int, *, deadline: float | None = None) -> dict:
+        """One segment: {"id", "name", "type" ("manual" | "dynamic"), ...}."""
+        return self._app("GET", f"/v1/segments/{int(segment_id)}", deadline=deadline).get("segment") or {}
+
     def get_attributes(self, identifier: str, id_type: str = "email", *, deadline: float | None = None) -> dict:
         """The person as Customer.io returns it: {"id", "identifiers", "attributes", "timestamps", ...}."""
         path = f"/v1/customers/{_segment(identifier)}/attributes"
@@ -197,6 +203,30 @@ class CustomerIOClient:
         body = {**attributes, "_update": True} if update_only else dict(attributes)
         self._track("PUT", f"/api/v1/customers/{_segment(identifier)}", json=body, deadline=deadline)
 
+    def add_to_segment(
+        self, segment_id: int, ids: list[str], id_type: str = "cio_id", *, deadline: float | None = None
+    ) -> int:
+        """Add people to a manual segment, SEGMENT_CHANGE_LIMIT per call. Customer.io creates a person for an id it
+        does not know: send only people it knows. Returns the number of calls made."""
+        return self._change_segment("add_customers", segment_id, ids, id_type, deadline)
+
+    def remove_from_segment(
+        self, segment_id: int, ids: list[str], id_type: str = "cio_id", *, deadline: float | None = None
+    ) -> int:
+        """Remove people from a manual segment, SEGMENT_CHANGE_LIMIT per call. Returns the number of calls made."""
+        return self._change_segment("remove_customers", segment_id, ids, id_type, deadline)
+
+    def _change_segment(self, verb: str, segment_id: int, ids: list[str], id_type: str, deadline) -> int:
+        if id_type not in ("id", "email", "cio_id"):
+            raise ValueError(f"id_type must be id, email or cio_id, not {id_type!r}")
+        calls = 0
+        for start in range(0, len(ids), SEGMENT_CHANGE_LIMIT):
+            chunk = list(ids[start : start + SEGMENT_CHANGE_LIMIT])
+            path = f"/api/v1/segments/{int(segment_id)}/{verb}"
+            self._track("POST", path, params={"id_type": id_type}, json={"ids": chunk}, deadline=deadline)
+            calls += 1
+        return calls
+
     def batch(self, operations: list[dict], *, deadline: float | None = None) -> BatchResult:
         """Send v2 batch operations in as few requests as the size limits allow. Returns the failures by index
         (from 207 answers, operations too large to send, or requests that failed as a whole)."""
@@ -252,14 +282,22 @@ class CustomerIOClient:
             "app", method, self.config.app_api_url, path, headers=headers, params=params, json=json, deadline=deadline
         )
 
-    def _track(self, method, path, *, json=None, data=None, deadline=None) -> dict:
+    def _track(self, method, path, *, params=None, json=None, data=None, deadline=None) -> dict:
         self.require_credentials(track=True)
         credentials = f"{self.config.site_id}:{self.config.track_api_key}".encode()
         headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
         if data is not None:
             headers["Content-Type"] = "application/json"
         return self._request(
-            "track", method, self.config.track_api_url, path, headers=headers, json=json, data=data, deadline=deadline
+            "track",
+            method,
+            self.config.track_api_url,
+            path,
+            headers=headers,
+            params=params,
+            json=json,
+            data=data,
+            deadline=deadline,
         )
 
     def _request(self, api, method, base_url, path, *, headers, params=None, json=None, data=None, deadline=None):

@@ -312,6 +312,7 @@ class AccessRule(models.Model):
         Tag,
         blank=True,
         related_name="access_rules_applying+",
+        limit_choices_to={"kind": "manual"},
         verbose_name="tags applied on visit",
         help_text="Applied to a user this rule lets in (manual-segment tags reach Customer.io too).",
     )
@@ -322,3 +323,32 @@ class AccessRule(models.Model):
 
     def __str__(self):
         return f"{self.path}{'*' if self.prefix else ''}"
+
+
+class SegmentChange(models.Model):
+    """A tag applied or removed on the site that Customer.io's manual segment has to follow (the outbox of
+    users.access.apply_tags / remove_tags). Written in the same transaction as the local change, so nothing is lost;
+    sent in batches by the background worker, retried with backoff; kept a while after it was sent, because
+    Customer.io's segment reads lag its writes and the tag must not flicker off meanwhile."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Add to segment"
+        REMOVE = "remove", "Remove from segment"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="segment_changes")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="segment_changes")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A worker sending it holds it until then; a worker that died lets it go by itself.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["sent_at", "next_attempt_at"], name="users_segchange_due")]
+
+    def __str__(self):
+        return f"{self.get_action_display()}: {self.tag} for {self.user}"

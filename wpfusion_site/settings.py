@@ -276,6 +276,10 @@ WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=5.0)
 # Most contacts whose attributes one worker fetches in one batch call (Customer.io allows 100).
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 
+# Seconds a tag applied or removed on the site is protected from Customer.io's lagging segment reads after the
+# change was sent (update_tags or cio_resync_tags running meanwhile keep the site's version).
+TAG_CHANGE_SETTLE_SECONDS = env.int("TAG_CHANGE_SETTLE_SECONDS", default=600)
+
 # The access key travels in webhook URLs: keep it out of request log lines and error reports.
 DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "webhooks.logging.SafeReporterFilter"

@@ -3,7 +3,7 @@
 from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags
 """
 
-from .changes import UnknownTag, apply_tags, remove_tags
+from .changes import NotAManualSegment, UnknownTag, apply_tags, remove_tags
 from .checks import AmbiguousTagName, has_tag, has_tags
 from .gates import HasTags, TagsRequiredMixin, tags_required
 from .rules import AccessRuleMiddleware, never_locked
@@ -12,6 +12,7 @@ __all__ = [
     "AccessRuleMiddleware",
     "AmbiguousTagName",
     "HasTags",
+    "NotAManualSegment",
     "TagsRequiredMixin",
     "UnknownTag",
     "apply_tags",

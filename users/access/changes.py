@@ -1,12 +1,17 @@
-"""Applying and removing tags from the site's side (a visit, a finished lesson): the user's tags change at once."""
+"""Applying and removing tags from the site's side (a visit, a finished lesson): the user's tags change at once,
+and Customer.io's manual segments follow through the background worker (users.services.segment_changes)."""
 
 from collections.abc import Iterable
 
 from django.db import transaction
 
-from ..models import Tag
+from ..models import SegmentChange, Tag
+from ..services import segment_changes
+from ..services.segment_changes import NotAManualSegment
 from ..services.tags import TagChange, add_tags, take_off_tags
 from .checks import TagRef, as_list, tag_pk
+
+__all__ = ["NotAManualSegment", "UnknownTag", "apply_tags", "remove_tags", "resolve_tags"]
 
 
 class UnknownTag(ValueError):
@@ -20,7 +25,7 @@ def resolve_tags(tags: TagRef | Iterable[TagRef]) -> list[Tag]:
     for tag in wanted:
         pk = tag_pk(tag)
         if pk is None:
-            raise UnknownTag(f"No tag is named {tag!r}.")
+            raise UnknownTag(f"No tag is named {tag!r} (run cio_sync_segments if the segment is new).")
         pks.append(pk)
     found = {tag.pk: tag for tag in Tag.objects.filter(pk__in=pks)}
     missing = [tag for tag, pk in zip(wanted, pks, strict=True) if pk not in found]
@@ -30,16 +35,28 @@ def resolve_tags(tags: TagRef | Iterable[TagRef]) -> list[Tag]:
 
 
 def apply_tags(user, tags: TagRef | Iterable[TagRef]) -> TagChange:
-    """Give the user these tags now (tags_applied / tags_modified go out on commit)."""
-    rows = resolve_tags(tags)
-    with transaction.atomic():
-        change = add_tags(user, rows)
-    return change
+    """Give the user these tags now (tags_applied / tags_modified go out on commit) and add them to their manual
+    segments in Customer.io in the background. Raises NotAManualSegment for a data-driven segment, before changing
+    anything."""
+    return _change(user, tags, SegmentChange.Action.ADD)
 
 
 def remove_tags(user, tags: TagRef | Iterable[TagRef]) -> TagChange:
-    """Take these tags off the user now (tags_removed / tags_modified go out on commit)."""
+    """Take these tags off the user now (tags_removed / tags_modified go out on commit) and remove them from their
+    manual segments in Customer.io in the background. Raises NotAManualSegment for a data-driven segment."""
+    return _change(user, tags, SegmentChange.Action.REMOVE)
+
+
+def _change(user, tags, action: str) -> TagChange:
+    if user is None or user.pk is None:
+        raise ValueError("Tags are applied to a saved user.")
     rows = resolve_tags(tags)
+    segment_changes.ensure_manual(rows)
     with transaction.atomic():
-        change = take_off_tags(user, rows)
+        if action == SegmentChange.Action.ADD:
+            change = add_tags(user, rows)
+            segment_changes.record(user, change.applied, action)
+        else:
+            change = take_off_tags(user, rows)
+            segment_changes.record(user, change.removed, action)
     return change

@@ -10,6 +10,7 @@ the admin, the login, logout and password-reset pages, static files, and views m
 Customer.io webhook, /healthz).
 """
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,11 +19,15 @@ from django.contrib.auth.views import redirect_to_login
 from django.db.models.signals import m2m_changed
 from django.urls import Resolver404, ResolverMatch, resolve
 
+from cio.errors import CustomerIOError
 from settings_app import freshness
 
 from ..models import AccessRule, Tag
+from ..services.segment_changes import NotAManualSegment
 from .checks import is_authenticated, user_tags
 from .gates import GATED_FLAG, mark_private, refuse
+
+logger = logging.getLogger(__name__)
 
 RULES_KIND = "access_rules"
 # Django's own pages a rule must never cover: the admin (by namespace) and the authentication views.
@@ -186,7 +191,11 @@ class AccessRuleMiddleware:
 def _apply_on_visit(user, tag_pks: list[int]) -> None:
     from .changes import apply_tags
 
-    apply_tags(user, list(Tag.objects.filter(pk__in=tag_pks)))
+    try:
+        apply_tags(user, list(Tag.objects.filter(pk__in=tag_pks)))
+    except (NotAManualSegment, CustomerIOError) as exc:
+        # The page still opens: the rule's admin is told, the visitor is not punished for it.
+        logger.error("Access rule could not apply tags %s to user %s: %s", tag_pks, user.pk, exc)
 
 
 def _local_path(url: str) -> str | None:

@@ -9,8 +9,9 @@ from django.db import transaction
 
 from settings_app import freshness
 
-from ..models import Tag, User, UserTag
+from ..models import SegmentChange, Tag, User, UserTag
 from ..signals import tags_applied, tags_modified, tags_removed
+from .segment_changes import pending_changes
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ def replace_tags(user: User, segments: list[dict]) -> TagChange:
     tags = tags_for_segments(segments)
     wanted = {tag.pk: tag for tag in tags}
     current = {user_tag.tag_id: user_tag.tag for user_tag in UserTag.objects.filter(user=user).select_related("tag")}
+    # Customer.io may not show yet what the site changed a moment ago: the site's version holds meanwhile.
+    for tag_id, action in pending_changes([user.pk]).get(user.pk, {}).items():
+        if action == SegmentChange.Action.ADD and tag_id in current:
+            wanted[tag_id] = current[tag_id]
+        elif action == SegmentChange.Action.REMOVE:
+            wanted.pop(tag_id, None)
+    tags = sorted(wanted.values(), key=_tag_order)
     applied = [tag for pk, tag in wanted.items() if pk not in current]
     removed = [tag for pk, tag in current.items() if pk not in wanted]
     if removed:

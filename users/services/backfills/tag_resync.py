@@ -10,8 +10,9 @@ from cio import get_client
 from cio.client import CustomerIOClient
 from cio.errors import ContactNotFound
 
-from ...models import Tag, User, UserTag
+from ...models import SegmentChange, Tag, User, UserTag
 from ..activity import Activity, log_activities, log_activity
+from ..segment_changes import pending_changes
 from ..tags import send_tag_signals, sync_tags
 from .common import (
     BACKFILL,
@@ -137,9 +138,20 @@ def apply_memberships(segments: list[dict], memberships: Memberships, *, dry_run
         listed = sync_tags(segments).tags
         gone = list(Tag.objects.exclude(segment_id__in=[tag.segment_id for tag in listed]))
         changes: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        # Tags the site applied or removed that Customer.io may not show yet: the site's version holds meanwhile.
+        site_changes: dict[int, dict[int, str]] = defaultdict(dict)  # tag id -> {user id: action}
+        for user_id, by_tag in pending_changes().items():
+            if user_id in memberships.user_ids:
+                for tag_id, action in by_tag.items():
+                    site_changes[tag_id][user_id] = action
         for tag in listed + gone:
-            wanted = memberships.by_segment.get(tag.segment_id, set())
+            wanted = set(memberships.by_segment.get(tag.segment_id, set()))
             current = _holders(tag, memberships.user_ids)
+            for user_id, action in site_changes.get(tag.pk, {}).items():
+                if action == SegmentChange.Action.ADD and user_id in current:
+                    wanted.add(user_id)
+                elif action == SegmentChange.Action.REMOVE:
+                    wanted.discard(user_id)
             removed, added = current - wanted, wanted - current
             for chunk in batched(sorted(removed), WRITE_BATCH):
                 UserTag.objects.filter(tag=tag, user_id__in=chunk).delete()
