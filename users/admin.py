@@ -1,7 +1,10 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
+from django.template.response import TemplateResponse
 
+from .access import NotAManualSegment, apply_tags, remove_tags
 from .models import AccessRule, ActivityLog, ImportRun, Role, Tag, User, UserTag
 from .services.roles import sync_role_group
 
@@ -37,6 +40,13 @@ class UserTagInline(admin.TabularInline):
         return user_tag.tag.get_kind_display() or "not known yet (run cio_sync_segments)"
 
 
+class ManualTagForm(forms.Form):
+    tag = forms.ModelChoiceField(
+        Tag.objects.filter(kind=Tag.Kind.MANUAL),
+        help_text="Manual segments only: Customer.io decides data-driven segments by their conditions.",
+    )
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     add_form = UserCreationWithEmailForm
@@ -54,6 +64,46 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ["username", "email", "first_name", "last_name", "role", "tag_list", "is_staff", "date_joined"]
     list_filter = ["role", "is_staff", "is_superuser", "is_active", "tags"]
     search_fields = ["username", "email", "first_name", "last_name", "cio_id"]
+
+    actions = ["apply_a_tag", "remove_a_tag"]
+
+    @admin.action(description="Apply a tag (manual segment) to the selected users")
+    def apply_a_tag(self, request, queryset):
+        return self._change_tag(request, queryset, apply=True)
+
+    @admin.action(description="Remove a tag (manual segment) from the selected users")
+    def remove_a_tag(self, request, queryset):
+        return self._change_tag(request, queryset, apply=False)
+
+    def _change_tag(self, request, queryset, *, apply: bool):
+        form = ManualTagForm(request.POST if "tag" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            tag = form.cleaned_data["tag"]
+            changed = 0
+            try:
+                for user in queryset:
+                    change = apply_tags(user, tag) if apply else remove_tags(user, tag)
+                    changed += bool(change.applied or change.removed)
+            except NotAManualSegment as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            verb = "applied to" if apply else "removed from"
+            self.message_user(
+                request,
+                f'"{tag}" {verb} {changed} user(s); Customer.io follows in the background.',
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Apply a tag" if apply else "Remove a tag",
+            "form": form,
+            "users": queryset,
+            "action": request.POST.get("action"),
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/users/user/change_tag.html", context)
 
     def get_inlines(self, request, obj):
         # Tags belong to an existing user; the add form stays the short username/email/password form.

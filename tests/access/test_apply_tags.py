@@ -170,3 +170,22 @@ def test_resync_keeps_changes_on_their_way(ann, course, newsletter, cio):
     assert tag_names(ann) == ["Active customers", "Course done"]
     call_command("cio_resync_tags", "--user", "ann@example.com", stdout=io.StringIO(), stderr=io.StringIO())
     assert tag_names(ann) == ["Active customers", "Course done"]
+
+
+def test_the_admin_applies_and_removes_a_manual_tag_for_selected_users(admin_client, ann, course, cio):
+    bob = User.objects.create_user(username="bob", email="bob@example.com")
+    Tag.objects.create(segment_id=11, name="Active customers", kind=Tag.Kind.DATA_DRIVEN)
+    url = "/admin/users/user/"
+    selected = {"action": "apply_a_tag", "_selected_action": [ann.pk, bob.pk]}
+    form = admin_client.post(url, selected)
+    assert form.status_code == 200
+    page = form.content.decode()
+    assert "Course done" in page and "Active customers" not in page  # only manual segments are offered
+    done = admin_client.post(url, {**selected, "tag": course.pk}, follow=True)
+    assert [str(m) for m in done.context["messages"]] == [
+        '"Course done" applied to 2 user(s); Customer.io follows in the background.'
+    ]
+    assert tag_names(ann) == tag_names(bob) == ["Course done"]
+    assert SegmentChange.objects.filter(action="add").count() == 2
+    admin_client.post(url, {"action": "remove_a_tag", "_selected_action": [bob.pk], "tag": course.pk})
+    assert tag_names(bob) == [] and tag_names(ann) == ["Course done"]
