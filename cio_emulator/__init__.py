@@ -19,6 +19,9 @@ App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
 Track API (HTTP Basic `site_id:track_api_key`; not rate limited):
     PUT  /api/v1/customers/{identifier}     identifier: an email, an id, or cio_<cio_id>
     POST /api/v2/batch                      person identify operations only
+    POST /api/v1/segments/{segment_id}/add_customers?id_type=id|email|cio_id      body {"ids": [...]} (at most 1,000;
+    POST /api/v1/segments/{segment_id}/remove_customers?id_type=...               manual segments only; adding an
+                                                                                  unknown email or id creates them)
 
 Behaviour worth knowing when reading a test:
   * Attribute values are stored as sent and the App API returns them as strings (True -> "true", 3 -> "3").

@@ -14,6 +14,7 @@ from .state import EmulatorState
 
 MAX_BATCH_OPERATION_BYTES = 32 * 1024
 MAX_LOOKUP_IDS = 100
+MAX_SEGMENT_CHANGE_IDS = 1000
 DEFAULT_MEMBERSHIP_LIMIT = 1000
 MAX_MEMBERSHIP_LIMIT = 30000
 ID_TYPES = ("id", "email", "cio_id")
@@ -174,6 +175,37 @@ def _batch_operation(operation: Any) -> IdentifyRequest:
     return IdentifyRequest.build(PersonRef(kind, value), attributes)
 
 
+def _change_segment_members(call: Call, add: bool) -> Reply:
+    id_type = _id_type(call)
+    if not call.body.valid:
+        return track_error(400, "the body is not valid JSON")
+    document = call.body.value
+    ids = document.get("ids") if isinstance(document, dict) else None
+    if not isinstance(ids, list):
+        return track_error(400, 'the body must be a JSON object {"ids": [...]}')
+    if len(ids) > MAX_SEGMENT_CHANGE_IDS:
+        return track_error(400, f"at most {MAX_SEGMENT_CHANGE_IDS} ids per request ({len(ids)} given)")
+    values = [identifier_text(value) for value in ids]
+    if None in values:
+        return track_error(400, "every id must be a non-empty string or an integer")
+    segment_id = _segment_id(call)
+    refs = [PersonRef(id_type, value) for value in values]
+    problem = call.state.change_segment_members(segment_id, refs, add) if segment_id is not None else "not_found"
+    if problem == "not_found":
+        return track_error(404, "segment not found")
+    if problem == "data_driven":
+        return track_error(400, "people cannot be added to or removed from a data-driven segment")
+    return Reply(200, {})
+
+
+def _add_customers(call: Call) -> Reply:
+    return _change_segment_members(call, add=True)
+
+
+def _remove_customers(call: Call) -> Reply:
+    return _change_segment_members(call, add=False)
+
+
 def _post_batch(call: Call) -> Reply:
     document = call.body.value
     batch = document.get("batch") if isinstance(document, dict) else None
@@ -278,6 +310,8 @@ APP_ROUTES = _routes(
 TRACK_ROUTES = _routes(
     ("PUT", rf"/api/v1/customers/{_IDENTIFIER}", _put_customer),
     ("POST", r"/api/v2/batch", _post_batch),
+    ("POST", rf"/api/v1/segments/{_SEGMENT}/add_customers", _add_customers),
+    ("POST", rf"/api/v1/segments/{_SEGMENT}/remove_customers", _remove_customers),
 )
 CONTROL_ROUTES = _routes(
     ("GET", r"/_emulator/requests", _control_list_requests),

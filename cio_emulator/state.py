@@ -244,6 +244,31 @@ class EmulatorState:
         self._merge_attributes_locked(person, request.attributes, now)
         return outcome
 
+    def change_segment_members(self, segment_id: int, refs: Iterable[PersonRef], add: bool) -> str | None:
+        """Track API add_customers / remove_customers. None when done, else "not_found" or "data_driven". As in
+        Customer.io, adding an email or id nobody has creates that person; an unknown cio_id is ignored."""
+        now = int(time.time())
+        with self._lock:
+            segment = self._segments.get(segment_id)
+            if segment is None:
+                return "not_found"
+            if segment.type != "manual":
+                return "data_driven"
+            for ref in refs:
+                person = self._find_locked(ref)
+                if person is None:
+                    if not add or ref.kind == "cio_id":
+                        continue
+                    person = self._new_customer_locked(now)
+                    self._set_identifier_locked(person, ref.kind, ref.value, now)
+                wanted = set(person.segment_ids)
+                if add:
+                    wanted.add(segment_id)
+                else:
+                    wanted.discard(segment_id)
+                self._set_segments_locked(person, wanted)
+        return None
+
     # ---- App API
 
     def app_segments(self) -> list[dict]:

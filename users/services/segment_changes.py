@@ -87,6 +87,19 @@ def wake_worker() -> None:
         send_segment_changes.enqueue()
 
 
+def wake_if_due() -> None:
+    """For the worker's sweep: changes whose retry time came, or whose worker died, get a task again."""
+    if _due(timezone.now()).exists():
+        wake_worker()
+
+
+def _due(now):
+    """Unsent changes whose time came and that no live worker holds."""
+    return SegmentChange.objects.filter(sent_at__isnull=True, next_attempt_at__lte=now).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+
+
 # What the readers of Customer.io must not undo ---------------------------------------------------------------
 
 
@@ -130,9 +143,7 @@ def send_due() -> SendSummary:
 
 def _claim() -> list[SegmentChange]:
     now = timezone.now()
-    due = SegmentChange.objects.filter(sent_at__isnull=True, next_attempt_at__lte=now).filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    )
+    due = _due(now)
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Worker
 
+from users.services import segment_changes
 from webhooks import queue
 from webhooks.health import record_heartbeat
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         )
         record_heartbeat(worker_id, started_at)
         queue.sweep()
+        segment_changes.wake_if_due()
         if not batch:
             sweeper.start()
         self.stdout.write(f"webhook worker {worker_id} started")
@@ -62,6 +64,7 @@ class Command(BaseCommand):
                     close_old_connections()  # a long-lived thread: drop a connection the database closed
                     record_heartbeat(worker_id, started_at)
                     queue.sweep()
+                    segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
                 finally:
