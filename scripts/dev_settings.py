@@ -24,8 +24,9 @@ EMULATOR_CREDENTIALS = {
 
 
 def base_env() -> dict:
-    """The caller's environment with DEBUG on (unless set) and the site's address as its base URL."""
-    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
+    """The caller's environment with DEBUG on (unless set), the demo members area, and the site's address as its
+    base URL."""
+    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "ENABLE_DEMO": "1"}  # the members area of the tour
     env.setdefault("DJANGO_SETTINGS_MODULE", "wpfusion_site.settings")
     env.setdefault("SITE_BASE_URL", f"http://{HOST}:{PORT}")
     return env

@@ -80,6 +80,7 @@ def main():
     else:
         emulator, env = start_emulator(env)
         children.append(emulator)
+        manage("demo_setup", env=env)  # the members area of the quick tour, on the emulator's demo segments
     children.append(subprocess.Popen([PYTHON, "manage.py", "webhook_worker"], cwd=ROOT, env=env))
     children.append(
         subprocess.Popen([PYTHON, "manage.py", "runserver", "--noreload", f"{HOST}:{PORT}"], cwd=ROOT, env=env)

@@ -54,6 +54,10 @@ INSTALLED_APPS = [
 ENABLE_CIO_EMULATOR = env.bool("ENABLE_CIO_EMULATOR", default=False)
 if DEBUG or ENABLE_CIO_EMULATOR:
     INSTALLED_APPS.append("cio_emulator")
+# The demo members area (`make run` sets ENABLE_DEMO): pages gated by tags, for trying the site. Never in production.
+ENABLE_DEMO = env.bool("ENABLE_DEMO", default=False)
+if ENABLE_DEMO:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     # Outermost: with DEBUG on, takes every access key out of Django's 404/500 debug pages.

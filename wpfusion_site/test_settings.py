@@ -25,6 +25,10 @@ STORAGES = {
 }
 WHITENOISE_AUTOREFRESH = True
 
+# The demo members area is tested like the rest (production settings never install it).
+if "demo" not in INSTALLED_APPS:
+    INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
+
 # Two test runs on one machine at once (a developer and a helper, say) set TEST_DB_SUFFIX to keep apart.
 _suffix = os.environ.get("TEST_DB_SUFFIX", "")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -653,7 +653,14 @@ def test_management_command_serves_the_demo_fixture():
 
         assert wrong.status_code == 401
         assert right.status_code == 200
-        assert [s["name"] for s in right.json()["segments"]] == ["VIP", "Newsletter", "Active customers", "Trial"]
+        assert [s["name"] for s in right.json()["segments"]] == [
+            "VIP",
+            "Newsletter",
+            "Active customers",
+            "Trial",
+            "Payment failed",
+            "Started the course",
+        ]
     finally:
         process.terminate()
         returncode = process.wait(timeout=10)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("users", "0005_access_rules"),
+        ("users", "0007_access_rules"),
     ]
 
     operations = [
