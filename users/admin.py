@@ -5,7 +5,7 @@ from django.contrib.auth.forms import AdminUserCreationForm
 from django.template.response import TemplateResponse
 
 from .access import NotAManualSegment, apply_tags, remove_tags
-from .models import AccessRule, ActivityLog, ImportRun, Role, Tag, User, UserTag
+from .models import AccessRule, ActivityLog, ImportRun, Role, SegmentChange, Tag, User, UserTag
 from .services.roles import sync_role_group
 
 
@@ -203,3 +203,20 @@ class AccessRuleAdmin(admin.ModelAdmin):
     @admin.display(description="refused users get")
     def refused_get(self, rule):
         return f"redirect to {rule.redirect_url}" if rule.redirect_url else "403 page"
+
+
+@admin.register(SegmentChange)
+class SegmentChangeAdmin(admin.ModelAdmin):
+    """Tags applied or removed on the site, on their way to Customer.io's manual segments (sent by webhook_worker).
+    Read-only: apply_tags / remove_tags and the user list's actions write them."""
+
+    list_display = ["created_at", "user", "tag", "action", "attempts", "next_attempt_at", "sent_at", "last_error"]
+    list_filter = ["action", ("sent_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__email", "tag__name"]
+    list_select_related = ["user", "tag"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -189,3 +189,9 @@ def test_the_admin_applies_and_removes_a_manual_tag_for_selected_users(admin_cli
     assert SegmentChange.objects.filter(action="add").count() == 2
     admin_client.post(url, {"action": "remove_a_tag", "_selected_action": [bob.pk], "tag": course.pk})
     assert tag_names(bob) == [] and tag_names(ann) == ["Course done"]
+
+
+def test_the_admin_lists_tag_changes_on_their_way(admin_client, ann, course):
+    apply_tags(ann, course)
+    page = admin_client.get("/admin/users/segmentchange/?sent_at__isnull=True").content.decode()
+    assert "Course done" in page and "ann" in page
