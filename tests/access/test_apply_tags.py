@@ -195,3 +195,18 @@ def test_the_admin_lists_tag_changes_on_their_way(admin_client, ann, course):
     apply_tags(ann, course)
     page = admin_client.get("/admin/users/segmentchange/?sent_at__isnull=True").content.decode()
     assert "Course done" in page and "ann" in page
+
+
+def test_a_later_change_waits_for_an_earlier_one_another_worker_holds(ann, course, cio):
+    from users.services.segment_changes import send_due
+
+    apply_tags(ann, course)
+    SegmentChange.objects.update(claimed_until=timezone.now() + timedelta(minutes=1))  # another worker sends it
+    remove_tags(ann, course)
+    cio.clear_requests()
+    assert send_due().calls == 0  # the removal must not overtake the add
+    assert cio.requests("/api/v1/segments/") == []
+    SegmentChange.objects.update(claimed_until=None)  # that worker died; its lease ran out
+    summary = send_due()
+    assert (summary.calls, summary.sent) == (1, 2)
+    assert [entry["path"] for entry in cio.requests("/api/v1/segments/")] == ["/api/v1/segments/10/remove_customers"]

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from cio import get_client
@@ -94,10 +94,16 @@ def wake_if_due() -> None:
 
 
 def _due(now):
-    """Unsent changes whose time came and that no live worker holds."""
-    return SegmentChange.objects.filter(sent_at__isnull=True, next_attempt_at__lte=now).filter(
+    """Unsent changes whose time came and that no live worker holds. A change waits while an earlier change of the
+    same user and tag is held by a worker or waits for its retry: Customer.io must get them in order (an add
+    overtaken by a later remove would leave the person in the segment)."""
+    claimable = Q(sent_at__isnull=True, next_attempt_at__lte=now) & (
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     )
+    earlier_blocked = SegmentChange.objects.filter(
+        user_id=OuterRef("user_id"), tag_id=OuterRef("tag_id"), id__lt=OuterRef("id"), sent_at__isnull=True
+    ).exclude(claimable)
+    return SegmentChange.objects.filter(claimable).filter(~Exists(earlier_blocked))
 
 
 # What the readers of Customer.io must not undo ---------------------------------------------------------------
