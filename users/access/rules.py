@@ -165,11 +165,15 @@ class AccessRuleMiddleware:
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
+        # Pages no rule may cover are let through before the rules are even read: /healthz must answer (503)
+        # when the database is down, and the webhook must not wait on a configuration read.
+        if is_never_locked(request.path_info, request.resolver_match, request):
+            return None
         rules = current_rules()
         if not rules:
             return None
         matching = rules.matching(request.path_info)
-        if not matching or is_never_locked(request.path_info, request.resolver_match, request):
+        if not matching:
             return None
         setattr(request, GATED_FLAG, True)
         user = request.user
