@@ -22,7 +22,7 @@ def redirect_target(response) -> tuple[str, str | None]:
     return parts.path, parse_qs(parts.query).get("next", [None])[0]
 
 
-def rule(path, *, any=(), all=(), none=(), apply=(), **fields):  # noqa: A002
+def rule(path, *, any=(), all=(), none=(), apply=(), **fields):
     access_rule = AccessRule.objects.create(path=path, **fields)
     access_rule.tags_any.set(any)
     access_rule.tags_all.set(all)

@@ -37,7 +37,7 @@ class TagGate:
     message: str = DEFAULT_MESSAGE
 
     @classmethod
-    def of(cls, any=(), all=(), none=(), redirect_url=None, staff_pass=False, message=DEFAULT_MESSAGE):  # noqa: A002
+    def of(cls, any=(), all=(), none=(), redirect_url=None, staff_pass=False, message=DEFAULT_MESSAGE):
         return cls(
             tuple(as_list(any)),
             tuple(as_list(all)),
@@ -81,7 +81,7 @@ def mark_private(response):
     return response
 
 
-def tags_required(any=(), all=(), none=(), redirect_url=None, staff_pass=False, message=DEFAULT_MESSAGE):  # noqa: A002
+def tags_required(any=(), all=(), none=(), redirect_url=None, staff_pass=False, message=DEFAULT_MESSAGE):
     """View decorator: the view runs only for logged-in users holding the tags (see has_tags)."""
     gate = TagGate.of(any, all, none, redirect_url, staff_pass, message)
 
@@ -144,7 +144,7 @@ class HasTags(BasePermission):
 
     message = "You do not have the tags this needs."
 
-    def __init__(self, any=(), all=(), none=(), staff_pass=False):  # noqa: A002
+    def __init__(self, any=(), all=(), none=(), staff_pass=False):
         self.gate = TagGate.of(any, all, none, staff_pass=staff_pass)
 
     def __call__(self):
