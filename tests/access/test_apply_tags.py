@@ -210,3 +210,13 @@ def test_a_later_change_waits_for_an_earlier_one_another_worker_holds(ann, cours
     summary = send_due()
     assert (summary.calls, summary.sent) == (1, 2)
     assert [entry["path"] for entry in cio.requests("/api/v1/segments/")] == ["/api/v1/segments/10/remove_customers"]
+
+
+def test_a_tag_created_a_moment_ago_can_be_applied_by_name(ann, course, monkeypatch):
+    from settings_app import freshness
+
+    apply_tags(ann, "Course done")  # the index of names is loaded
+    monkeypatch.setattr(freshness, "REVALIDATE_SECONDS", 3600.0)
+    Tag.objects.bulk_create([Tag(segment_id=13, name="Lesson 2", kind=Tag.Kind.MANUAL)])  # as update_tags does
+    apply_tags(ann, "lesson 2")
+    assert tag_names(ann) == ["Course done", "Lesson 2"]

@@ -156,3 +156,14 @@ def test_the_users_tags_are_read_once_per_request(visit, people, monkeypatch):
     tag_reads = [q["sql"] for q in captured.captured_queries if "users_usertag" in q["sql"]]
     assert len(tag_reads) == 1
     assert not [q["sql"] for q in captured.captured_queries if 'FROM "users_tag"' in q["sql"]]
+
+
+def test_a_new_tag_sharing_a_name_is_ambiguous_before_the_index_reloads(people, monkeypatch):
+    assert has_tag(people["ann"], "VIP")  # the index of names is loaded
+    monkeypatch.setattr(freshness, "REVALIDATE_SECONDS", 3600.0)
+    twin = Tag.objects.bulk_create([Tag(segment_id=301, name="vip")])[0]  # a new segment, no signal
+    people["ann"].user_tags.create(tag=twin)
+    user = type(people["ann"]).objects.get(pk=people["ann"].pk)
+    with pytest.raises(AmbiguousTagName) as raised:
+        has_tag(user, "VIP")
+    assert "(segment 101)" in str(raised.value) and "(segment 301)" in str(raised.value)

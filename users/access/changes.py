@@ -9,7 +9,7 @@ from ..models import SegmentChange, Tag
 from ..services import segment_changes
 from ..services.segment_changes import NotAManualSegment
 from ..services.tags import TagChange, add_tags, take_off_tags
-from .checks import TagRef, as_list, tag_pk
+from .checks import AmbiguousTagName, TagRef, as_list, tag_pk
 
 __all__ = ["NotAManualSegment", "UnknownTag", "apply_tags", "remove_tags", "resolve_tags"]
 
@@ -24,6 +24,8 @@ def resolve_tags(tags: TagRef | Iterable[TagRef]) -> list[Tag]:
     pks = []
     for tag in wanted:
         pk = tag_pk(tag)
+        if pk is None and isinstance(tag, int | str) and not isinstance(tag, bool):
+            pk = _tag_pk_from_database(tag)  # a tag created since this process loaded its index of names
         if pk is None:
             raise UnknownTag(f"No tag is named {tag!r} (run cio_sync_segments if the segment is new).")
         pks.append(pk)
@@ -32,6 +34,15 @@ def resolve_tags(tags: TagRef | Iterable[TagRef]) -> list[Tag]:
     if missing:
         raise UnknownTag(f"No tag is named {missing[0]!r}.")
     return [found[pk] for pk in dict.fromkeys(pks)]
+
+
+def _tag_pk_from_database(tag: int | str) -> int | None:
+    if isinstance(tag, int):
+        return Tag.objects.filter(segment_id=tag).values_list("pk", flat=True).first()
+    found = list(Tag.objects.filter(name__iexact=tag.strip()).order_by("segment_id"))
+    if len(found) > 1:
+        raise AmbiguousTagName(tag, found)
+    return found[0].pk if found else None
 
 
 def apply_tags(user, tags: TagRef | Iterable[TagRef]) -> TagChange:

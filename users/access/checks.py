@@ -71,13 +71,14 @@ def tag_pk(tag: TagRef, held: dict[int, Tag] | None = None) -> int | None:
             pk = next((t.pk for t in held.values() if t.segment_id == tag), None)
         return pk
     key = tag.strip().casefold()
-    found = index.by_name.get(key, [])
-    if not found and held:
-        # A tag created after the index was loaded (it is refreshed within a second): the user's own rows know it.
-        found = [t for t in held.values() if t.name.casefold() == key]
+    found = {t.pk: t for t in index.by_name.get(key, [])}
+    if held:
+        # Tags created after the index was loaded (creating a tag does not reload every process's index; renaming
+        # one does): the user's own rows know the ones that matter for this user.
+        found.update((t.pk, t) for t in held.values() if t.name.casefold() == key)
     if len(found) > 1:
-        raise AmbiguousTagName(tag, found)
-    return found[0].pk if found else None
+        raise AmbiguousTagName(tag, sorted(found.values(), key=lambda t: t.segment_id))
+    return next(iter(found), None)
 
 
 def tag_pks(tags: TagRef | Iterable[TagRef], held: dict[int, Tag] | None = None) -> list[int | None]:

@@ -70,16 +70,22 @@ def sync_tags(segments: list[dict]) -> TagSync:
     )
     tags = list(Tag.objects.filter(segment_id__in=wanted))
     updated = []
+    renamed = set()
     for tag in tags:
         segment = wanted[tag.segment_id]
         name, kind = segment.get("name") or tag.name, Tag.kind_from_segment_type(segment.get("type")) or tag.kind
         if (name, kind) != (tag.name, tag.kind):
+            if name != tag.name:
+                renamed.add(tag.pk)
             tag.name, tag.kind = name, kind
             updated.append(tag)
     if updated:
         Tag.objects.bulk_update(updated, ["name", "kind"])
     created = [tag for tag in tags if tag.segment_id not in known]
-    if created or updated:
+    if any(tag.pk in renamed for tag in updated):
+        # Every process's index of tag names must learn the new name; a new tag needs no reload (see
+        # users.access.checks: a user's own tags are consulted too), which keeps a webhook that meets a new
+        # segment from costing every process a configuration re-read.
         freshness.changed(TAG_INDEX_KIND)
     return TagSync(tags=sorted(tags, key=_tag_order), created=created, updated=[t for t in updated if t not in created])
 
