@@ -51,10 +51,13 @@ def running_server(subprocess_env):
 
 
 def seconds_until(url: str, wanted_status: int, since: float, limit: float = 10.0) -> float:
+    """Seconds from `since` until a request sent then got `wanted_status`. Measured to when the request was sent, so
+    that the answer's own latency on a busy machine is not counted as staleness."""
     while True:
+        sent = time.monotonic()
         status = requests.get(url, allow_redirects=False, timeout=5).status_code
         if status == wanted_status:
-            return time.monotonic() - since
+            return sent - since
         assert time.monotonic() - since < limit, f"still {status} after {limit} s"
         time.sleep(0.02)
 

@@ -24,7 +24,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import deadline_in
+from cio.client import SEGMENT_CHANGE_LIMIT, deadline_in
 from cio.errors import CustomerIOError
 
 from ..emails import normalize_email
@@ -199,17 +199,25 @@ def _send(rows: list[SegmentChange], summary: SendSummary) -> None:
         groups[(row.tag.segment_id, row.action, id_type)].append((identifier, covered[key]))
 
     for (segment_id, action, id_type), members in groups.items():
-        ids = list(dict.fromkeys(identifier for identifier, _ in members))
-        pks = [pk for _, row_pks in members for pk in row_pks]
+        rows_by_id: dict[str, list[int]] = defaultdict(list)
+        for identifier, row_pks in members:
+            rows_by_id[identifier].extend(row_pks)
+        ids = list(rows_by_id)
         change = client.add_to_segment if action == Action.ADD else client.remove_from_segment
-        try:
-            summary.calls += change(segment_id, ids, id_type, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
-        except CustomerIOError as exc:
-            # Some chunks of a long list may have gone through: resending them is harmless (adding twice is once).
-            _retry(pks, str(exc), summary)
-            continue
-        SegmentChange.objects.filter(id__in=pks).update(sent_at=timezone.now(), claimed_until=None, last_error="")
-        summary.sent += len(pks)
+        # One call per SEGMENT_CHANGE_LIMIT people, each call's rows done as soon as it succeeds: a failure halfway
+        # leaves only the rest for the retry.
+        for start in range(0, len(ids), SEGMENT_CHANGE_LIMIT):
+            chunk = ids[start : start + SEGMENT_CHANGE_LIMIT]
+            try:
+                summary.calls += change(
+                    segment_id, chunk, id_type, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE)
+                )
+            except CustomerIOError as exc:
+                _retry([pk for identifier in ids[start:] for pk in rows_by_id[identifier]], str(exc), summary)
+                break
+            pks = [pk for identifier in chunk for pk in rows_by_id[identifier]]
+            SegmentChange.objects.filter(id__in=pks).update(sent_at=timezone.now(), claimed_until=None, last_error="")
+            summary.sent += len(pks)
 
     if skipped:
         _skip(skipped, covered, summary)
