@@ -1,6 +1,6 @@
-"""The apps depend downward — webhooks -> users -> settings_app, with cio at the bottom — never in a circle. The
-Customer.io emulator (development, tests and benchmarks only) stands apart: it imports none of them and none of them
-imports it."""
+"""The apps depend downward — demo -> webhooks -> users -> settings_app, with cio at the bottom — never in a circle.
+The Customer.io emulator (development, tests and benchmarks only) stands apart: it imports none of them and none of
+them imports it."""
 
 import ast
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 
 # Each app may import only the apps below it.
-LAYERS = ["cio", "settings_app", "users", "webhooks"]
+LAYERS = ["cio", "settings_app", "users", "webhooks", "demo"]
 STANDALONE = ["cio_emulator"]
 PROJECT_APPS = set(LAYERS) | set(STANDALONE)
 
