@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.debug import sensitive_variables
 
 from .models import WebhookSettings, generate_access_key
 
@@ -45,6 +46,7 @@ def previous_keys(site_settings: WebhookSettings, now: datetime | None = None) -
     return sorted(keys, key=lambda previous: previous.valid_until)
 
 
+@sensitive_variables()  # the key in its locals must never reach an error report
 def match_access_key(candidate: str, site_settings: WebhookSettings, now: datetime | None = None) -> str | None:
     """The fingerprint of the valid key `candidate` equals, or None. Every valid key is compared, whatever matched."""
     if not isinstance(candidate, str):
@@ -61,6 +63,7 @@ def default_grace() -> timedelta:
     return timedelta(hours=settings.WEBHOOK_KEY_GRACE_HOURS)
 
 
+@sensitive_variables()  # the key in its locals must never reach an error report
 def rotate(site_settings: WebhookSettings, grace: timedelta | None = None) -> tuple[str, datetime | None]:
     """A new current key; the old one stays valid for `grace` (the setting by default; zero ends it at once).
     Returns the new key and the old key's expiry (None when it was not kept)."""

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
+from django.views.decorators.debug import sensitive_variables
 
 from settings_app.redaction import MASK
 from users.emails import validate_email_address
@@ -65,6 +66,7 @@ def clean_query(query_dict) -> dict:
     return {clean_text(key): clean_text(query_dict.get(key)) for key in query_dict}
 
 
+@sensitive_variables()  # the key in its locals must never reach an error report
 def presented_key(django_request, query: dict) -> str:
     """The access key the caller sent: `Authorization: Bearer KEY` or `X-Access-Key: KEY` (recommended: the key
     stays out of URLs and access logs), else `access_key=` in the query string (WP Fusion's URL format)."""
