@@ -5,13 +5,12 @@ leaked secrets.
 
 Starts the Customer.io emulator (no rate limit) and the site (runserver, DEBUG off, production settings, its log in a
 file) on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g. an empty PostgreSQL database),
-with WEBHOOK_REFUSED_PER_MINUTE=0 set ahead of the refused-request throttle (not built yet), so that generated
-requests will still reach the processing once it is. Sends requests of every method, with odd query strings, content
-types and bodies (non-JSON, deep nesting, huge strings, non-UTF-8, arrays, numbers, nulls, unicode emails, injection
-strings, NUL characters, lone surrogates), odd idempotency headers and the key in the URL, in a header, wrong or
-missing. Then reports the answers by status, every 5xx, every traceback in the site's log, and any access key, admin
-password, Customer.io API key or sent password found in the database or the log. Target: 0 5xx, 0 tracebacks, 0
-secrets."""
+with the refused-request throttle off (WEBHOOK_REFUSED_PER_MINUTE=0) so that generated requests reach the processing.
+Sends requests of every method, with odd query strings, content types and bodies (non-JSON, deep nesting, huge
+strings, non-UTF-8, arrays, numbers, nulls, unicode emails, injection strings, NUL characters, lone surrogates), odd
+idempotency headers and the key in the URL, in a header, wrong or missing. Then reports the answers by status, every
+5xx, every traceback in the site's log, and any access key, admin password, Customer.io API key or sent password
+found in the database or the log. Target: 0 5xx, 0 tracebacks, 0 secrets."""
 
 import argparse
 import json

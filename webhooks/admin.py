@@ -9,7 +9,7 @@ from users.models import ActivityLog
 
 from . import settings_admin  # noqa: F401  (registers the Webhook settings page)
 from .actions import ACTIONS, get_action
-from .models import WebhookDelivery
+from .models import RefusedRequestWindow, WebhookDelivery
 from .queue import requeue
 
 # The task backend's "Task Results" are the queue's plumbing: each task only carries a delivery, whose own page
@@ -120,6 +120,55 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"Skipped {skipped} (invalid, test, or being processed right now).", messages.WARNING
             )
+
+
+@admin.register(RefusedRequestWindow)
+class RefusedRequestWindowAdmin(admin.ModelAdmin):
+    """Requests refused for their key, per address and hour (webhooks.refused writes them): read-only."""
+
+    list_display = ["shown_address", "window", "count", "reason", "throttled", "first", "last", "asked_for"]
+    list_filter = ["overflow", "window_start"]
+    search_fields = ["address"]
+    date_hierarchy = "window_start"
+
+    @admin.display(description="address", ordering="address")
+    def shown_address(self, row):
+        return "(other addresses, past WEBHOOK_REFUSED_MAX_ROWS)" if row.overflow else row.address
+
+    @admin.display(description="hour", ordering="window_start")
+    def window(self, row):
+        return f"{timezone.localtime(row.window_start):%Y-%m-%d %H:%M}"
+
+    @admin.display(description="reason")
+    def reason(self, row):
+        if row.wrong_key and row.missing_key:
+            return f"wrong key ({row.wrong_key}), missing key ({row.missing_key})"
+        return "missing key" if row.missing_key else "wrong key"
+
+    @admin.display(description="answered 429", ordering="throttled")
+    def throttled(self, row):
+        return row.throttled
+
+    @admin.display(description="first seen", ordering="first_seen")
+    def first(self, row):
+        return f"{timezone.localtime(row.first_seen):%H:%M:%S}"
+
+    @admin.display(description="last seen", ordering="last_seen")
+    def last(self, row):
+        return f"{timezone.localtime(row.last_seen):%H:%M:%S}"
+
+    @admin.display(description="actions asked for")
+    def asked_for(self, row):
+        return ", ".join(action or "(none)" for action in row.actions or [])
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def _shortened(text: str, length: int):

@@ -76,3 +76,32 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.worker_id} ({self.host}, seen {self.seen_at:%Y-%m-%d %H:%M:%S})"
+
+
+class RefusedRequestWindow(models.Model):
+    """Requests refused for a wrong or missing access key from one client address (IPv6: its /64) in one hour,
+    counted — never stored one by one, since anyone can send them (see webhooks.refused). The table is capped
+    (WEBHOOK_REFUSED_MAX_ROWS address rows); addresses past the cap are counted together in the hour's overflow row
+    (`overflow`, with no address). Deleted by prune_webhook_data like deliveries."""
+
+    window_start = models.DateTimeField()  # indexed first in the unique constraint
+    # "203.0.113.9", "2001:db8:1:2::/64", "unknown" (no usable REMOTE_ADDR); empty on the overflow row.
+    address = models.CharField(max_length=64, blank=True)
+    overflow = models.BooleanField(default=False)
+    count = models.PositiveIntegerField(default=0)
+    wrong_key = models.PositiveIntegerField(default=0, help_text="Refused for a key that matches no valid key.")
+    missing_key = models.PositiveIntegerField(default=0, help_text="Refused for sending no key at all.")
+    throttled = models.PositiveIntegerField(default=0, help_text="Answered 429 (WEBHOOK_REFUSED_PER_MINUTE).")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    actions = models.JSONField(default=list, blank=True, help_text="The first few wpf_action values asked for.")
+
+    class Meta:
+        ordering = ["-window_start", "-count"]
+        verbose_name = "refused requests (one address, one hour)"
+        verbose_name_plural = "refused requests"
+        constraints = [models.UniqueConstraint(fields=["window_start", "address"], name="refused_window_address")]
+
+    def __str__(self):
+        who = "other addresses" if self.overflow else self.address
+        return f"{self.count} refused from {who} ({self.window_start:%Y-%m-%d %H:%M})"

@@ -17,12 +17,10 @@ from settings_app.access_keys import match_access_key
 from settings_app.models import WebhookSettings
 from settings_app.redaction import redact, without_secrets
 from users.access import never_locked
-from users.models import ActivityLog
 from users.services.accounts import secret_attribute_names
-from users.services.activity import log_activity
 from users.text import clean_text
 
-from . import deliveries, queue
+from . import deliveries, queue, refused
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
@@ -65,29 +63,23 @@ class CustomerIOWebhookView(APIView):
         started = time.monotonic()
         django_request = request._request
         query = clean_query(django_request.GET)
+        # The key first, before the body is read: a request without it costs a comparison and a counter, no more.
+        site_settings = WebhookSettings.cached()
+        presented = presented_key(django_request, query)
+        key_fingerprint = match_access_key(presented, site_settings)
+        if key_fingerprint is None:
+            return self._refuse_without_key(django_request, query, key_sent=bool(presented))
         fields = self._delivery_fields(django_request, query)
+        fields["action"] = str(query.get("wpf_action") or "")[:32]
 
         too_large = self._too_large(django_request)
         if too_large:
-            # Before the key is checked: nobody is told about it.
-            return self._refuse(fields, WebhookInputError(413, "payload_too_large", too_large), log=False)
+            return self._refuse(fields, WebhookInputError(413, "payload_too_large", too_large))
         try:
             body = parse_body(self._read_body(django_request))
             payload_error = None
         except WebhookInputError as exc:
             body, payload_error = None, exc
-        site_settings = WebhookSettings.cached()
-        fields["action"] = str(query.get("wpf_action") or "")[:32]
-
-        key_fingerprint = match_access_key(presented_key(django_request, query), site_settings)
-        if key_fingerprint is None:
-            log_activity(
-                ActivityLog.Source.WEBHOOK,
-                f"Webhook refused: invalid access key (from {fields['remote_ip'] or 'unknown address'})",
-                level=ActivityLog.Level.ERROR,
-                context={"action": fields["action"], "remote_ip": fields["remote_ip"]},
-            )
-            return self._refuse(fields, WebhookInputError(403, "invalid_access_key", "Invalid Access Key"), log=False)
         fields["access_key_fingerprint"] = key_fingerprint
         # Stored only once the key is right: nobody without it can fill the database with bodies.
         fields["body"] = redact(body, also=secret_attribute_names(site_settings)) if body is not None else None
@@ -156,9 +148,25 @@ class CustomerIOWebhookView(APIView):
         return Response(answer, status=200)
 
     @staticmethod
-    def _refuse(fields, error: WebhookInputError, *, log: bool = True):
-        """Answer a request refused before processing. `log`: the caller had the key (see record_invalid)."""
-        deliveries.record_invalid(fields, error.status, error.code, error.detail, log=log)
+    def _refuse_without_key(django_request, query, *, key_sent: bool):
+        """403, or 429 past the refused-request throttle: counted (webhooks.refused), never stored one by one."""
+        refusal = refused.refuse(client_ip(django_request), query.get("wpf_action"), key_sent=key_sent)
+        if refusal.throttled:
+            detail = (
+                "Too many requests with a wrong or missing access key from this address: "
+                f"try again in {refusal.retry_after} s."
+            )
+            return Response(
+                {"error": "too_many_refused_requests", "detail": detail},
+                status=429,
+                headers={"Retry-After": str(refusal.retry_after)},
+            )
+        return Response({"error": "invalid_access_key", "detail": "Invalid Access Key"}, status=403)
+
+    @staticmethod
+    def _refuse(fields, error: WebhookInputError):
+        """Answer a request with the key that is refused before processing: stored and logged (see record_invalid)."""
+        deliveries.record_invalid(fields, error.status, error.code, error.detail, log=True)
         return Response({"error": error.code, "detail": error.detail}, status=error.status)
 
     # Request details -----------------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, ContactLock
-from webhooks.models import WebhookDelivery, WorkerHeartbeat
+from webhooks.models import RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
 
 
 class Command(BaseCommand):
-    help = "Delete finished webhook deliveries, activity log lines and finished task rows older than --days."
+    help = (
+        "Delete finished webhook deliveries, activity log lines, finished task rows and refused-request counts older "
+        "than --days."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=30, help="keep this many days (default 30)")
@@ -28,7 +31,10 @@ class Command(BaseCommand):
         locks, _ = ContactLock.objects.all().delete()
         # Every worker start has its own id: heartbeats of workers long gone would pile up.
         heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()
+        # Counts of refused requests, per address and hour: the cap keeps the table small, this keeps it current.
+        refused, _ = RefusedRequestWindow.objects.filter(window_start__lt=cutoff).delete()
         self.stdout.write(
-            f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows and "
-            f"{heartbeats} worker heartbeats older than {days} days, and {locks} contact lock rows."
+            f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows, "
+            f"{heartbeats} worker heartbeats and {refused} refused-request rows older than {days} days, "
+            f"and {locks} contact lock rows."
         )
