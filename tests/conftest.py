@@ -43,6 +43,33 @@ def fresh_configuration():
 
 
 @pytest.fixture(autouse=True)
+def no_refused_requests_counted():
+    """Refused-request tallies (per process) and throttle counters (in the cache) start empty in every test: tests
+    send wrong keys from one address, and a tally left over would be written during a later test."""
+    _forget_refused_requests()
+    yield
+    _forget_refused_requests()
+
+
+def _forget_refused_requests():
+    from django.core.cache import cache
+
+    from settings_app.freshness import cache_is_shared
+    from webhooks import refused
+
+    refused.forget()
+    if not cache_is_shared():
+        cache.clear()  # this process's own cache
+        return
+    # A shared Redis: only this run's counters (the test settings give each run its own key prefix).
+    client = cache._cache.get_client(write=True)
+    pattern = cache.make_key(refused.COUNTER_PREFIX + "*")
+    keys = list(client.scan_iter(match=pattern))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
 def seeded_rows(request):
     """Migration-seeded rows (the default role, the default field mappings) in every test that uses the database.
 

@@ -65,10 +65,10 @@ class CustomerIOWebhookView(APIView):
         query = clean_query(django_request.GET)
         # The key first, before the body is read: a request without it costs a comparison and a counter, no more.
         site_settings = WebhookSettings.cached()
-        presented = presented_key(django_request, query)
-        key_fingerprint = match_access_key(presented, site_settings)
+        # Never bound to a local here: the debug 500 page shows this frame's variables.
+        key_fingerprint = match_access_key(presented_key(django_request, query), site_settings)
         if key_fingerprint is None:
-            return self._refuse_without_key(django_request, query, key_sent=bool(presented))
+            return self._refuse_without_key(django_request, query)
         fields = self._delivery_fields(django_request, query)
         fields["action"] = str(query.get("wpf_action") or "")[:32]
 
@@ -148,8 +148,9 @@ class CustomerIOWebhookView(APIView):
         return Response(answer, status=200)
 
     @staticmethod
-    def _refuse_without_key(django_request, query, *, key_sent: bool):
+    def _refuse_without_key(django_request, query):
         """403, or 429 past the refused-request throttle: counted (webhooks.refused), never stored one by one."""
+        key_sent = bool(presented_key(django_request, query))
         refusal = refused.refuse(client_ip(django_request), query.get("wpf_action"), key_sent=key_sent)
         if refusal.throttled:
             detail = (

@@ -10,9 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from users.models import ActivityLog
-from webhooks.models import WebhookDelivery
+from webhooks import refused
+from webhooks.models import RefusedRequestWindow, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def refused_request_throttle_off(settings):
+    """So that the generated requests reach the processing, however many come with a wrong key."""
+    settings.WEBHOOK_REFUSED_PER_MINUTE = 0
 
 SENT_PASSWORD = "hypothesis-Secret-91"
 
@@ -82,7 +89,9 @@ def test_any_request_gets_a_clear_answer_and_leaks_nothing(
         assert isinstance(response.json(), dict)
     assert not [r for r in caplog.records if r.exc_info], caplog.text
     assert "Traceback" not in caplog.text
+    refused.flush()
     stored = json.dumps(list(WebhookDelivery.objects.values()), default=str)
+    stored += json.dumps(list(RefusedRequestWindow.objects.values()), default=str)
     stored += json.dumps(list(ActivityLog.objects.values("message", "context")), default=str)
     for secret in (access_key, SENT_PASSWORD):
         assert secret not in stored
