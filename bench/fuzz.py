@@ -249,6 +249,8 @@ class Site:
             "DEBUG": "0",
             "SECRET_KEY": "fuzz-only-secret-key",
             "ALLOWED_HOSTS": "127.0.0.1",
+            # Plain HTTP on loopback: without this, DEBUG off redirects every request to HTTPS.
+            "SECURE_SSL_REDIRECT": "false",
             "DATABASE_URL": database_url,
             "CUSTOMERIO_APP_API_URL": emulator_url,
             "CUSTOMERIO_TRACK_API_URL": emulator_url,
@@ -353,12 +355,15 @@ def main():
         sends = generate(random.Random(options.seed), key, options.requests)
         database = site.env["DATABASE_URL"].split(":")[0]
         print(f"Fuzz run: {len(sends)} generated requests, seed {options.seed}, {SENDERS} senders, database {database}")
-        site.start()
-        started = time.monotonic()
         try:
+            site.start()
+            started = time.monotonic()
             with ThreadPoolExecutor(SENDERS) as pool:
                 answers = list(pool.map(lambda r: send(f"http://127.0.0.1:{site.port}", r), sends))
             elapsed = time.monotonic() - started
+            # The site writes a minute's tally of refused requests at its first refused request in a later minute.
+            time.sleep(61 - time.time() % 60)
+            requests.post(f"http://127.0.0.1:{site.port}/?wpf_action=test&access_key=wrong", timeout=30)
             time.sleep(3)  # let the worker finish what was queued
         finally:
             site.stop()
@@ -366,6 +371,7 @@ def main():
         # Every table but the settings row, which is where the key belongs.
         dump = site.manage("dumpdata", "--exclude", "settings_app.webhooksettings")
         log_text = site.log_path.read_text(errors="replace")
+        report_rows(answers, dump)
         report_logs_and_secrets(failures, key, dump, log_text)
 
 
@@ -383,6 +389,16 @@ def report_answers(sends, answers, elapsed):
     if unsent:
         print(f"  not sent or no answer: {len(unsent)}, e.g. {unsent[0]!r}")
     return len(failures)
+
+
+def report_rows(answers, dump: str):
+    """What the run left in the database: requests refused for their key must not have a row each."""
+    rows = Counter(entry["model"] for entry in json.loads(dump))
+    refused = sum(1 for status, text in answers if "invalid_access_key" in text or "too_many_refused" in text)
+    print(
+        f"  rows: {rows['webhooks.webhookdelivery']} deliveries, {rows['users.activitylog']} activity lines, "
+        f"{rows['webhooks.refusedrequestwindow']} refused-request rows (for {refused} requests refused for their key)"
+    )
 
 
 def report_logs_and_secrets(failures: int, key: str, dump: str, log_text: str):
