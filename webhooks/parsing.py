@@ -1,6 +1,7 @@
 """Reading a webhook request: the action, the contact and the options, from the body and the query string."""
 
 import json
+import math
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -39,7 +40,7 @@ def parse_body(raw: bytes) -> dict:
     stripped = text.strip()
     if stripped[:1] in '{["' or stripped in ("null", "true", "false"):
         try:
-            parsed = json.loads(stripped)
+            parsed = json.loads(stripped, parse_constant=_not_json, parse_float=_finite_float)
         except RecursionError:
             raise WebhookInputError(400, "invalid_payload", _too_deep()) from None
         except ValueError:
@@ -55,6 +56,18 @@ def parse_body(raw: bytes) -> dict:
     except ValueError:
         raise WebhookInputError(400, "invalid_payload", "The body is neither JSON nor a form.") from None
     return {clean_text(key): clean_text(value) for key, value in pairs}
+
+
+def _not_json(constant: str):
+    # Python reads NaN and Infinity, JSON has neither (PostgreSQL's jsonb refuses them: a 500 when stored).
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999
+        raise ValueError("the number is out of range")
+    return number
 
 
 def _too_deep() -> str:

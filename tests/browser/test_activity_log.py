@@ -8,9 +8,7 @@ from webhooks import refused
 pytestmark = pytest.mark.browser
 
 
-def test_filtering_the_activity_log_by_level_shows_only_those_lines(
-    admin_page, send_webhook, cio_emulator, screenshot
-):
+def test_filtering_the_activity_log_by_level_shows_only_those_lines(admin_page, send_webhook, cio_emulator, screenshot):
     assert send_webhook("add", "ann@example.com").status_code == 200
     assert send_webhook("update_tags", "bob@example.com").status_code == 200  # Bob never joined: a notice
     cio_emulator.set_faults(fail_rate=1.0, fail_status=500)

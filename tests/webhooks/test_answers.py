@@ -1,6 +1,5 @@
 """The endpoint's answers: keys, actions, contacts, payloads, sizes, methods."""
 
-
 import pytest
 
 from users.models import ActivityLog, User

@@ -61,6 +61,15 @@ def test_deep_but_valid_json_gets_400(client, access_key, depth, no_tracebacks):
     assert response.json()["error"] == "invalid_payload"
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-2.5E400"])
+def test_numbers_json_does_not_have_get_400(client, access_key, number, no_tracebacks):
+    body = '{"email": "ann@example.com", "cio_id": ' + number + "}"
+    response = post(client, f"/?wpf_action=update_tags&access_key={access_key}", body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_payload", "detail": "The body is not valid JSON."}
+    assert WebhookDelivery.objects.get().status == "invalid"
+
+
 def test_a_nul_and_a_lone_surrogate_in_a_json_body_are_cleaned(client, access_key, emulator, no_tracebacks):
     body = (
         '{"email": "ann@example.com", "note\\u0000": "x\\u0000y", "odd": "\\ud800",'

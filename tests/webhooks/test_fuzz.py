@@ -21,6 +21,7 @@ def refused_request_throttle_off(settings):
     """So that the generated requests reach the processing, however many come with a wrong key."""
     settings.WEBHOOK_REFUSED_PER_MINUTE = 0
 
+
 SENT_PASSWORD = "hypothesis-Secret-91"
 
 text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40)
