@@ -260,7 +260,7 @@ def _write_window(window_start: datetime, tallies: list[Tally]) -> None:
         if tally.address == OVERFLOW:
             overflow = _absorbed(overflow, tally)
         else:
-            by_address[tally.address] = tally
+            by_address[tally.address] = _absorbed(by_address.get(tally.address), tally, tally.address)
     rows = RefusedRequestWindow.objects.select_for_update()
     # Locked in address order, so two processes writing the same hour cannot deadlock.
     existing = {
@@ -282,9 +282,10 @@ def _write_window(window_start: datetime, tallies: list[Tally]) -> None:
         _add_or_create(window_start, overflow, rows.filter(window_start=window_start, address=OVERFLOW).first())
 
 
-def _absorbed(total: Tally | None, tally: Tally) -> Tally:
+def _absorbed(total: Tally | None, tally: Tally, address: str = OVERFLOW) -> Tally:
+    """`total` (a new tally for `address` when None) with `tally` added to it."""
     if total is None:
-        total = Tally(OVERFLOW, tally.minute, first_seen=tally.first_seen, last_seen=tally.last_seen)
+        total = Tally(address, tally.minute, first_seen=tally.first_seen, last_seen=tally.last_seen)
     total.absorb(tally)
     return total
 
