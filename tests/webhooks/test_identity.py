@@ -126,3 +126,23 @@ def test_a_cio_id_with_an_unknown_email_creates_the_user_with_that_id(hook, peop
     answer = hook("add", body=both("ann@example.com", "cio-ann"))
     assert answer.status_code == 200, answer.content
     assert User.objects.get().cio_id == "cio-ann"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_delivery_keeps_both_identifiers(client, emulator_env, people):
+    from webhooks.models import WebhookDelivery
+
+    from .test_queue import queued, run_worker_until_idle
+
+    User.objects.create_user(username="ann", email="ann@example.com", cio_id="cio-ann")
+    people.load({"customers": [{"cio_id": "cio-ann", "email": "ann.new@example.com"}]})
+    accepted = queued(client, "update", body=both("ann.new@example.com", "cio-ann"))
+    # Grouped by the person's lasting identifier, so deliveries sent before and after an email change coalesce.
+    assert WebhookDelivery.objects.get(pk=accepted["delivery_id"]).contact_key == "cio_id:cio-ann"
+
+    run_worker_until_idle(emulator_env)
+
+    delivery = WebhookDelivery.objects.get(pk=accepted["delivery_id"])
+    assert delivery.status == "succeeded", delivery.error
+    assert User.objects.get().email == "ann.new@example.com"
