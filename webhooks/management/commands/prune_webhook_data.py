@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -9,7 +11,10 @@ from webhooks.models import WebhookDelivery, WorkerHeartbeat
 
 
 class Command(BaseCommand):
-    help = "Delete finished webhook deliveries, activity log lines and finished task rows older than --days."
+    help = (
+        "Delete finished webhook deliveries, activity log lines, finished task rows and login records older than "
+        "--days, and failed-login counts past their cool-off."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=30, help="keep this many days (default 30)")
@@ -28,7 +33,15 @@ class Command(BaseCommand):
         locks, _ = ContactLock.objects.all().delete()
         # Every worker start has its own id: heartbeats of workers long gone would pile up.
         heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()
+        # django-axes deletes failed-login counts past their cool-off only when somebody next logs in (or fails
+        # to); a burst of failures followed by silence would stay. Past the cool-off they lock nobody out.
+        attempts, _ = AccessAttempt.objects.filter(
+            attempt_time__lt=timezone.now() - settings.AXES_COOLOFF_TIME
+        ).delete()
+        logins, _ = AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
+        failure_logs, _ = AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
         self.stdout.write(
-            f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows and "
-            f"{heartbeats} worker heartbeats older than {days} days, and {locks} contact lock rows."
+            f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows, "
+            f"{heartbeats} worker heartbeats and {logins + failure_logs} login records older than {days} days, "
+            f"{locks} contact lock rows and {attempts} failed-login counts past their cool-off."
         )
