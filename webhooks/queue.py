@@ -160,7 +160,9 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
     for delivery in claimed:
         delivery.attempts += 1
         contact = Contact.stored(delivery.contact_type, delivery.contact, delivery.contact_key)
-        work.setdefault(delivery.contact_key, ContactWork(contact)).deliveries.append(delivery)
+        entry = work.setdefault(delivery.contact_key, ContactWork(contact))
+        entry.deliveries.append(delivery)
+        entry.contact = contact  # oldest first: the newest delivery's identifiers win (its email, after a change)
     return list(work.values())
 
 
