@@ -62,6 +62,19 @@ def test_an_email_changed_in_customerio_follows_the_user_found_by_cio_id(hook, p
     ).exists()
 
 
+@pytest.mark.parametrize("action", ["update_tags", "update", "add"])
+def test_a_late_delivery_with_the_old_email_does_not_set_it_back(hook, people, action):
+    hook("add", body=both("ann@example.com", "cio-ann"))
+    people.load({"customers": [{"cio_id": "cio-ann", "email": "ann.new@example.com"}]})
+    assert hook("update", body=both("ann.new@example.com", "cio-ann")).status_code == 200
+
+    late = hook(action, body=both("ann@example.com", "cio-ann"))  # sent before the change, retried after it
+
+    # Customer.io no longer knows the old email: the delivery fails and its transaction changes nothing.
+    assert late.status_code == 422 and late.json()["error"] == "contact_not_found", late.content
+    assert User.objects.get().email == "ann.new@example.com"
+
+
 def test_with_the_email_alone_the_changed_email_is_not_recognised(hook, people):
     """What the recommended body fixes: without cio_id the new email names nobody on the site."""
     hook("add", body=both("ann@example.com", "cio-ann"))
