@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.dateparse import parse_datetime
@@ -64,25 +65,41 @@ def default_grace() -> timedelta:
 
 
 @sensitive_variables()  # the key in its locals must never reach an error report
-def rotate(site_settings: WebhookSettings, grace: timedelta | None = None) -> tuple[str, datetime | None]:
-    """A new current key; the old one stays valid for `grace` (the setting by default; zero ends it at once).
-    Returns the new key and the old key's expiry (None when it was not kept)."""
+def rotate(
+    site_settings: WebhookSettings, grace: timedelta | None = None, *, new_key: str | None = None
+) -> tuple[str, datetime | None]:
+    """A new current key — generated, or `new_key` (one an admin typed, e.g. their WP Fusion site's); the old one
+    stays valid for `grace` (the setting by default; zero ends it at once). The one way the current key changes:
+    the admin's "Regenerate" button and key field, and `manage.py rotate_access_key`, all come here.
+    Returns the new key and the old key's expiry (None when it was not kept). `site_settings` is updated too."""
     now = timezone.now()
     grace = default_grace() if grace is None else grace
-    kept = [{"key": p.key, "valid_until": p.valid_until.isoformat()} for p in previous_keys(site_settings, now)]
-    old_until = None
-    if site_settings.access_key and grace > timedelta(0):
-        old_until = now + grace
-        kept.append({"key": site_settings.access_key, "valid_until": old_until.isoformat()})
-    site_settings.access_key = generate_access_key()
-    site_settings.previous_access_keys = kept
-    site_settings.save(update_fields=["access_key", "previous_access_keys"])
-    return site_settings.access_key, old_until
+    with transaction.atomic():
+        # Read under a row lock, not from the caller's copy: two rotations at once (two admins, a button and the
+        # shell) then run one after the other, and the second keeps the key the first made.
+        current = _locked(site_settings)
+        kept = [{"key": p.key, "valid_until": p.valid_until.isoformat()} for p in previous_keys(current, now)]
+        old_until = None
+        if current.access_key and grace > timedelta(0):
+            old_until = now + grace
+            kept.append({"key": current.access_key, "valid_until": old_until.isoformat()})
+        current.access_key = new_key or generate_access_key()
+        current.previous_access_keys = kept
+        current.save(update_fields=["access_key", "previous_access_keys"])
+    site_settings.access_key, site_settings.previous_access_keys = current.access_key, current.previous_access_keys
+    return current.access_key, old_until
 
 
 def end_grace(site_settings: WebhookSettings) -> int:
     """Every previous key stops working now. Returns how many were still valid."""
-    ended = len(previous_keys(site_settings))
+    with transaction.atomic():
+        current = _locked(site_settings)
+        ended = len(previous_keys(current))
+        current.previous_access_keys = []
+        current.save(update_fields=["previous_access_keys"])
     site_settings.previous_access_keys = []
-    site_settings.save(update_fields=["previous_access_keys"])
     return ended
+
+
+def _locked(site_settings: WebhookSettings) -> WebhookSettings:
+    return WebhookSettings.objects.select_for_update().get(pk=site_settings.pk)

@@ -29,8 +29,9 @@ class WebhookSettings(SingletonModel):
             RegexValidator(r"^[A-Za-z0-9_.~-]+$", "Use letters, digits and - _ . ~ only."),
         ],
         help_text=(
-            "Sent by Customer.io as access_key=... in every webhook URL. Generated for you; you may enter an "
-            "existing key of at least 8 characters (e.g. your WP Fusion site's) so existing journeys keep working."
+            "Sent by Customer.io with every webhook: in a header (recommended: Authorization: Bearer KEY, or "
+            "X-Access-Key: KEY), or as access_key=... in the URL (WP Fusion's format). Changed only by a rotation, "
+            "which keeps the previous key valid for a grace period."
         ),
     )
     # Keys replaced by "Regenerate" that still work until their grace period ends: [{"key", "valid_until"}].
@@ -91,12 +92,6 @@ class WebhookSettings(SingletonModel):
     @property
     def return_password_misconfigured(self) -> bool:
         return self.return_password and not self.return_password_field.strip()
-
-    def regenerate_access_key(self, grace=None):
-        """A new key; the old one stays valid for the grace period. See settings_app.access_keys.rotate."""
-        from .access_keys import rotate
-
-        return rotate(self, grace)
 
 
 # What a FieldMapping may write to. "meta.<key>" stores the attribute in User.meta under <key>.

@@ -56,3 +56,10 @@ class EmailAddressField(models.EmailField):
 
     def formfield(self, **kwargs):
         return super().formfield(**{"form_class": EmailAddressFormField, **kwargs})
+
+
+def customerio_email_key(email: str) -> str:
+    """An email as Customer.io tells people apart: case-insensitively, but not Unicode-normalised (NFC and NFD
+    spellings of one address can be two people there, as in the emulator). Names a Customer.io person — their
+    lock key, their entry in a batch answer — never a site account (that is normalize_email)."""
+    return (email or "").strip().lower()

@@ -1,16 +1,10 @@
 """Forms of the site's own account pages (the admin has its own)."""
 
-import unicodedata
-
 from django import forms
 from django.contrib.auth.forms import PasswordResetForm
 
-from .emails import EmailAddressFormField
+from .emails import EmailAddressFormField, normalize_email
 from .models import User
-
-
-def _same_email(left: str, right: str) -> bool:
-    return unicodedata.normalize("NFKC", left).casefold() == unicodedata.normalize("NFKC", right).casefold()
 
 
 class SetOrResetPasswordForm(PasswordResetForm):
@@ -31,5 +25,6 @@ class SetOrResetPasswordForm(PasswordResetForm):
     )
 
     def get_users(self, email):
-        candidates = User._default_manager.filter(email__iexact=email, is_active=True)
-        return (user for user in candidates if _same_email(email, user.email))
+        # The site's one email rule (users.emails.normalize_email, the unique email_normalized column): the same
+        # account a webhook or the admin would find, never another whose address only folds alike.
+        return User._default_manager.filter(email_normalized=normalize_email(email), is_active=True)

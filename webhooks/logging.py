@@ -11,13 +11,15 @@ import re
 from django.http import HttpRequest
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from settings_app.redaction import MASK, is_secret_key
+from settings_app.redaction import MASK, SECRET_NAME_PARTS, is_secret_key
 
-_SECRET_NAMES = r"access[_-]?key|api[_-]?key|user_pass|password|authorization"  # noqa: S105 (names, not a password)
+# A secret's name as redaction decides it (any name containing a secret-looking part: access_key, X-Access-Key,
+# user_pass, ...). Bounded, so that a long run of name characters in a log line costs linear time.
+_SECRET_NAME = rf"[\w.-]{{0,64}}(?:{SECRET_NAME_PARTS})[\w.-]{{0,64}}"
 # access_key=KEY in a URL or query string.
-_SECRET_PARAM = re.compile(rf"(?i)((?:{_SECRET_NAMES})=)[^&\s\"']*")
+_SECRET_PARAM = re.compile(rf"(?i)((?<![\w.-]){_SECRET_NAME}=)[^&\s\"']*")
 # 'access_key': 'KEY' in the repr of a dict (a view's parsed query).
-_SECRET_ITEM = re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES}|x-access-key)['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
+_SECRET_ITEM = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
 # The key in an Authorization header's value.
 _BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
 

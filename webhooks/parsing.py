@@ -94,28 +94,46 @@ def presented_key(django_request, query: dict) -> str:
 
 
 def find_contact(body: dict, query: dict) -> Contact:
-    """The person the webhook is about: `email` (Customer.io body {"email": "{{customer.email}}"}), or `cio_id` /
-    `id` in workspaces that identify people that way; the body first, then the query string."""
+    """The person the webhook is about: `email` (Customer.io body {"email": "{{customer.email}}"}), with `cio_id`
+    beside it when sent (recommended: the user is then found by cio_id first, so an email changed in Customer.io
+    follows the same user), or `cio_id` / `id` alone in workspaces that identify people that way; the body first,
+    then the query string."""
     sources = [body, body.get("customer") if isinstance(body.get("customer"), dict) else {}, query]
-    for kind in ("email", "cio_id", "id"):
-        for source in sources:
-            value = source.get(kind)
-            if value is None or value == "":
-                continue
-            if not isinstance(value, str | int) or isinstance(value, bool):
-                raise WebhookInputError(400, "invalid_contact", f"'{kind}' must be a string.")
-            value = str(value).strip()
-            if not value:
-                continue
-            if kind == "email":
-                try:
-                    validate_email_address(value)
-                except ValidationError:
-                    raise WebhookInputError(400, "invalid_contact", "'email' is not a valid email address.") from None
-            if len(value) > 254:
-                raise WebhookInputError(400, "invalid_contact", f"'{kind}' is too long.")
-            return Contact(kind, value)
-    raise WebhookInputError(400, "no_contact", 'No contact in the request: send {"email": "{{customer.email}}"}.')
+    found = {kind: _identifier(sources, kind) for kind in ("email", "cio_id", "id")}
+    if found["email"]:
+        return Contact("email", found["email"], cio_id=found["cio_id"])
+    for kind in ("cio_id", "id"):
+        if found[kind]:
+            return Contact(kind, found[kind])
+    raise WebhookInputError(
+        400,
+        "no_contact",
+        'No contact in the request: send {"email": "{{customer.email}}", "cio_id": "{{customer.cio_id}}"}.',
+    )
+
+
+def _identifier(sources: list[dict], kind: str) -> str:
+    """The first non-empty value of one identifier among the sources, checked."""
+    for source in sources:
+        value = source.get(kind)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise WebhookInputError(400, "invalid_contact", f"'{kind}' must be a string.")
+        value = str(value).strip()
+        if not value:
+            continue
+        if kind == "email":
+            try:
+                validate_email_address(value)
+            except ValidationError:
+                raise WebhookInputError(400, "invalid_contact", "'email' is not a valid email address.") from None
+        # cio_id: the User column's length; the lock key and the delivery's contact_key must hold it too.
+        limit = 254 if kind == "email" else 64
+        if len(value) > limit:
+            raise WebhookInputError(400, "invalid_contact", f"'{kind}' is too long.")
+        return value
+    return ""
 
 
 def is_true(value) -> bool:
@@ -154,4 +172,7 @@ def person_from_body(body: dict | None, contact: Contact) -> dict | None:
     if any(value == MASK for value in attributes.values()):
         return None
     as_strings = {str(key): "" if value is None else str(value) for key, value in attributes.items()}
-    return {"identifiers": {contact.kind: contact.value}, "attributes": as_strings}
+    identifiers = {contact.kind: contact.value}
+    if contact.known_cio_id:
+        identifiers["cio_id"] = contact.known_cio_id
+    return {"identifiers": identifiers, "attributes": as_strings}

@@ -13,7 +13,7 @@ from users.models import User
 from users.services import accounts
 from users.services.accounts import ActionRequest, ResultStatus
 from users.services.activity import lines_for_delivery
-from users.services.contacts import Contact
+from users.services.contacts import Contact, IdentityConflict
 
 from .actions import WebhookAction
 from .models import WebhookDelivery
@@ -88,6 +88,8 @@ def _run(action: WebhookAction, request: ActionRequest) -> Outcome:
         return failure(422, "contact_not_found", f"Customer.io has no contact {request.contact}.")
     except accounts.ContactHasNoEmail as exc:
         return failure(422, "contact_has_no_email", str(exc))
+    except IdentityConflict as exc:
+        return failure(422, "identity_conflict", str(exc))
     except accounts.PasswordReturnFailed as exc:
         return failure(502, "upstream_error", str(exc), retryable=True)
     except cio_errors.CustomerIOError as exc:

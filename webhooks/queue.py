@@ -24,7 +24,7 @@ from django.utils import timezone
 from cio import get_client
 from cio.client import deadline_in
 from cio.errors import CustomerIOError
-from users.emails import normalize_email
+from users.emails import customerio_email_key
 from users.services.contacts import Contact
 
 from .actions import ACTIONS, names_needing_person, strongest
@@ -159,8 +159,10 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
     work: dict[str, ContactWork] = {}
     for delivery in claimed:
         delivery.attempts += 1
-        contact = Contact(delivery.contact_type, delivery.contact)
-        work.setdefault(delivery.contact_key, ContactWork(contact)).deliveries.append(delivery)
+        contact = Contact.stored(delivery.contact_type, delivery.contact, delivery.contact_key)
+        entry = work.setdefault(delivery.contact_key, ContactWork(contact))
+        entry.deliveries.append(delivery)
+        entry.contact = contact  # oldest first: the newest delivery's identifiers win (its email, after a change)
     return list(work.values())
 
 
@@ -198,9 +200,9 @@ def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
     for person in people:
         email = (person.get("identifiers") or {}).get("email") or (person.get("attributes") or {}).get("email")
         if email:
-            found[normalize_email(email)] = person
+            found[customerio_email_key(email)] = person
     # Someone Customer.io did not return is unknown to it: the absence is the answer (contact_not_found).
-    return {normalize_email(email): found.get(normalize_email(email), MISSING) for email in wanted}
+    return {customerio_email_key(email): found.get(customerio_email_key(email), MISSING) for email in wanted}
 
 
 MISSING = {"missing": True}
@@ -211,7 +213,7 @@ def _process_contact(work: ContactWork, persons: dict[str, dict]) -> None:
     leading = work.leading
     person = work.person
     if person is None and work.contact.kind == "email":
-        person = persons.get(normalize_email(work.contact.value))
+        person = persons.get(customerio_email_key(work.contact.value))
     if person is MISSING:
         outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
     else:

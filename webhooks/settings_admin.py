@@ -2,6 +2,7 @@
 shows what the apps above configuration own: the URL of each action in this app's registry, and key changes written
 to the users' activity log. Configuration itself depends on nothing above it."""
 
+from django import forms
 from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -19,11 +20,48 @@ from .models import WebhookDelivery
 RECENT_KEY_USE = 10
 
 
+class WebhookSettingsForm(forms.ModelForm):
+    """The settings form. The current key is shown but not editable: a form opened before a rotation and saved
+    after it would put the rotated-out key back. A key the admin types (e.g. their WP Fusion site's, so existing
+    journeys keep working) goes through access_keys.rotate like "Regenerate"."""
+
+    new_access_key = forms.CharField(
+        label="Replace it with",
+        required=False,
+        max_length=WebhookSettings._meta.get_field("access_key").max_length,
+        validators=WebhookSettings._meta.get_field("access_key").validators,
+        strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 50}),
+        help_text=(
+            "Leave empty to keep the current key. A key you enter here (at least 8 characters, e.g. your WP Fusion "
+            "site's so existing journeys keep working) becomes the current key; the previous one keeps working for "
+            "the grace period, as with Regenerate."
+        ),
+    )
+
+    class Meta:
+        model = WebhookSettings
+        fields = [
+            "access_key",
+            "username_format",
+            "send_welcome_email",
+            "return_password",
+            "return_password_field",
+            "process_in_background",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Shown (to copy), never taken from the browser.
+        self.fields["access_key"].disabled = True
+
+
 @admin.register(WebhookSettings)
 class WebhookSettingsAdmin(SingletonModelAdmin):
     change_form_template = "webhooks/webhooksettings_change_form.html"
+    form = WebhookSettingsForm
     fieldsets = [
-        ("Access", {"fields": ["access_key"]}),
+        ("Access", {"fields": ["access_key", "new_access_key"]}),
         ("New users", {"fields": ["username_format", "send_welcome_email"]}),
         ("Return password", {"fields": ["return_password", "return_password_field"]}),
         ("Processing", {"fields": ["process_in_background"]}),
@@ -41,6 +79,21 @@ class WebhookSettingsAdmin(SingletonModelAdmin):
             name="settings_app_webhooksettings_end_grace",
         )
         return [regenerate, end_grace, *super().get_urls()]
+
+    def save_model(self, request, obj, form, change):
+        # Only the form's own fields are written: the key and the previous keys belong to access_keys.rotate,
+        # and a save must not overwrite a rotation that happened since this request read the row.
+        obj.save(update_fields=[name for name in form.cleaned_data if name not in ("access_key", "new_access_key")])
+        typed_key = form.cleaned_data.get("new_access_key")
+        if typed_key and typed_key != obj.access_key:
+            _, old_until = access_keys.rotate(obj, new_key=typed_key)
+            until = f"{old_until:%Y-%m-%d %H:%M %Z}" if old_until else "now"
+            log_activity(
+                ActivityLog.Source.ADMIN,
+                f"Access key replaced by {request.user.get_username()} with a key they entered; the previous key "
+                f"is valid until {until}.",
+                level=ActivityLog.Level.NOTICE,
+            )
 
     def get_object(self, request, object_id=None, from_field=None):
         # Through load() so that the first visit generates the access key.

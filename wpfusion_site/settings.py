@@ -285,6 +285,9 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.
 WEBHOOK_RETRY_FOR = env.int("WEBHOOK_RETRY_FOR", default=24 * 3600)
 # How often each worker looks for deliveries whose worker died or whose task went missing.
 WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=5.0)
+# A worker whose loop has neither polled nor finished a task for this long counts as stuck: it stops writing its
+# heartbeat (so /healthz shows it ageing). Longer than a task may take (a batch of contacts' Customer.io calls).
+WEBHOOK_WORKER_STALL_SECONDS = env.float("WEBHOOK_WORKER_STALL_SECONDS", default=300.0)
 # Most contacts whose attributes one worker fetches in one batch call (Customer.io allows 100).
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 

@@ -429,3 +429,22 @@ def test_return_password_goes_by_batch_and_a_207_leaves_those_users_owing(emulat
     assert len(mail.outbox) == 300
     seen = everything_printed_stored_and_logged(again, caplog)
     assert all(op["attributes"]["site_password"] not in seen for op in retry["body"]["batch"])
+
+
+def test_users_imported_without_a_password_are_told_in_one_line_per_run(emulator):
+    """Return Password on with no field (the default): nobody could know a generated password. One summary line,
+    not one notice per user; a webhook-created user still gets their own line (test_delivery_activity)."""
+    emulator.reset(population(150))
+
+    outcome = run("cio_import_users", "--segment", "1")
+
+    assert outcome.code == 0, outcome.text
+    assert not User.objects.filter(password__startswith="argon2").exists()
+    notices = list(ActivityLog.objects.filter(message__contains="no usable password").values_list("message", "user"))
+    assert notices == [
+        (
+            "150 new user(s) have no usable password (Return Password is on but no Customer.io field is chosen): "
+            "they can log in only after setting one, 150 through a password reset (no welcome email is sent).",
+            None,
+        )
+    ]

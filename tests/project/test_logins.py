@@ -86,3 +86,30 @@ def test_a_locked_out_login_is_unlocked_by_the_reset_command(client):
     assert client.post("/accounts/login/", {"username": "owner", "password": "the-right-passphrase"}).status_code == 429
     call_command("axes_reset_username", "owner")
     assert client.post("/accounts/login/", {"username": "owner", "password": "the-right-passphrase"}).status_code == 302
+
+
+@override_settings(TRUSTED_PROXIES=["10.0.0.1"])
+def test_pruning_removes_failed_login_counts_past_their_cool_off_and_old_login_records(client, settings):
+    import io
+    from datetime import timedelta
+
+    from axes.models import AccessAttempt, AccessLog
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    User.objects.create_user("owner", "owner@example.com", "the-right-passphrase")
+    for n in range(5):  # a burst of guesses at five usernames, then silence
+        _login(client, "guess", username=f"guess{n}")
+    _login(client, "guess", username="recent", address="198.51.100.7")
+    assert _login(client, "the-right-passphrase", address="198.51.100.8").status_code == 302
+    assert AccessAttempt.objects.count() == 6
+    past_cool_off = timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(minutes=1)
+    AccessAttempt.objects.exclude(username="recent").update(attempt_time=past_cool_off)
+    AccessLog.objects.update(attempt_time=timezone.now() - timedelta(days=31))
+
+    out = io.StringIO()
+    call_command("prune_webhook_data", stdout=out)
+
+    assert list(AccessAttempt.objects.values_list("username", flat=True)) == ["recent"]  # still counting
+    assert AccessLog.objects.count() == 0
+    assert "5 failed-login counts past their cool-off" in out.getvalue()

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
+from settings_app import access_keys
 from settings_app.models import FieldMapping, WebhookSettings
 from users.models import ActivityLog
 
@@ -24,7 +25,7 @@ def test_the_access_key_is_generated_once_and_kept():
 def test_regenerate_makes_a_new_strong_key():
     settings_row = WebhookSettings.load()
     old = settings_row.access_key
-    settings_row.regenerate_access_key()
+    access_keys.rotate(settings_row)
     assert WebhookSettings.load().access_key != old
     assert not WebhookSettings.load().access_key_is_weak
 
@@ -121,21 +122,42 @@ def test_the_settings_page_warns_about_a_weak_key(admin_client):
     assert "is weak" in page
 
 
-def test_the_settings_page_accepts_a_wp_fusion_key(admin_client):
-    WebhookSettings.load()
+def test_the_settings_page_accepts_a_wp_fusion_key_as_a_rotation(admin_client):
+    generated = WebhookSettings.load().access_key
     form = {
-        "access_key": "a1b2c3d4",
+        "new_access_key": "a1b2c3d4",
         "username_format": "email",
         "return_password": "on",
         "return_password_field": "site_password",
     }
     response = admin_client.post(reverse("admin:settings_app_webhooksettings_change"), form)
     assert response.status_code == 302
-    assert WebhookSettings.load().access_key == "a1b2c3d4"
-    form["access_key"] = "short"
+    saved = WebhookSettings.load()
+    assert saved.access_key == "a1b2c3d4"
+    assert saved.return_password_field == "site_password"
+    # The key it replaced keeps working for the grace period, as after "Regenerate".
+    assert [previous.key for previous in access_keys.previous_keys(saved)] == [generated]
+    entry = ActivityLog.objects.get(source="admin")
+    assert "replaced" in entry.message and "a1b2c3d4" not in entry.message and generated not in entry.message
+    form["new_access_key"] = "short"
     response = admin_client.post(reverse("admin:settings_app_webhooksettings_change"), form)
     assert response.status_code == 200
     assert WebhookSettings.load().access_key == "a1b2c3d4"
+
+
+def test_a_settings_form_opened_before_a_rotation_does_not_undo_it(admin_client):
+    url = reverse("admin:settings_app_webhooksettings_change")
+    page = admin_client.get(url).content.decode()
+    assert 'name="access_key"' in page and "disabled" in page  # shown, not editable: only a rotation changes it
+    old = WebhookSettings.load().access_key
+    new, _ = access_keys.rotate(WebhookSettings.load())  # someone regenerates meanwhile
+    # The stale form is saved (what its browser would send, the old key included as a stray field).
+    form = {"access_key": old, "username_format": "email", "return_password": "on", "return_password_field": "x"}
+    assert admin_client.post(url, form).status_code == 302
+    saved = WebhookSettings.load()
+    assert saved.access_key == new
+    assert [previous.key for previous in access_keys.previous_keys(saved)] == [old]
+    assert saved.return_password_field == "x"
 
 
 def test_regenerate_from_the_admin(admin_client):

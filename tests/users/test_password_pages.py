@@ -51,3 +51,19 @@ def test_no_email_for_unknown_or_inactive_people_and_the_same_answer(client, ema
     assert asked.status_code == 302
     assert asked["Location"] == "/accounts/password_reset/done/"
     assert mail.outbox == []
+
+
+def test_the_reset_finds_people_by_the_sites_email_rule(client):
+    """The account the webhooks and the admin would find (NFC, lowercased): nothing looser, nothing stricter."""
+    import unicodedata
+
+    jose = User.objects.create(username="jose", email=unicodedata.normalize("NFC", "josé@example.com"))
+    User.objects.create(username="strasse", email="strasse@example.com")
+
+    client.post("/accounts/password_reset/", {"email": unicodedata.normalize("NFD", "JOSÉ@example.com")})
+    assert [message.to for message in mail.outbox] == [[jose.email]]
+
+    mail.outbox.clear()
+    # "ß" folds to "ss" under casefold(): another address, another person.
+    client.post("/accounts/password_reset/", {"email": "straße@example.com"})
+    assert mail.outbox == []

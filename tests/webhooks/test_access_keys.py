@@ -145,3 +145,46 @@ def test_the_settings_page_recommends_the_header_form(admin_client, access_key):
     page = admin_client.get(reverse("admin:settings_app_webhooksettings_change")).content.decode()
     assert f"Authorization: Bearer {access_key}" in page
     assert 'value="http://testserver/?wpf_action=update_tags"' in page
+
+
+def test_a_rotation_from_a_stale_copy_keeps_the_key_made_meanwhile(client, access_key):
+    first_copy, second_copy = WebhookSettings.load(), WebhookSettings.load()  # two admins' pages, opened together
+    made_first, _ = access_keys.rotate(first_copy)
+    made_second, _ = access_keys.rotate(second_copy)
+    assert second_copy.access_key == made_second
+    for key in (access_key, made_first, made_second):
+        assert call(client, key).status_code == 200
+    access_keys.end_grace(first_copy)  # a stale copy cannot bring back what it held either
+    assert call(client, made_second).status_code == 200
+    assert call(client, made_first).status_code == 403
+
+
+@pytest.mark.concurrency
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_rotations_lose_no_key():
+    import threading
+
+    from django.db import connection
+
+    original = WebhookSettings.load().access_key
+    start = threading.Barrier(4)
+    made = []
+
+    def rotate():
+        try:
+            site = WebhookSettings.load()
+            start.wait()
+            made.append(access_keys.rotate(site)[0])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=rotate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    site = WebhookSettings.load()
+    assert len(made) == 4
+    valid = {site.access_key, *(previous.key for previous in access_keys.previous_keys(site))}
+    assert valid == {original, *made}

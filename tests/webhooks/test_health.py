@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 from django.utils import timezone
 
@@ -97,3 +98,54 @@ def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(client, settings):
     forged = client.get("/admin/login/", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_PROTO="https")
     assert forged.status_code == 301
     assert forged["Location"].startswith("https://")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_stuck_in_a_task_stops_beating_and_beats_again_once_it_moves(client, cio_emulator, settings):
+    """The heartbeat follows the worker loop (tasks taken and finished, idle polls), not the process."""
+    import json
+    import threading
+    import time
+
+    from settings_app.models import WebhookSettings
+    from users.models import User
+    from webhooks.worker import ProgressWorker, beat
+
+    from .conftest import FIXTURE
+
+    cio_emulator.reset(FIXTURE)
+    User.objects.create_user(username="ann", email="ann@example.com")
+    settings.WEBHOOK_WORKER_STALL_SECONDS = 0.5
+    key = WebhookSettings.load().access_key
+    queued = client.post(
+        f"/?wpf_action=update_tags&access_key={key}&async=true",
+        json.dumps({"email": "ann@example.com"}),
+        content_type="application/json",
+    )
+    assert queued.status_code == 200
+    cio_emulator.configure(latency_ms=2500)  # the task hangs in a Customer.io call
+    worker = ProgressWorker(
+        queue_names=["default"],
+        interval=0.1,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="stuck",
+        excluded_queue_names=[],
+    )
+    started = timezone.now()
+    assert beat(worker, "stuck", started)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    time.sleep(1.5)
+
+    assert worker.task_started is not None  # still inside the task
+    seen = WorkerHeartbeat.objects.get(worker_id="stuck").seen_at
+    assert not beat(worker, "stuck", started)
+    assert WorkerHeartbeat.objects.get(worker_id="stuck").seen_at == seen
+
+    runner.join(timeout=30)
+    assert beat(worker, "stuck", started)  # finished the task: progress again
+    assert WorkerHeartbeat.objects.get(worker_id="stuck").seen_at > seen
+    assert WebhookDelivery.objects.get().status == "succeeded"

@@ -19,6 +19,7 @@ from .passwords import (
 )
 from .people import (
     NewAccount,
+    NoPasswordSummary,
     PersonUpdate,
     adopt_cio_id,
     apply_person,
@@ -39,6 +40,7 @@ __all__ = [
     "BatchPasswordReturns",
     "ContactHasNoEmail",
     "NewAccount",
+    "NoPasswordSummary",
     "PasswordReturnFailed",
     "PersonUpdate",
     "ResultStatus",

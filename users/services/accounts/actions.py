@@ -16,7 +16,7 @@ from cio import get_client
 from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
-from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact
+from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact, settle_identity
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
@@ -82,6 +82,7 @@ def update_tags(request: ActionRequest) -> ActionResult:
         user, person = _find_existing(request)
         if user is None or is_protected(user):
             return _skip("update_tags", request, user)
+        settle_identity(user, request.contact, person, source=request.source)
         change = _load_tags(user, request)
     _finish_account(user, request)
     return ActionResult("update_tags", user=user, tags=change.names)
@@ -96,7 +97,8 @@ def update(request: ActionRequest) -> ActionResult:
         if user is None or is_protected(user):
             return _skip("update", request, user)
         person = person or _fetch_person(request)
-        updated_fields = _update_existing(user, person, request, AccountRules.load())
+        updated_fields = settle_identity(user, request.contact, person, source=request.source)
+        updated_fields += _update_existing(user, person, request, AccountRules.load())
         change = _load_tags(user, request)
     _finish_account(user, request)
     return ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
@@ -118,6 +120,7 @@ def add(request: ActionRequest) -> ActionResult:
         if user is not None and is_protected(user):
             return _skip("add", request, user)
         created = False
+        updated_fields = [] if user is None else settle_identity(user, request.contact, person, source=request.source)
         if user is None:
             try:
                 with transaction.atomic():
@@ -131,8 +134,9 @@ def add(request: ActionRequest) -> ActionResult:
                     raise
                 if is_protected(user):
                     return _skip("add", request, user)
+                updated_fields = settle_identity(user, request.contact, person, source=request.source)
         if not created:
-            updated_fields = _update_existing(user, person, request, rules)
+            updated_fields += _update_existing(user, person, request, rules)
         change = _load_tags(user, request)
         if created:
             send_on_commit(user_imported, user=user, delivery=request.delivery)

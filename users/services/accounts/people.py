@@ -27,7 +27,9 @@ class NewAccount:
     username_base: str  # the username the person would like (the user's may carry a suffix)
     return_password_on: bool = False  # Return Password is on (with or without a field)
 
-    def activities(self) -> list[Activity]:
+    def activities(self, *, password_notice: bool = True) -> list[Activity]:
+        """The lines that tell of the new user. `password_notice=False`: the caller reports users without a usable
+        password together (see NoPasswordSummary), as an import of thousands does."""
         user = self.user
         lines = [
             Activity(
@@ -44,22 +46,66 @@ class NewAccount:
                     user=user,
                 )
             )
-        if self.password is None:
+        if self.password is None and password_notice:
             lines.append(Activity(self._no_password_message(), level=ActivityLog.Level.NOTICE, user=user))
         return lines
 
-    def _no_password_message(self) -> str:
-        why = (
+    @property
+    def no_password_reason(self) -> str:
+        return (
             "Return Password is on but no Customer.io field is chosen"
             if self.return_password_on
             else "no password is mapped and Return Password is off"
         )
+
+    def _no_password_message(self) -> str:
         how = (
             "the welcome email's set-password link"
             if self.user.welcome_email_due
             else "a password reset (no welcome email is sent)"
         )
-        return f"{self.user.get_username()} has no usable password ({why}): they can log in only after {how}."
+        return (
+            f"{self.user.get_username()} has no usable password ({self.no_password_reason}): they can log in only "
+            f"after {how}."
+        )
+
+
+@dataclass
+class NoPasswordSummary:
+    """New users without a usable password, told in one line instead of one per user (an import of 100,000)."""
+
+    with_welcome_email: int = 0
+    without_welcome_email: int = 0
+    reason: str = ""
+
+    def count(self, account: NewAccount) -> None:
+        if account.password is not None:
+            return
+        self.reason = account.no_password_reason
+        if account.user.welcome_email_due:
+            self.with_welcome_email += 1
+        else:
+            self.without_welcome_email += 1
+
+    def activity(self) -> Activity | None:
+        total = self.with_welcome_email + self.without_welcome_email
+        if not total:
+            return None
+        ways = []
+        if self.with_welcome_email:
+            ways.append(f"{self.with_welcome_email} through the welcome email's set-password link")
+        if self.without_welcome_email:
+            ways.append(f"{self.without_welcome_email} through a password reset (no welcome email is sent)")
+        return Activity(
+            f"{total} new user(s) have no usable password ({self.reason}): they can log in only after setting "
+            f"one, {' and '.join(ways)}.",
+            level=ActivityLog.Level.NOTICE,
+            context={
+                "users": total,
+                "with_welcome_email": self.with_welcome_email,
+                "without_welcome_email": self.without_welcome_email,
+            },
+        )
 
 
 @dataclass

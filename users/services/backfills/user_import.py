@@ -10,9 +10,10 @@ the users of each 100 members, so an interrupted run resumes exactly where it st
 import again updates the users it made instead of making them twice.
 """
 
+import logging
 from collections.abc import Iterator
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from cio import get_client
 from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
@@ -25,6 +26,7 @@ from ..accounts import (
     AccountRules,
     BatchPasswordReturns,
     NewAccount,
+    NoPasswordSummary,
     apply_person,
     generate_password,
     new_username_base,
@@ -52,6 +54,8 @@ from .common import (
 from .import_runs import COUNTS, RunRecord, open_run
 from .password_hashing import PasswordHashPool
 from .tag_resync import apply_memberships, scan_memberships
+
+logger = logging.getLogger(__name__)
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
@@ -120,6 +124,8 @@ class _Importer:
         self.membership_read = False
         # The users this invocation imported (created or updated); a run stopped at --limit tags only them.
         self.imported_ids: set[int] = set()
+        # New users without a usable password: one line for the invocation, not one per user.
+        self.no_password = NoPasswordSummary()
 
     def _count_failed(self, number: int) -> None:
         self.result.failed += number
@@ -220,7 +226,7 @@ class _Importer:
             for account in created:
                 user = account.user
                 self.imported_ids.add(user.pk)
-                activities += account.activities()
+                activities += account.activities(password_notice=False)
                 if account.generated:
                     owing.append((user, account.password))
                 elif user.welcome_email_due:
@@ -234,6 +240,8 @@ class _Importer:
             if self.dry_run:
                 transaction.set_rollback(True)
         self.members_done += len(members)
+        for account in created:  # counted once the step is written
+            self.no_password.count(account)
 
     def _fetch_people(self, members: list[dict]) -> list[dict]:
         by_type: dict[str, list[str]] = {}
@@ -380,7 +388,17 @@ class _Importer:
             self.record.close(status, error, self.members_done)
 
     def close(self) -> None:
+        """After the run, finished or not: the summary of the users it made without a usable password."""
         self.pool.close()
+        summary = self.no_password.activity()
+        if summary is None or self.dry_run:
+            return
+        summary.context["import_run"] = self.run.pk
+        try:
+            log_activities(BACKFILL, [summary])
+        except DatabaseError:
+            # Called on the way out of a failed run too: its own error must not be hidden by this one.
+            logger.exception("Could not record the summary of users without a usable password")
 
 
 def _match(people: list[dict]) -> tuple[dict[str, User], set[str]]:

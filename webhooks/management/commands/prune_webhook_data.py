@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -10,8 +12,8 @@ from webhooks.models import RefusedRequestWindow, WebhookDelivery, WorkerHeartbe
 
 class Command(BaseCommand):
     help = (
-        "Delete finished webhook deliveries, activity log lines, finished task rows and refused-request counts older "
-        "than --days."
+        "Delete finished webhook deliveries, activity log lines, finished task rows, refused-request counts and "
+        "login records older than --days, and failed-login counts past their cool-off."
     )
 
     def add_arguments(self, parser):
@@ -33,8 +35,16 @@ class Command(BaseCommand):
         heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()
         # Counts of refused requests, per address and hour: the cap keeps the table small, this keeps it current.
         refused, _ = RefusedRequestWindow.objects.filter(window_start__lt=cutoff).delete()
+        # django-axes deletes failed-login counts past their cool-off only when somebody next logs in (or fails
+        # to); a burst of failures followed by silence would stay. Past the cool-off they lock nobody out.
+        attempts, _ = AccessAttempt.objects.filter(
+            attempt_time__lt=timezone.now() - settings.AXES_COOLOFF_TIME
+        ).delete()
+        logins, _ = AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
+        failure_logs, _ = AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
         self.stdout.write(
             f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows, "
-            f"{heartbeats} worker heartbeats and {refused} refused-request rows older than {days} days, "
-            f"and {locks} contact lock rows."
+            f"{heartbeats} worker heartbeats, {refused} refused-request rows and {logins + failure_logs} login "
+            f"records older than {days} days, {locks} contact lock rows and {attempts} failed-login counts past "
+            "their cool-off."
         )

@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 from django.utils import timezone
 from django.utils.crypto import get_random_string
-from django_tasks_db.management.commands.db_worker import Worker
 
 from users.services import segment_changes
 from webhooks import queue
 from webhooks.health import record_heartbeat
+from webhooks.worker import ProgressWorker, beat
 
 logger = logging.getLogger("webhooks.worker")
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval, worker_id, batch, **options):
         worker_id = worker_id or f"webhook-{get_random_string(12)}"
-        worker = Worker(
+        worker = ProgressWorker(
             queue_names=["default"],
             interval=interval,
             batch=batch,
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         stop_sweeping = threading.Event()
         started_at = timezone.now()
         sweeper = threading.Thread(
-            target=self._sweep_forever, args=(stop_sweeping, worker_id, started_at), daemon=True, name="sweep"
+            target=self._sweep_forever, args=(stop_sweeping, worker, worker_id, started_at), daemon=True, name="sweep"
         )
         record_heartbeat(worker_id, started_at)
         queue.sweep()
@@ -57,12 +57,13 @@ class Command(BaseCommand):
             stop_sweeping.set()
 
     @staticmethod
-    def _sweep_forever(stopped: threading.Event, worker_id: str, started_at):
+    def _sweep_forever(stopped: threading.Event, worker: ProgressWorker, worker_id: str, started_at):
         try:
             while not stopped.wait(settings.WEBHOOK_SWEEP_SECONDS):
                 try:
                     close_old_connections()  # a long-lived thread: drop a connection the database closed
-                    record_heartbeat(worker_id, started_at)
+                    # Written here, every few seconds, but only while the worker loop is making progress.
+                    beat(worker, worker_id, started_at)
                     queue.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
                 except Exception:
