@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -99,6 +100,8 @@ class ReadPlan:
     # contact key -> the contact's segments, for every contact that loads tags (a scan's answer)
     segments_by_key: dict[str, list[dict]] = field(default_factory=dict)
     users: dict[str, LocalUser] = field(default_factory=dict)  # contact key -> local user
+    # Before any read of the plan, after the batch was claimed.
+    started_at: datetime = field(default_factory=timezone.now)
 
     def segments_for(self, work) -> list[dict] | None:
         return self.segments_by_key.get(work.key) if self.method == SCAN else None
@@ -131,18 +134,19 @@ def loads_tags(work, users: dict[str, LocalUser]) -> bool:
 def plan_reads(works) -> ReadPlan:
     """Choose per-contact reads or scans for the batch and, for scans, make them. Raises CustomerIOError when a
     read the scan needs fails (the batch is retried later)."""
+    started_at = timezone.now()
     users = local_users(works)
     readers = [work for work in works if loads_tags(work, users)]
     per_contact = len(readers)
     # Every segment costs at least one page: with no more contacts than that, one call each is never worse.
     if per_contact <= 1 + Tag.objects.count():
-        return ReadPlan(PER_CONTACT, per_contact, None, users=users)
+        return ReadPlan(PER_CONTACT, per_contact, None, users=users, started_at=started_at)
     client = get_client()
     segments = client.list_segments(deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
     sizes = {int(s["id"]): cache.get(_size_key(s["id"])) for s in segments}
     unknown = [segment_id for segment_id, size in sizes.items() if size is None]
     if per_contact <= len(segments) + len(unknown):
-        return ReadPlan(PER_CONTACT, per_contact, 1 + len(segments) + len(unknown), users=users)
+        return ReadPlan(PER_CONTACT, per_contact, 1 + len(segments) + len(unknown), users=users, started_at=started_at)
     for segment_id in unknown:
         try:
             sizes[segment_id] = client.get_segment_count(
@@ -155,8 +159,8 @@ def plan_reads(works) -> ReadPlan:
     scan_calls = 1 + len(unknown) + pages
     if per_contact <= pages:
         logger.info("Reads for %d contacts: one call each (%d) rather than %d pages", per_contact, per_contact, pages)
-        return ReadPlan(PER_CONTACT, per_contact, scan_calls, users=users)
-    plan = ReadPlan(SCAN, per_contact, scan_calls, segments=segments, users=users)
+        return ReadPlan(PER_CONTACT, per_contact, scan_calls, users=users, started_at=started_at)
+    plan = ReadPlan(SCAN, per_contact, scan_calls, segments=segments, users=users, started_at=started_at)
     plan.segments_by_key = scan(client, segments, readers, users)
     logger.info(
         "Reads for %d contacts: membership scans of %d segments (%d calls) rather than %d calls, one per contact",
@@ -250,16 +254,31 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         done = {key: work for key, work in chosen.items() if all(d.pk in held for d in work.deliveries)}
         if not done:
             return set()
-        user_ids = {plan.users[key].pk: key for key in done}
+        # A contact processed meanwhile for a delivery received after this batch was claimed (the synchronous
+        # webhook, another worker) has tags read after every delivery here was received, maybe later than the
+        # scan: they stay as they are.
+        fresher = _processed_since(done, plan.started_at)
+        user_ids = {plan.users[key].pk: key for key in done if key not in fresher}
         by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
         for user_id, key in user_ids.items():
             for segment in plan.segments_by_key.get(key, []):
                 by_segment[int(segment["id"])].add(user_id)
         outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
-        names = _tag_names(list(user_ids))
+        names = _tag_names([plan.users[key].pk for key in done])
         _log_loaded_tags(done, plan, names, outcome.changes)
         _record_done(done, plan, names, started)
     return set(done)
+
+
+def _processed_since(done: dict, since: datetime) -> set[str]:
+    """Contacts with a delivery received after `since` and finished (this batch's are still processing)."""
+    fresher = set()
+    for chunk in batched(sorted(done), CHUNK):
+        rows = WebhookDelivery.objects.filter(
+            contact_key__in=chunk, received_at__gt=since, status__in=WebhookDelivery.FINISHED_OK
+        )
+        fresher.update(rows.values_list("contact_key", flat=True))
+    return fresher
 
 
 def _tag_names(user_ids: list[int]) -> dict[int, list[str]]:
