@@ -169,6 +169,28 @@ def test_a_delivery_that_arrives_during_a_scan_is_not_served_by_it(client, cio_e
 
 
 @pytest.mark.concurrency
+def test_a_scan_does_not_undo_a_contact_processed_meanwhile(client, hook, cio_emulator):
+    cio_emulator.reset({"segments": SEGMENTS, "customers": people(10, lambda n: [1])})
+    make_users(10)
+    first = [queued(client, "update_tags", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
+    # The emulator answers segment 1's page as it is when asked, then waits: the page still has p0 in VIP.
+    cio_emulator.set_faults(latency_ms=1500, path_prefix="/v1/segments/1/membership")
+    worker = threading.Thread(target=queue.process, args=(first[0],))
+    worker.start()
+    try:
+        wait_for(lambda: cio_emulator.requests("/v1/segments/1/membership"), 30, "the scan")
+        cio_emulator.add_customer(email="p0@example.com", segments=[2])
+        answer = hook("update_tags", email="p0@example.com")  # processed now, synchronously
+        assert answer.status_code == 200 and answer.json()["tags"] == ["Newsletter"]
+    finally:
+        worker.join(timeout=60)
+    cio_emulator.set_faults()
+    assert set(WebhookDelivery.objects.filter(pk__in=first).values_list("status", flat=True)) == {"succeeded"}
+    assert tag_names("p0@example.com") == ["Newsletter"]  # not VIP again from the older page
+    assert tag_names("p1@example.com") == ["VIP"]
+
+
+@pytest.mark.concurrency
 def test_a_worker_killed_mid_plan_leaves_its_batch_to_another(client, emulator_env, cio_emulator):
     env = {
         **emulator_env,
