@@ -12,6 +12,7 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,6 +85,18 @@ def fire(site_url: str, access_key: str, sends) -> tuple[list[float], int]:
     return [latency for latency, _ in answers], sum(1 for _, ok in answers if ok)
 
 
+def _kind(path: str) -> str:
+    if path == "/v1/segments":
+        return "segment list"
+    if path.endswith("/customer_count"):
+        return "sizes"
+    if path.endswith("/membership"):
+        return "membership pages"
+    if path == "/v1/customers/attributes":
+        return "attributes (100 a call)"
+    return "one contact's segments" if path.endswith("/segments") else "other"
+
+
 def per_contact_calls(action: str, contacts: int) -> int:
     """One segments call per contact, and for `update` the attributes 100 people a call."""
     return contacts + (math.ceil(contacts / 100) if action == "update" else 0)
@@ -105,7 +118,8 @@ def run(action: str, contacts: int, site: Site, control, access_key: str) -> Non
     drained = wait_for_drain()
     statuses = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("pk")).order_by())
     finished = sum(statuses.get(s, 0) for s in WebhookDelivery.FINISHED)
-    app_calls = sum(1 for entry in control.requests() if entry["path"].startswith("/v1/"))
+    kinds = Counter(_kind(entry["path"]) for entry in control.requests() if entry["path"].startswith("/v1/"))
+    app_calls = sum(kinds.values())
     tag_lines = ActivityLog.objects.filter(message__startswith="Loaded tags").values("user_id").annotate(n=Count("pk"))
     duplicates = tag_lines.filter(n__gt=1).count()
     tagged = UserTag.objects.values("user_id").distinct().count()
@@ -121,6 +135,7 @@ def run(action: str, contacts: int, site: Site, control, access_key: str) -> Non
         f"  App API calls                    {app_calls}  (goal for 20,000: <= {GOALS[action]}; "
         f"one per contact: {baseline}, {baseline / RATE:.0f} s at {RATE}/s)"
     )
+    print("  of which                          " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())))
     print(f"  queue empty after last accept    {max(0.0, drained - last_accept):.1f} s  (goal: <= 30 s)")
     print(
         f"  accept latency p50 / p99         {percentile(latencies, 0.5) * 1000:.0f} ms / "

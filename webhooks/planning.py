@@ -4,7 +4,8 @@ A worker that claims many waiting deliveries (a broadcast: one webhook per perso
 each contact's segments with one call per contact, or read every segment's membership with a few pages (up to
 30,000 people a page) and find its contacts in them — the backfills' way. The planner counts both: per contact, one
 call for each contact that will load tags; by scans, the segment list, each segment's pages (from its size, which
-Customer.io reports and which is reused for a minute) and the size calls still to make. It picks the cheaper.
+Customer.io reports, or a scan counted, and which is reused for a minute) and the size calls still to make. It picks
+the cheaper.
 
 Every read is made after the batch was claimed, so after each of its deliveries was received: a delivery that
 arrives during a scan is not in the batch and waits for a later read. A burst that is still arriving is let settle
@@ -196,17 +197,19 @@ def scan(client, segments: list[dict], readers, users: dict[str, LocalUser]) -> 
                 by_cio_id.setdefault(user.cio_id, work.key)
     found: dict[str, list[dict]] = {work.key: [] for work in readers}
     for segment in segments:
+        segment_id, size = int(segment["id"]), 0
         try:
-            pages = client.iter_segment_member_pages(
-                int(segment["id"]), deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE)
-            )
+            pages = client.iter_segment_member_pages(segment_id, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
             for page in pages:
+                size += len(page["identifiers"])
                 for identifiers in page["identifiers"]:
                     key = _match(identifiers, by_email, by_cio_id, by_id)
                     if key is not None and (not found[key] or found[key][-1] is not segment):
                         found[key].append(segment)
         except ContactNotFound:
-            continue  # deleted since the list was read: nobody is in it any more
+            pass  # deleted since the list was read: nobody is in it any more
+        # A scan counts the segment as well as customer_count would: the next plan needs no size call for it.
+        cache.set(_size_key(segment_id), size, SIZE_CACHE_SECONDS)
     return found
 
 

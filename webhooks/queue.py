@@ -123,8 +123,14 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
     """Claim the delivery, its contact's other waiting deliveries and — when it changes a user — the other waiting
     deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts).
     Returns nothing when someone else holds or finished it."""
-    now = timezone.now()
+    action = WebhookDelivery.objects.filter(pk=delivery_id).values_list("action", flat=True).first()
+    batch = action in ACTIONS and ACTIONS[action].touches_user
     with transaction.atomic():
+        if batch:
+            # Workers claim batches one at a time, so that two never split one burst (and scan it twice); the seed
+            # is looked at once this worker's turn came, when the one before may have taken it.
+            lock_contacts([Contact("queue", "claim")])
+        now = timezone.now()
         # A leftover task of a delivery now waiting out a backoff does nothing: its retry has a task of its own.
         # (The contact's other deliveries are taken whatever their backoff: a newer delivery supersedes them.)
         seed = (
@@ -135,9 +141,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
         if seed is None:
             return []
         contact_keys = {seed.contact_key}
-        if ACTIONS[seed.action].touches_user:
-            # Workers claim big batches one at a time, so that two never split one burst (and scan it twice).
-            lock_contacts([Contact("queue", "claim")])
+        if batch:
             others = (
                 WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
                 .filter(_due(now))
