@@ -144,6 +144,24 @@ def test_update_and_add_use_the_scan_and_one_attributes_call_per_hundred(client,
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
 
 
+def test_a_failed_scan_retries_the_whole_batch_later(client, cio_emulator, settings):
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    cio_emulator.reset({"segments": SEGMENTS, "customers": people(10)})
+    make_users(10)
+    ids = [queued(client, "update_tags", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
+    cio_emulator.set_faults(fail_rate=1.0, fail_status=503, path_prefix="/v1/segments/2/membership")
+    process_all()
+    rows = WebhookDelivery.objects.filter(pk__in=ids)
+    assert {(row.status, row.http_status) for row in rows} == {("retrying", 502)}
+    assert not User.objects.filter(tags__isnull=False).exists()  # nothing written from half a scan
+    cio_emulator.set_faults()
+    WebhookDelivery.objects.update(next_attempt_at=None)  # the backoff is over
+    for delivery_id in ids:
+        queue.process(delivery_id)
+    assert set(rows.values_list("status", flat=True)) == {"succeeded"}
+    assert tag_names("p1@example.com") == ["Newsletter"]
+
+
 @pytest.mark.concurrency
 def test_a_delivery_that_arrives_during_a_scan_is_not_served_by_it(client, cio_emulator):
     cio_emulator.reset({"segments": SEGMENTS, "customers": people(10, lambda n: [1])})
