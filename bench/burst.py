@@ -7,6 +7,8 @@ Starts the Customer.io emulator (App API limit 10 requests/s), the site (runserv
 PostgreSQL database), fires 1,000 queued webhooks — mixed actions over 700 distinct contacts, 300 repeats — waits
 for the queue to drain and prints figures. A second run does the same with 30 % of Customer.io requests failing
 (500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded.
+
+`--broadcast [--contacts N]`: 20,000 webhooks for 20,000 people in 20 segments instead (see bench/broadcast.py).
 """
 
 import os
@@ -292,4 +294,14 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--broadcast" in sys.argv:  # bench/broadcast.py: one webhook per person of a big segment
+        import argparse
+
+        from broadcast import main as broadcast
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--broadcast", action="store_true")
+        parser.add_argument("--contacts", type=int, default=20_000)
+        broadcast(parser.parse_args().contacts)
+    else:
+        main()

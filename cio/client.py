@@ -145,6 +145,11 @@ class CustomerIOClient:
         """One segment: {"id", "name", "type" ("manual" | "dynamic"), ...}."""
         return self._app("GET", f"/v1/segments/{int(segment_id)}", deadline=deadline).get("segment") or {}
 
+    def get_segment_count(self, segment_id: int, *, deadline: float | None = None) -> int:
+        """How many people are in the segment now."""
+        answer = self._app("GET", f"/v1/segments/{int(segment_id)}/customer_count", deadline=deadline)
+        return int(answer.get("count") or 0)
+
     def get_attributes(self, identifier: str, id_type: str = "email", *, deadline: float | None = None) -> dict:
         """The person as Customer.io returns it: {"id", "identifiers", "attributes", "timestamps", ...}."""
         path = f"/v1/customers/{_segment(identifier)}/attributes"

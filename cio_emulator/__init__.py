@@ -12,6 +12,7 @@ App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
     GET  /v1/segments
     GET  /v1/segments/{segment_id}
     GET  /v1/segments/{segment_id}/membership?limit=N&start=CURSOR
+    GET  /v1/segments/{segment_id}/customer_count
     GET  /v1/customers/{identifier}/attributes?id_type=id|email|cio_id
     GET  /v1/customers/{identifier}/segments?id_type=id|email|cio_id
     POST /v1/customers/attributes?id_type=id|email|cio_id        body {"ids": [...]} (at most 100)

@@ -95,6 +95,16 @@ def _get_segment(call: Call) -> Reply:
     return Reply(200, {"segment": segment}) if segment else app_error(404, "Segment not found")
 
 
+def _get_customer_count(call: Call) -> Reply:
+    segment_id = _segment_id(call)
+    count = call.state.app_segment_count(segment_id) if segment_id is not None else None
+    return (
+        Reply(200, {"segment_id": segment_id, "count": count})
+        if count is not None
+        else app_error(404, "Segment not found")
+    )
+
+
 def _get_membership(call: Call) -> Reply:
     raw_limit = call.query.get("limit") or str(DEFAULT_MEMBERSHIP_LIMIT)
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_MEMBERSHIP_LIMIT:
@@ -303,6 +313,7 @@ APP_ROUTES = _routes(
     ("GET", r"/v1/segments", _get_segments),
     ("GET", rf"/v1/segments/{_SEGMENT}", _get_segment),
     ("GET", rf"/v1/segments/{_SEGMENT}/membership", _get_membership),
+    ("GET", rf"/v1/segments/{_SEGMENT}/customer_count", _get_customer_count),
     ("POST", r"/v1/customers/attributes", _post_customers_attributes),
     ("GET", rf"/v1/customers/{_IDENTIFIER}/attributes", _get_customer_attributes),
     ("GET", rf"/v1/customers/{_IDENTIFIER}/segments", _get_customer_segments),

@@ -280,6 +280,11 @@ class EmulatorState:
             segment = self._segments.get(segment_id)
             return segment.app_json() if segment else None
 
+    def app_segment_count(self, segment_id: int) -> int | None:
+        with self._lock:
+            segment = self._segments.get(segment_id)
+            return len(segment.members) if segment else None
+
     def app_customer(self, ref: PersonRef) -> dict | None:
         with self._lock:
             person = self._find_locked(ref)

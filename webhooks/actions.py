@@ -47,10 +47,6 @@ def strongest(names) -> str:
     return max(names, key=lambda name: ACTIONS[name].strength)
 
 
-def names_needing_person() -> list[str]:
-    return [action.name for action in ACTIONS.values() if action.needs_person]
-
-
 def webhook_urls(base_url: str | None = None, access_key: str | None = None, with_key: bool = True) -> dict[str, str]:
     """The URL to paste into Customer.io for each action, keyed by action. with_key=False: the URL for the header
     form (the key travels in `Authorization: Bearer KEY`, so it stays out of URLs and access logs)."""

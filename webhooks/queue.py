@@ -5,8 +5,9 @@ WebhookDelivery: a worker claims deliveries with a lease it renews while it work
 whose lease expired or whose task went missing; a failure that may pass is retried with backoff.
 
 One task processes more than its own delivery: every waiting delivery of the same contact (the strongest action
-wins, so an old failure never blocks a newer delivery) and, for `update`/`add`, up to a batch of other contacts
-whose attributes then come from one Customer.io call.
+wins, so an old failure never blocks a newer delivery) and, for the actions that change users, the other waiting
+ones up to WEBHOOK_PLAN_CLAIM_LIMIT: their attributes come 100 contacts a call, and their segments from the cheaper
+of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk).
 """
 
 import logging
@@ -22,12 +23,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import deadline_in
+from cio.client import ATTRIBUTES_BATCH_LIMIT, deadline_in
 from cio.errors import CustomerIOError
 from users.emails import customerio_email_key
-from users.services.contacts import Contact
+from users.services.contacts import Contact, lock_contacts
 
-from .actions import ACTIONS, names_needing_person, strongest
+from . import planning
+from .actions import ACTIONS, strongest
 from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
 from .parsing import person_from_body
@@ -85,6 +87,10 @@ class ContactWork:
     deliveries: list[WebhookDelivery] = field(default_factory=list)
 
     @property
+    def key(self) -> str:
+        return self.deliveries[0].contact_key
+
+    @property
     def action(self) -> str:
         return strongest(d.action for d in self.deliveries)
 
@@ -114,10 +120,17 @@ def _due(now):
 
 
 def claim_work(delivery_id: int) -> list[ContactWork]:
-    """Claim the delivery, its contact's other waiting deliveries and — for update/add — other contacts' waiting
-    update/add deliveries up to the batch size. Returns nothing when someone else holds or finished it."""
-    now = timezone.now()
+    """Claim the delivery, its contact's other waiting deliveries and — when it changes a user — the other waiting
+    deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts).
+    Returns nothing when someone else holds or finished it."""
+    action = WebhookDelivery.objects.filter(pk=delivery_id).values_list("action", flat=True).first()
+    batch = action in ACTIONS and ACTIONS[action].touches_user
     with transaction.atomic():
+        if batch:
+            # Workers claim batches one at a time, so that two never split one burst (and scan it twice); the seed
+            # is looked at once this worker's turn came, when the one before may have taken it.
+            lock_contacts([Contact("queue", "claim")])
+        now = timezone.now()
         # A leftover task of a delivery now waiting out a backoff does nothing: its retry has a task of its own.
         # (The contact's other deliveries are taken whatever their backoff: a newer delivery supersedes them.)
         seed = (
@@ -127,35 +140,31 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
         )
         if seed is None:
             return []
-        contact_keys = [seed.contact_key]
-        if ACTIONS[seed.action].needs_person:
+        contact_keys = {seed.contact_key}
+        if batch:
             others = (
-                WebhookDelivery.objects.filter(
-                    status__in=WebhookDelivery.WAITING,
-                    action__in=names_needing_person(),
-                    contact_type="email",
-                )
+                WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
                 .filter(_due(now))
-                .exclude(contact_key=seed.contact_key)
                 .order_by("received_at", "pk")
                 .values_list("contact_key", flat=True)
             )
-            for key in others[: settings.WEBHOOK_BATCH_SIZE * 4]:
-                if key not in contact_keys:
-                    contact_keys.append(key)
-                if len(contact_keys) >= settings.WEBHOOK_BATCH_SIZE:
-                    break
-        claimed = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(Q(pk=seed.pk) | Q(_claimable(now), contact_key__in=contact_keys))
-            .order_by("received_at", "pk")
-        )
-        WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
-            status=Status.PROCESSING,
-            lease_expires_at=now + lease(),
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
+            contact_keys.update(others[: settings.WEBHOOK_PLAN_CLAIM_LIMIT])
+        claimed = [seed]
+        for chunk in planning.batched(sorted(contact_keys), planning.CHUNK):
+            claimed += (
+                WebhookDelivery.objects.select_for_update(skip_locked=True)
+                .filter(_claimable(now), contact_key__in=chunk)
+                .exclude(pk=seed.pk)
+            )
+        claimed.sort(key=lambda d: (d.received_at, d.pk))
+        for chunk in planning.batched([d.pk for d in claimed], planning.CHUNK):
+            WebhookDelivery.objects.filter(pk__in=chunk).update(
+                status=Status.PROCESSING,
+                lease_expires_at=now + lease(),
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+        _finish_spare_tasks(claimed, now)
     work: dict[str, ContactWork] = {}
     for delivery in claimed:
         delivery.attempts += 1
@@ -166,24 +175,46 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
     return list(work.values())
 
 
+def _finish_spare_tasks(claimed: list[WebhookDelivery], now) -> None:
+    """The waiting tasks of the deliveries claimed with this one have nothing left to do: mark them done, so that
+    workers do not spend a burst's length running 20,000 empty tasks ahead of newer deliveries. (A claimed
+    delivery that is retried or recovered gets a task of its own again.)"""
+    from django_tasks_db.models import DBTaskResult
+
+    task_ids = sorted({d.task_id for d in claimed if d.task_id})
+    for chunk in planning.batched(task_ids, planning.CHUNK):
+        DBTaskResult.objects.filter(pk__in=chunk, status="READY").update(status="SUCCESSFUL", finished_at=now)
+
+
 # Processing -------------------------------------------------------------------------------------------------------
 
 
 def process(delivery_id: int) -> None:
     """The task body. Never raises: every outcome is recorded on the deliveries."""
+    planning.wait_for_burst(delivery_id)
     works = claim_work(delivery_id)
     if not works:
         return
     all_ids = [d.pk for work in works for d in work.deliveries]
     with LeaseKeeper(all_ids):
-        persons = _fetch_people_in_batch(works)
-        for work in works:
-            _process_contact(work, persons)
+        started = time.monotonic()
+        try:
+            plan = planning.plan_reads(works)
+        except CustomerIOError as exc:
+            logger.warning("Planned reads for %d contacts failed: %s", len(works), exc)
+            for work in works:
+                _record(work, failure(502, "upstream_error", f"Customer.io: {exc}", retryable=True), started)
+            return
+        done = planning.bulk_update_tags(works, plan, started)
+        rest = [work for work in works if work.key not in done]
+        persons = _fetch_people_in_batch(rest)
+        for work in rest:
+            _process_contact(work, persons, plan.segments_for(work))
 
 
 def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
     """Attributes of every email contact that needs them, 100 per call. A failed batch call is not fatal: each
-    contact then fetches (and retries) on its own."""
+    of its contacts then fetches (and retries) on its own."""
     wanted = [
         work.contact.value
         for work in works
@@ -191,24 +222,28 @@ def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
     ]
     if len(wanted) < 2:
         return {}
-    try:
-        people = get_client().get_attributes_batch(wanted, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
-    except CustomerIOError as exc:
-        logger.warning("Batch attributes call for %d contacts failed: %s", len(wanted), exc)
-        return {}
     found = {}
-    for person in people:
-        email = (person.get("identifiers") or {}).get("email") or (person.get("attributes") or {}).get("email")
-        if email:
-            found[customerio_email_key(email)] = person
+    asked = []
+    for chunk in planning.batched(wanted, min(settings.WEBHOOK_BATCH_SIZE, ATTRIBUTES_BATCH_LIMIT)):
+        try:
+            people = get_client().get_attributes_batch(chunk, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
+        except CustomerIOError as exc:
+            logger.warning("Batch attributes call for %d contacts failed: %s", len(chunk), exc)
+            continue
+        asked += chunk
+        for person in people:
+            email = (person.get("identifiers") or {}).get("email") or (person.get("attributes") or {}).get("email")
+            if email:
+                found[customerio_email_key(email)] = person
     # Someone Customer.io did not return is unknown to it: the absence is the answer (contact_not_found).
-    return {customerio_email_key(email): found.get(customerio_email_key(email), MISSING) for email in wanted}
+    return {customerio_email_key(email): found.get(customerio_email_key(email), MISSING) for email in asked}
 
 
 MISSING = {"missing": True}
 
 
-def _process_contact(work: ContactWork, persons: dict[str, dict]) -> None:
+def _process_contact(work: ContactWork, persons: dict[str, dict], segments: list[dict] | None = None) -> None:
+    """`segments`: the contact's segments when a scan read them (webhooks.planning)."""
     started = time.monotonic()
     leading = work.leading
     person = work.person
@@ -218,6 +253,7 @@ def _process_contact(work: ContactWork, persons: dict[str, dict]) -> None:
         outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
     else:
         request = action_request(leading, work.contact, person=person, deadline_seconds=settings.WEBHOOK_TASK_DEADLINE)
+        request.segments = segments
         outcome = run_action(ACTIONS[work.action], request)
     _record(work, outcome, started)
 
@@ -264,9 +300,10 @@ class LeaseKeeper:
         try:
             while not self.stopped.wait(interval):
                 try:
-                    WebhookDelivery.objects.filter(pk__in=self.delivery_ids, status=Status.PROCESSING).update(
-                        lease_expires_at=timezone.now() + lease()
-                    )
+                    for chunk in planning.batched(self.delivery_ids, planning.CHUNK):
+                        WebhookDelivery.objects.filter(pk__in=chunk, status=Status.PROCESSING).update(
+                            lease_expires_at=timezone.now() + lease()
+                        )
                 except Exception:
                     # One failed renewal is not fatal (a lease lasts three intervals): try again next time.
                     logger.exception("Renewing delivery leases failed")

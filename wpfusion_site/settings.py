@@ -290,6 +290,13 @@ WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=5.0)
 WEBHOOK_WORKER_STALL_SECONDS = env.float("WEBHOOK_WORKER_STALL_SECONDS", default=300.0)
 # Most contacts whose attributes one worker fetches in one batch call (Customer.io allows 100).
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+# Most waiting deliveries one worker claims at once when they change users: their segments are read for the whole
+# batch at once, one call per contact or membership scans, whichever is cheaper (webhooks.planning).
+WEBHOOK_PLAN_CLAIM_LIMIT = env.int("WEBHOOK_PLAN_CLAIM_LIMIT", default=25_000)
+# A burst still arriving is let settle (this long without a new delivery) before a batch big enough for scans is
+# claimed, but the oldest waiting delivery never waits longer than WEBHOOK_PLAN_MAX_WAIT_SECONDS for it.
+WEBHOOK_PLAN_SETTLE_SECONDS = env.float("WEBHOOK_PLAN_SETTLE_SECONDS", default=1.0)
+WEBHOOK_PLAN_MAX_WAIT_SECONDS = env.float("WEBHOOK_PLAN_MAX_WAIT_SECONDS", default=10.0)
 
 # Seconds a tag applied or removed on the site is protected from Customer.io's lagging segment reads after the
 # change was sent (update_tags or cio_resync_tags running meanwhile keep the site's version).

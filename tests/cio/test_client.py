@@ -38,6 +38,16 @@ def test_list_segments(emulator):
     assert (request["method"], request["path"], request["status"]) == ("GET", "/v1/segments", 200)
 
 
+def test_segment_customer_count(emulator):
+    assert [get_client().get_segment_count(segment_id) for segment_id in (1, 2)] == [1, 2]
+    emulator.add_customer(email="new@example.com", segments=[1])
+    assert get_client().get_segment_count(1) == 2
+    with pytest.raises(ContactNotFound):
+        get_client().get_segment_count(99)
+    paths = [request["path"] for request in emulator.requests()]
+    assert paths[:2] == ["/v1/segments/1/customer_count", "/v1/segments/2/customer_count"]
+
+
 def test_get_attributes_by_email_any_case(emulator):
     person = get_client().get_attributes("ann@example.com")
     assert person["identifiers"]["email"] == "Ann@Example.com"

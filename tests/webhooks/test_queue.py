@@ -243,6 +243,8 @@ def test_two_workers_stay_under_the_rate_limit(client, worker_env, cio_emulator)
     for email in emails:
         make_user(email)
         queued(client, "update_tags", email=email)
+    # Small batches (two contacts), read one call per contact: many calls from both workers at once.
+    worker_env = {**worker_env, "WEBHOOK_PLAN_CLAIM_LIMIT": "1"}
     workers = [start_worker(worker_env) for _ in range(2)]
     try:
         wait_for(lambda: WebhookDelivery.objects.filter(status="succeeded").count() == 30, 60, "the queue to drain")

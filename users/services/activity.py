@@ -44,6 +44,7 @@ class Activity:
     user: User | None = None
     context: dict | None = None
     user_id: int | None = None  # instead of `user`, when the user is not loaded
+    delivery_id: int | None = None  # the webhook delivery it is about, when not the one being processed
 
 
 def log_activity(
@@ -78,7 +79,7 @@ def log_activities(source, activities: Iterable[Activity]) -> int:
                 message=activity.message,
                 user_id=activity.user.pk if activity.user is not None else activity.user_id,
                 context=redact(activity.context or {}),
-                delivery_id=delivery_id,
+                delivery_id=activity.delivery_id if activity.delivery_id is not None else delivery_id,
             )
         )
         routine = activity.level == ActivityLog.Level.INFO

@@ -2,7 +2,7 @@
 call) rather than one segments call per user, and written in bulk."""
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 
@@ -48,6 +48,8 @@ class Memberships:
 class TagOutcome:
     changed: int  # users whose tags changed
     unchanged: int
+    # {user id: (applied tag ids, removed tag ids)} of the users whose tags changed.
+    changes: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
 
 
 def resync_tags(result: BackfillResult, *, emails: list[str] | None = None, progress: Progress | None = None) -> None:
@@ -130,10 +132,13 @@ def read_user_segments(client: CustomerIOClient, users: list[User], progress: Pr
     return Memberships(user_ids={user.pk for user in users}, by_segment=dict(by_segment))
 
 
-def apply_memberships(segments: list[dict], memberships: Memberships, *, dry_run: bool = False) -> TagOutcome:
+def apply_memberships(
+    segments: list[dict], memberships: Memberships, *, dry_run: bool = False, log_changes: bool = True
+) -> TagOutcome:
     """Write the differences in one transaction: UserTag rows deleted and inserted in bulk, an activity line per
-    changed user, and the tag signals for them once committed. Tags of segments gone from Customer.io are removed
-    from the covered users (the Tag rows stay: cio_sync_segments --prune deletes them)."""
+    changed user (unless `log_changes` is off: the caller writes its own), and the tag signals for them once
+    committed. Tags of segments gone from Customer.io are removed from the covered users (the Tag rows stay:
+    cio_sync_segments --prune deletes them). The queue's planned reads (webhooks.planning) use it too."""
     with transaction.atomic():
         listed = sync_tags(segments).tags
         gone = list(Tag.objects.exclude(segment_id__in=[tag.segment_id for tag in listed]))
@@ -165,10 +170,11 @@ def apply_memberships(segments: list[dict], memberships: Memberships, *, dry_run
         if dry_run:
             transaction.set_rollback(True)
         else:
-            _log_changes(changes, {tag.pk: tag for tag in listed + gone})
+            if log_changes:
+                _log_changes(changes, {tag.pk: tag for tag in listed + gone})
             changed = dict(changes)
             transaction.on_commit(lambda: send_tag_signals(changed))
-    return TagOutcome(changed=len(changes), unchanged=len(memberships.user_ids) - len(changes))
+    return TagOutcome(changed=len(changes), unchanged=len(memberships.user_ids) - len(changes), changes=dict(changes))
 
 
 def _holders(tag: Tag, user_ids: set[int]) -> set[int]:
