@@ -3,25 +3,34 @@
 Each action runs under the contact's lock in one transaction (so concurrent deliveries for one person run one
 after another and a failure leaves the user as it was); work that must follow a commit — returning a generated
 password to Customer.io, the welcome email, signals — happens after it.
+
+Customer.io gives a synchronous webhook 4 seconds, so an action reads the person's attributes and segments at once
+(one round trip, not two), hashes a generated password on another thread meanwhile (never inside the lock or the
+transaction), and a delivery that waited behind another for the same person may answer with its result
+(recent_reads).
 """
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from cio import get_client
+from cio.parallel import call_together
 
 from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
 from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact
+from ..password_hashing import HashedAhead, hash_on_thread
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
-from .passwords import PASSWORD_RETURN_CLAIM, return_password
-from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
+from .passwords import PASSWORD_RETURN_CLAIM, generate_password, return_password
+from .people import apply_person, mapped_password, meta_log_context, meta_log_message, person_email, plan_new_account
+from .recent_reads import Reads, recent_result, remember
 from .rules import AccountRules
 from .usernames import save_new_user
 
@@ -41,6 +50,15 @@ class ActionRequest:
     person: dict | None = None
     # The person's segments when already read (see _read_before_writing).
     segments: list[dict] | None = None
+    # Coalescing (see recent_reads): when the delivery was received, how much its action does (webhooks.actions
+    # strength), and whether it may answer with the result of a processing that read Customer.io after that.
+    received_at: datetime | None = None
+    strength: int = 0
+    may_reuse: bool = False
+    # Passwords already being hashed (a generated one when a new user is likely, a mapped one read early): used
+    # when the new account gets that password, dropped otherwise. The caller may hash ahead (the queue, on its
+    # process pool); else `add` does, on a thread.
+    hashed_ahead: list[HashedAhead] = field(default_factory=list)
 
 
 class ResultStatus(enum.StrEnum):
@@ -76,30 +94,46 @@ class ActionResult:
 
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
-    _read_before_writing(request, creates=False, needs_person=False)
+    reads = Reads(request)
+    if reused := _reuse("update_tags", request, locked=False):
+        return reused
+    _read_before_writing(request, reads, creates=False, needs_person=False)
     with transaction.atomic():
         lock_contact(request.contact)
-        user, person = _find_existing(request)
+        if reused := _reuse("update_tags", request, locked=True):
+            return reused
+        user, person = _find_existing(request, reads)
         if user is None or is_protected(user):
-            return _skip("update_tags", request, user)
-        change = _load_tags(user, request)
+            return _skip("update_tags", request, user, reads)
+        change = _load_tags(user, request, reads)
+        result = ActionResult("update_tags", user=user, tags=change.names)
+        remember(request, reads, result.as_dict(), user)
     _finish_account(user, request)
-    return ActionResult("update_tags", user=user, tags=change.names)
+    return result
 
 
 def update(request: ActionRequest) -> ActionResult:
-    """Pull the person's attributes onto the user through the field mappings, then their tags (two calls)."""
-    _read_before_writing(request, creates=False, needs_person=True)
+    """Pull the person's attributes onto the user through the field mappings, then their tags (two calls, made
+    at once)."""
+    reads = Reads(request)
+    if reused := _reuse("update", request, locked=False):
+        return reused
+    _read_before_writing(request, reads, creates=False, needs_person=True)
     with transaction.atomic():
         lock_contact(request.contact)
-        user, person = _find_existing(request)
+        if reused := _reuse("update", request, locked=True):
+            return reused
+        user, person = _find_existing(request, reads)
         if user is None or is_protected(user):
-            return _skip("update", request, user)
-        person = person or _fetch_person(request)
+            return _skip("update", request, user, reads)
+        _read_person_and_segments(request, reads)
+        person = person or _fetch_person(request, reads)
         updated_fields = _update_existing(user, person, request, AccountRules.load())
-        change = _load_tags(user, request)
+        change = _load_tags(user, request, reads)
+        result = ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+        remember(request, reads, result.as_dict(), user)
     _finish_account(user, request)
-    return ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+    return result
 
 
 def add(request: ActionRequest) -> ActionResult:
@@ -107,16 +141,25 @@ def add(request: ActionRequest) -> ActionResult:
     duplicate). A generated password is returned to Customer.io when Return Password is set up."""
     rules = AccountRules.load()
     generated_password = None
-    _read_before_writing(request, creates=True, needs_person=True)
+    reads = Reads(request)
+    if reused := _reuse("add", request, locked=False):
+        return reused
+    _hash_ahead(request, rules)
+    _read_before_writing(request, reads, creates=True, needs_person=True)
+    if connection.vendor == "sqlite":
+        _finish_hashing_before_the_transaction(request, rules)
     with transaction.atomic():
         lock_contact(request.contact)
+        if reused := _reuse("add", request, locked=True):
+            return reused
         user = find_user(request.contact)
         if user is not None and is_protected(user):
-            return _skip("add", request, user)
-        person = _fetch_person(request)
+            return _skip("add", request, user, reads)
+        _read_person_and_segments(request, reads)
+        person = _fetch_person(request, reads)
         user = user or find_user_for_person(person)
         if user is not None and is_protected(user):
-            return _skip("add", request, user)
+            return _skip("add", request, user, reads)
         created = False
         if user is None:
             try:
@@ -130,20 +173,23 @@ def add(request: ActionRequest) -> ActionResult:
                 if user is None:
                     raise
                 if is_protected(user):
-                    return _skip("add", request, user)
+                    return _skip("add", request, user, reads)
         if not created:
             updated_fields = _update_existing(user, person, request, rules)
-        change = _load_tags(user, request)
+        change = _load_tags(user, request, reads)
         if created:
             send_on_commit(user_imported, user=user, delivery=request.delivery)
+        result = ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+        # A later delivery reusing this answer did not create the user itself.
+        remember(request, reads, {**result.as_dict(), "created": False}, user)
     _finish_account(user, request, rules, generated_password)
-    return ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+    return result
 
 
 # Finding people ----------------------------------------------------------------------------------------------------
 
 
-def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person: bool) -> None:
+def _read_before_writing(request: ActionRequest, reads: Reads, *, creates: bool, needs_person: bool) -> None:
     """On SQLite, make the Customer.io reads before the transaction. SQLite has one writer at a time and an
     IMMEDIATE transaction holds the write lock from its start, so reads made inside it would stall every other
     write on the site (webhook accepts included) for as long as Customer.io takes. Nothing is lost by reading first:
@@ -154,29 +200,45 @@ def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person:
     user = find_user(request.contact)
     if (user is None and not creates) or (user is not None and is_protected(user)):
         return  # the transaction will skip this contact without calling anyone
-    if needs_person:
-        request.person = _fetch_person(request)
+    _read_person_and_segments(request, reads, person=needs_person)
+
+
+def _read_person_and_segments(request: ActionRequest, reads: Reads, *, person: bool = True) -> None:
+    """Read what the request still lacks of an email contact's attributes (`person`) and segments, both at once.
+    Other contacts are read one call after the other (who they are decides whose segments to read)."""
+    if request.contact.kind != "email":
+        return
+    email, deadline = request.contact.value, request.deadline
+    wanted = {}
+    if person and request.person is None:
+        wanted["person"] = lambda: get_client().get_attributes(email, "email", deadline=deadline)
     if request.segments is None:
-        request.segments = get_client().get_segments(request.contact.value, "email", deadline=request.deadline)
+        wanted["segments"] = lambda: get_client().get_segments(email, "email", deadline=deadline)
+    if not wanted:
+        return
+    reads.reading()
+    for name, value in zip(wanted, call_together(*wanted.values()), strict=True):
+        setattr(request, name, value)
 
 
-def _fetch_person(request: ActionRequest) -> dict:
+def _fetch_person(request: ActionRequest, reads: Reads) -> dict:
     if request.person is not None:
         return request.person
+    reads.reading()
     return get_client().get_attributes(request.contact.value, request.contact.kind, deadline=request.deadline)
 
 
-def _find_existing(request: ActionRequest) -> tuple[User | None, dict | None]:
+def _find_existing(request: ActionRequest, reads: Reads) -> tuple[User | None, dict | None]:
     """The local user. A contact given by email or known cio_id costs no call; otherwise Customer.io tells us who
     it is (and that answer is reused as the person's attributes)."""
     user = find_user(request.contact)
     if user is not None or request.contact.kind == "email":
         return user, request.person
-    person = _fetch_person(request)
+    person = _fetch_person(request, reads)
     return find_user_for_person(person), person
 
 
-def _skip(action: str, request: ActionRequest, user: User | None) -> ActionResult:
+def _skip(action: str, request: ActionRequest, user: User | None, reads: Reads) -> ActionResult:
     if user is None:
         log_activity(
             request.source,
@@ -184,25 +246,55 @@ def _skip(action: str, request: ActionRequest, user: User | None) -> ActionResul
             level=ActivityLog.Level.NOTICE,
             context={"action": action, "contact": str(request.contact)},
         )
-        return ActionResult(action, status=ResultStatus.SKIPPED, reason="no_matching_user")
+        result = ActionResult(action, status=ResultStatus.SKIPPED, reason="no_matching_user")
+    else:
+        log_activity(
+            request.source,
+            f"Refused to change staff account {user.get_username()} from a webhook ({action})",
+            level=ActivityLog.Level.WARNING,
+            user=user,
+        )
+        result = ActionResult(action, status=ResultStatus.SKIPPED, reason="protected_account", user=user)
+    remember(request, reads, result.as_dict(), user)
+    return result
+
+
+def _reuse(action: str, request: ActionRequest, *, locked: bool) -> ActionResult | None:
+    """The answer of a processing of this contact that read Customer.io after this delivery was received, for at
+    least as much (see recent_reads). Looked for under the lock; on SQLite also before reading (the reads happen
+    outside the transaction there), so a delivery that started after that processing committed reads nothing."""
+    if not locked and connection.vendor != "sqlite":
+        return None
+    found = recent_result(request, action)
+    if found is None:
+        return None
+    answer, user = found
     log_activity(
         request.source,
-        f"Refused to change staff account {user.get_username()} from a webhook ({action})",
-        level=ActivityLog.Level.WARNING,
+        f"Answered {action} for {request.contact} with the result of a processing that read Customer.io after this "
+        "delivery was received",
         user=user,
+        context={"action": action, "reused": True},
     )
-    return ActionResult(action, status=ResultStatus.SKIPPED, reason="protected_account", user=user)
+    if answer.get("status") == "skipped":
+        return ActionResult(action, status=ResultStatus.SKIPPED, reason=answer.get("reason", ""), user=user)
+    if locked:
+        transaction.on_commit(lambda: _finish_account(user, request))
+    else:
+        _finish_account(user, request)
+    return ActionResult(action, user=user, tags=list(answer.get("tags") or []))
 
 
 # Changing people ---------------------------------------------------------------------------------------------------
 
 
-def _load_tags(user: User, request: ActionRequest) -> TagChange:
+def _load_tags(user: User, request: ActionRequest, reads: Reads) -> TagChange:
     identifier, id_type = (user.cio_id, "cio_id") if user.cio_id else (user.email, "email")
     if request.contact.kind == "email":
         identifier, id_type = request.contact.value, "email"
     segments = request.segments
     if segments is None:
+        reads.reading()
         segments = get_client().get_segments(identifier, id_type, deadline=request.deadline)
     change = replace_tags(user, segments)
     log_activity(
@@ -237,12 +329,22 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     email = person_email(person, known_email)
     if not email:
         raise ContactHasNoEmail(f"Customer.io has no email address for {request.contact}")
+    generated = next((ahead.password for ahead in request.hashed_ahead if ahead.generated), None)
     account = plan_new_account(
-        person, email, rules, requested_role=request.role, send_notification=request.send_notification
+        person,
+        email,
+        rules,
+        requested_role=request.role,
+        send_notification=request.send_notification,
+        generated_password=generated,
     )
     user = account.user
     if account.password is not None:
-        user.set_password(account.password)
+        ahead = _hashed_ahead(request, account.password)
+        if ahead is not None:
+            user.password = ahead.encoded()
+        else:
+            user.set_password(account.password)
     if account.generated:
         user.password_return_due = True
         # This processing returns it right after the commit; nobody else may start another return meanwhile.
@@ -253,6 +355,33 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     loaded = meta_log_context(person.get("attributes") or {}, rules)
     log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
     return user, account.password if account.generated else None, account.filled_fields
+
+
+# Hashing ahead -----------------------------------------------------------------------------------------------------
+
+
+def _hash_ahead(request: ActionRequest, rules: AccountRules) -> None:
+    """Start hashing a generated password now, on another thread, when the user probably does not exist yet: the
+    hash is then ready by the time Customer.io has answered, and no lock or transaction waits for it."""
+    if request.hashed_ahead or not rules.returns_passwords:
+        return
+    if request.contact.kind != "id" and find_user(request.contact) is not None:
+        return
+    request.hashed_ahead.append(hash_on_thread(generate_password(), generated=True))
+
+
+def _finish_hashing_before_the_transaction(request: ActionRequest, rules: AccountRules) -> None:
+    """On SQLite the transaction holds the site's one write lock from its start: every hash the account may need is
+    finished before it begins — the generated one, and a password mapped from attributes already read."""
+    mapped = mapped_password(request.person, rules) if request.person is not None else None
+    if mapped and _hashed_ahead(request, mapped) is None:
+        request.hashed_ahead.append(hash_on_thread(mapped))
+    for ahead in request.hashed_ahead:
+        ahead.encoded()
+
+
+def _hashed_ahead(request: ActionRequest, password: str) -> HashedAhead | None:
+    return next((ahead for ahead in request.hashed_ahead if ahead.password == password), None)
 
 
 # After the commit --------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class BatchPasswordReturns:
     is queued, then, a group at a time, written to the user and returned with one /api/v2/batch request.
     Customer.io's refusals (207) leave those users owing a return, for the next run or webhook to settle.
 
-    `pool` hashes (users.services.backfills.password_hashing.PasswordHashPool); `on_failed(n)` counts refusals;
+    `pool` hashes (users.services.password_hashing.PasswordHashPool); `on_failed(n)` counts refusals;
     `heartbeat()` is called while waiting for hashes."""
 
     def __init__(self, client, rules, pool, *, source, on_failed, heartbeat):
