@@ -75,18 +75,21 @@ class ActionResult:
     tags: list[str] = field(default_factory=list)
     updated_fields: list[str] = field(default_factory=list)
     reason: str = ""
+    reused: bool = False  # the result of another delivery's processing (see recent_reads)
 
     def as_dict(self) -> dict:
         if self.status == ResultStatus.SKIPPED:
-            return {"status": "skipped", "action": self.action, "reason": self.reason}
-        return {
-            "status": "ok",
-            "action": self.action,
-            "user_id": self.user.pk if self.user else None,
-            "created": self.created,
-            "tags": self.tags,
-            "updated_fields": self.updated_fields,
-        }
+            answer = {"status": "skipped", "action": self.action, "reason": self.reason}
+        else:
+            answer = {
+                "status": "ok",
+                "action": self.action,
+                "user_id": self.user.pk if self.user else None,
+                "created": self.created,
+                "tags": self.tags,
+                "updated_fields": self.updated_fields,
+            }
+        return {**answer, "reused": True} if self.reused else answer
 
 
 # The actions ------------------------------------------------------------------------------------------------------
@@ -277,12 +280,14 @@ def _reuse(action: str, request: ActionRequest, *, locked: bool) -> ActionResult
         context={"action": action, "reused": True},
     )
     if answer.get("status") == "skipped":
-        return ActionResult(action, status=ResultStatus.SKIPPED, reason=answer.get("reason", ""), user=user)
+        return ActionResult(
+            action, status=ResultStatus.SKIPPED, reason=answer.get("reason", ""), user=user, reused=True
+        )
     if locked:
         transaction.on_commit(lambda: _finish_account(user, request))
     else:
         _finish_account(user, request)
-    return ActionResult(action, user=user, tags=list(answer.get("tags") or []))
+    return ActionResult(action, user=user, tags=list(answer.get("tags") or []), reused=True)
 
 
 # Changing people ---------------------------------------------------------------------------------------------------
