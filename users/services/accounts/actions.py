@@ -24,12 +24,18 @@ from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
 from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact
-from ..password_hashing import HashedAhead, hash_on_thread
+from ..password_hashing import HashedAhead
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
-from .passwords import PASSWORD_RETURN_CLAIM, generate_password, return_password
-from .people import apply_person, mapped_password, meta_log_context, meta_log_message, person_email, plan_new_account
+from .passwords import (
+    PASSWORD_RETURN_CLAIM,
+    finish_hashing_ahead,
+    hash_generated_password_ahead,
+    hashed_ahead,
+    return_password,
+)
+from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
 from .recent_reads import Reads, recent_result, remember
 from .rules import AccountRules
 from .usernames import save_new_user
@@ -98,20 +104,22 @@ class ActionResult:
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
     reads = Reads(request)
-    if reused := _reuse("update_tags", request, locked=False):
-        return reused
+    if reused := _reuse_before_reading("update_tags", request):
+        return _finished(reused, request)
     _read_before_writing(request, reads, creates=False, needs_person=False)
     with transaction.atomic():
         lock_contact(request.contact)
-        if reused := _reuse("update_tags", request, locked=True):
-            return reused
-        user, person = _find_existing(request, reads)
-        if user is None or is_protected(user):
-            return _skip("update_tags", request, user, reads)
-        change = _load_tags(user, request, reads)
-        result = ActionResult("update_tags", user=user, tags=change.names)
-        remember(request, reads, result.as_dict(), user)
-    _finish_account(user, request)
+        result = _reuse("update_tags", request) or _update_tags_locked(request, reads)
+    return _finished(result, request)
+
+
+def _update_tags_locked(request: ActionRequest, reads: Reads) -> ActionResult:
+    user, person = _find_existing(request, reads)
+    if user is None or is_protected(user):
+        return _skip("update_tags", request, user, reads)
+    change = _load_tags(user, request, reads)
+    result = ActionResult("update_tags", user=user, tags=change.names)
+    remember(request, reads, result.as_dict(), user)
     return result
 
 
@@ -119,23 +127,25 @@ def update(request: ActionRequest) -> ActionResult:
     """Pull the person's attributes onto the user through the field mappings, then their tags (two calls, made
     at once)."""
     reads = Reads(request)
-    if reused := _reuse("update", request, locked=False):
-        return reused
+    if reused := _reuse_before_reading("update", request):
+        return _finished(reused, request)
     _read_before_writing(request, reads, creates=False, needs_person=True)
     with transaction.atomic():
         lock_contact(request.contact)
-        if reused := _reuse("update", request, locked=True):
-            return reused
-        user, person = _find_existing(request, reads)
-        if user is None or is_protected(user):
-            return _skip("update", request, user, reads)
-        _read_person_and_segments(request, reads)
-        person = person or _fetch_person(request, reads)
-        updated_fields = _update_existing(user, person, request, AccountRules.load())
-        change = _load_tags(user, request, reads)
-        result = ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
-        remember(request, reads, result.as_dict(), user)
-    _finish_account(user, request)
+        result = _reuse("update", request) or _update_locked(request, reads)
+    return _finished(result, request)
+
+
+def _update_locked(request: ActionRequest, reads: Reads) -> ActionResult:
+    user, person = _find_existing(request, reads)
+    if user is None or is_protected(user):
+        return _skip("update", request, user, reads)
+    _read_person_and_segments(request, reads)
+    person = person or _fetch_person(request, reads)
+    updated_fields = _update_existing(user, person, request, AccountRules.load())
+    change = _load_tags(user, request, reads)
+    result = ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+    remember(request, reads, result.as_dict(), user)
     return result
 
 
@@ -143,49 +153,61 @@ def add(request: ActionRequest) -> ActionResult:
     """Create the user from their Customer.io attributes, or update them when they already exist (never a
     duplicate). A generated password is returned to Customer.io when Return Password is set up."""
     rules = AccountRules.load()
-    generated_password = None
     reads = Reads(request)
-    if reused := _reuse("add", request, locked=False):
-        return reused
-    _hash_ahead(request, rules)
+    if reused := _reuse_before_reading("add", request):
+        return _finished(reused, request, rules)
+    hash_generated_password_ahead(request, rules)
     _read_before_writing(request, reads, creates=True, needs_person=True)
     if connection.vendor == "sqlite":
-        _finish_hashing_before_the_transaction(request, rules)
+        finish_hashing_ahead(request, rules)
     with transaction.atomic():
         lock_contact(request.contact)
-        if reused := _reuse("add", request, locked=True):
-            return reused
-        user = find_user(request.contact)
-        if user is not None and is_protected(user):
-            return _skip("add", request, user, reads)
-        _read_person_and_segments(request, reads)
-        person = _fetch_person(request, reads)
-        user = user or find_user_for_person(person)
-        if user is not None and is_protected(user):
-            return _skip("add", request, user, reads)
-        created = False
-        if user is None:
-            try:
-                with transaction.atomic():
-                    user, generated_password, updated_fields = _create_user(person, request, rules)
-                created = True
-            except IntegrityError:
-                # Someone else created them between our lookup and our insert (a different identifier's lock):
-                # carry on as for an existing user — never two users, never a 500.
-                user = find_user_for_person(person) or find_user(request.contact)
-                if user is None:
-                    raise
-                if is_protected(user):
-                    return _skip("add", request, user, reads)
-        if not created:
-            updated_fields = _update_existing(user, person, request, rules)
-        change = _load_tags(user, request, reads)
-        if created:
-            send_on_commit(user_imported, user=user, delivery=request.delivery)
-        result = ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
-        # A later delivery reusing this answer did not create the user itself.
-        remember(request, reads, {**result.as_dict(), "created": False}, user)
-    _finish_account(user, request, rules, generated_password)
+        reused = _reuse("add", request)
+        result, generated_password = (reused, None) if reused else _add_locked(request, reads, rules)
+    return _finished(result, request, rules, generated_password)
+
+
+def _add_locked(request: ActionRequest, reads: Reads, rules: AccountRules) -> tuple[ActionResult, str | None]:
+    """`add` under the contact's lock: the result, and the generated password to return after the commit."""
+    generated_password = None
+    user = find_user(request.contact)
+    if user is not None and is_protected(user):
+        return _skip("add", request, user, reads), None
+    _read_person_and_segments(request, reads)
+    person = _fetch_person(request, reads)
+    user = user or find_user_for_person(person)
+    if user is not None and is_protected(user):
+        return _skip("add", request, user, reads), None
+    created = False
+    if user is None:
+        try:
+            with transaction.atomic():
+                user, generated_password, updated_fields = _create_user(person, request, rules)
+            created = True
+        except IntegrityError:
+            # Someone else created them between our lookup and our insert (a different identifier's lock):
+            # carry on as for an existing user — never two users, never a 500.
+            user = find_user_for_person(person) or find_user(request.contact)
+            if user is None:
+                raise
+            if is_protected(user):
+                return _skip("add", request, user, reads), None
+    if not created:
+        updated_fields = _update_existing(user, person, request, rules)
+    change = _load_tags(user, request, reads)
+    if created:
+        send_on_commit(user_imported, user=user, delivery=request.delivery)
+    result = ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+    # A later delivery reusing this answer did not create the user itself.
+    remember(request, reads, {**result.as_dict(), "created": False}, user)
+    return result, generated_password
+
+
+def _finished(result: ActionResult, request: ActionRequest, rules=None, generated_password=None) -> ActionResult:
+    """After the commit: what is still owed for a user the action (or the processing whose result it reused)
+    changed."""
+    if result.status == ResultStatus.OK and result.user is not None:
+        _finish_account(result.user, request, rules, generated_password)
     return result
 
 
@@ -262,12 +284,15 @@ def _skip(action: str, request: ActionRequest, user: User | None, reads: Reads) 
     return result
 
 
-def _reuse(action: str, request: ActionRequest, *, locked: bool) -> ActionResult | None:
+def _reuse_before_reading(action: str, request: ActionRequest) -> ActionResult | None:
+    """On SQLite the reads happen outside the transaction (see _read_before_writing): a delivery that starts after
+    another processing of the contact committed may reuse its result before reading anything."""
+    return _reuse(action, request) if connection.vendor == "sqlite" else None
+
+
+def _reuse(action: str, request: ActionRequest) -> ActionResult | None:
     """The answer of a processing of this contact that read Customer.io after this delivery was received, for at
-    least as much (see recent_reads). Looked for under the lock; on SQLite also before reading (the reads happen
-    outside the transaction there), so a delivery that started after that processing committed reads nothing."""
-    if not locked and connection.vendor != "sqlite":
-        return None
+    least as much (see recent_reads)."""
     found = recent_result(request, action)
     if found is None:
         return None
@@ -283,10 +308,6 @@ def _reuse(action: str, request: ActionRequest, *, locked: bool) -> ActionResult
         return ActionResult(
             action, status=ResultStatus.SKIPPED, reason=answer.get("reason", ""), user=user, reused=True
         )
-    if locked:
-        transaction.on_commit(lambda: _finish_account(user, request))
-    else:
-        _finish_account(user, request)
     return ActionResult(action, user=user, tags=list(answer.get("tags") or []), reused=True)
 
 
@@ -345,7 +366,7 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     )
     user = account.user
     if account.password is not None:
-        ahead = _hashed_ahead(request, account.password)
+        ahead = hashed_ahead(request, account.password)
         if ahead is not None:
             user.password = ahead.encoded()
         else:
@@ -360,33 +381,6 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     loaded = meta_log_context(person.get("attributes") or {}, rules)
     log_activity(request.source, meta_log_message(loaded), user=user, context=loaded)
     return user, account.password if account.generated else None, account.filled_fields
-
-
-# Hashing ahead -----------------------------------------------------------------------------------------------------
-
-
-def _hash_ahead(request: ActionRequest, rules: AccountRules) -> None:
-    """Start hashing a generated password now, on another thread, when the user probably does not exist yet: the
-    hash is then ready by the time Customer.io has answered, and no lock or transaction waits for it."""
-    if request.hashed_ahead or not rules.returns_passwords:
-        return
-    if request.contact.kind != "id" and find_user(request.contact) is not None:
-        return
-    request.hashed_ahead.append(hash_on_thread(generate_password(), generated=True))
-
-
-def _finish_hashing_before_the_transaction(request: ActionRequest, rules: AccountRules) -> None:
-    """On SQLite the transaction holds the site's one write lock from its start: every hash the account may need is
-    finished before it begins — the generated one, and a password mapped from attributes already read."""
-    mapped = mapped_password(request.person, rules) if request.person is not None else None
-    if mapped and _hashed_ahead(request, mapped) is None:
-        request.hashed_ahead.append(hash_on_thread(mapped))
-    for ahead in request.hashed_ahead:
-        ahead.encoded()
-
-
-def _hashed_ahead(request: ActionRequest, password: str) -> HashedAhead | None:
-    return next((ahead for ahead in request.hashed_ahead if ahead.password == password), None)
 
 
 # After the commit --------------------------------------------------------------------------------------------------

@@ -167,11 +167,6 @@ def plan_new_account(
     )
 
 
-def mapped_password(person: dict, rules: AccountRules) -> str | None:
-    """The password a new user would get from the person's mapped attributes, if any."""
-    return mapped_values(person.get("attributes") or {}, rules.mappings).get("password") or None
-
-
 def adopt_cio_id(user: User, person: dict, taken_cio_ids: Collection | None = None) -> bool:
     """Link the user to the person's Customer.io id unless they have one or another user holds it."""
     cio_id = (person.get("identifiers") or {}).get("cio_id") or person.get("cio_id")
