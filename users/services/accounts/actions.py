@@ -11,6 +11,7 @@ transaction), and a delivery that waited behind another for the same person may 
 """
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,7 +37,7 @@ from .passwords import (
     return_password,
 )
 from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
-from .recent_reads import Reads, recent_result, remember
+from .recent_reads import Reads, one_reader_at_a_time, recent_result, remember
 from .rules import AccountRules
 from .usernames import save_new_user
 
@@ -101,6 +102,21 @@ class ActionResult:
 # The actions ------------------------------------------------------------------------------------------------------
 
 
+def _in_turn_on_sqlite(action):
+    """On SQLite, a synchronous delivery waits for this process's other processing of the same contact before it
+    reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does that for every process."""
+
+    @functools.wraps(action)
+    def run(request: ActionRequest) -> ActionResult:
+        if connection.vendor != "sqlite" or not request.may_reuse:
+            return action(request)
+        with one_reader_at_a_time(request.contact.lock_key, request.deadline):
+            return action(request)
+
+    return run
+
+
+@_in_turn_on_sqlite
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
     reads = Reads(request)
@@ -123,6 +139,7 @@ def _update_tags_locked(request: ActionRequest, reads: Reads) -> ActionResult:
     return result
 
 
+@_in_turn_on_sqlite
 def update(request: ActionRequest) -> ActionResult:
     """Pull the person's attributes onto the user through the field mappings, then their tags (two calls, made
     at once)."""
@@ -149,6 +166,7 @@ def _update_locked(request: ActionRequest, reads: Reads) -> ActionResult:
     return result
 
 
+@_in_turn_on_sqlite
 def add(request: ActionRequest) -> ActionResult:
     """Create the user from their Customer.io attributes, or update them when they already exist (never a
     duplicate). A generated password is returned to Customer.io when Return Password is set up."""

@@ -4,8 +4,16 @@ this delivery was received (so it saw at least what this one would have) and its
 
 What the last reading processing did lives on the contact's lock row (ContactLock), written in that processing's
 transaction: every process and host sees it as soon as the lock is released, and never a half-done processing's.
+
+On SQLite the reads happen before the lock (see actions._read_before_writing), so the deliveries of one contact that
+a process serves at once take turns before reading instead (one_reader_at_a_time): the later ones then find the
+first one's result. Across processes they still read for themselves, as before.
 """
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.utils import timezone
@@ -65,3 +73,27 @@ def remember(request, reads: Reads, result: dict, user: User | None) -> None:
         read_result=result,
         read_user_id=user.pk if user is not None else None,
     )
+
+
+_turns: dict[str, list] = {}  # contact lock key -> [lock, holders and waiters]
+_turns_lock = threading.Lock()
+
+
+@contextmanager
+def one_reader_at_a_time(key: str, deadline: float | None) -> Iterator[None]:
+    """This process's deliveries for one contact, one after another (SQLite). Past the deadline a delivery goes
+    ahead anyway: it then reads for itself, as it would without coalescing."""
+    with _turns_lock:
+        turn = _turns.setdefault(key, [threading.Lock(), 0])
+        turn[1] += 1
+    timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+    acquired = turn[0].acquire(timeout=timeout)
+    try:
+        yield
+    finally:
+        if acquired:
+            turn[0].release()
+        with _turns_lock:
+            turn[1] -= 1
+            if turn[1] == 0:
+                _turns.pop(key, None)
