@@ -208,6 +208,14 @@ class ContactLock(models.Model):
     anyway."""
 
     key = models.CharField(max_length=300, unique=True)
+    # The last processing of this contact that read Customer.io, written in its own transaction: when the data it
+    # applied was read, how much its action does (webhooks.actions strength), the role it asked for, and its answer.
+    # A delivery received before that read, for no more, may answer with it instead of reading again.
+    read_at = models.DateTimeField(null=True, blank=True)
+    read_strength = models.PositiveSmallIntegerField(default=0)
+    read_role = models.CharField(max_length=100, blank=True)
+    read_result = models.JSONField(null=True, blank=True)
+    read_user_id = models.IntegerField(null=True, blank=True)  # not a key: a deleted user just ends the reuse
 
     def __str__(self):
         return self.key

@@ -15,7 +15,7 @@ from users.services.accounts import ActionRequest, ResultStatus
 from users.services.activity import lines_for_delivery
 from users.services.contacts import Contact, IdentityConflict
 
-from .actions import WebhookAction
+from .actions import ACTIONS, WebhookAction
 from .models import WebhookDelivery
 from .parsing import WebhookOptions
 
@@ -55,10 +55,13 @@ def action_request(
     deadline_seconds: float,
     body: dict | None = None,
     query: dict | None = None,
+    may_reuse: bool = False,
 ) -> ActionRequest:
     """The account services' request for processing `delivery`: its options (role=, send_notification=) from its
     body and query, and the person's attributes when the caller has them. `body`/`query`: the request's own, when
-    the caller has them (the stored body has password fields masked); else the stored ones."""
+    the caller has them (the stored body has password fields masked); else the stored ones. `may_reuse`: the
+    delivery may answer with the result of a processing of the same contact that read Customer.io after it was
+    received, for an action at least as strong (a synchronous webhook waiting behind another)."""
     options = WebhookOptions.from_request(
         (delivery.body if body is None else body) or {}, (delivery.query if query is None else query) or {}
     )
@@ -69,6 +72,9 @@ def action_request(
         deadline=deadline_in(deadline_seconds),
         delivery=delivery,
         person=person,
+        received_at=delivery.received_at,
+        strength=ACTIONS[delivery.action].strength if delivery.action in ACTIONS else 0,
+        may_reuse=may_reuse,
     )
 
 

@@ -25,8 +25,11 @@ from django.utils import timezone
 from cio import get_client
 from cio.client import ATTRIBUTES_BATCH_LIMIT, deadline_in
 from cio.errors import CustomerIOError
-from users.emails import customerio_email_key
+from users.emails import customerio_email_key, normalize_email
+from users.models import User
+from users.services.accounts import AccountRules, generate_password
 from users.services.contacts import Contact, lock_contacts
+from users.services.password_hashing import HashedAhead, shared_pool
 
 from . import planning
 from .actions import ACTIONS, strongest
@@ -208,8 +211,9 @@ def process(delivery_id: int) -> None:
         done = planning.bulk_update_tags(works, plan, started)
         rest = [work for work in works if work.key not in done]
         persons = _fetch_people_in_batch(rest)
+        hashed_ahead = _hash_generated_passwords_ahead(rest)
         for work in rest:
-            _process_contact(work, persons, plan.segments_for(work))
+            _process_contact(work, persons, plan.segments_for(work), hashed_ahead.get(work.contact.lock_key))
 
 
 def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
@@ -242,8 +246,14 @@ def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
 MISSING = {"missing": True}
 
 
-def _process_contact(work: ContactWork, persons: dict[str, dict], segments: list[dict] | None = None) -> None:
-    """`segments`: the contact's segments when a scan read them (webhooks.planning)."""
+def _process_contact(
+    work: ContactWork,
+    persons: dict[str, dict],
+    segments: list[dict] | None = None,
+    hashed_ahead: HashedAhead | None = None,
+) -> None:
+    """`segments`: the contact's segments when a scan read them (webhooks.planning); `hashed_ahead`: a generated
+    password already hashed off the processing's path, for a new person's add."""
     started = time.monotonic()
     leading = work.leading
     person = work.person
@@ -254,8 +264,38 @@ def _process_contact(work: ContactWork, persons: dict[str, dict], segments: list
     else:
         request = action_request(leading, work.contact, person=person, deadline_seconds=settings.WEBHOOK_TASK_DEADLINE)
         request.segments = segments
+        if hashed_ahead is not None:
+            request.hashed_ahead.append(hashed_ahead)
         outcome = run_action(ACTIONS[work.action], request)
     _record(work, outcome, started)
+
+
+# Generated passwords: hashed on every core, ahead of the processing ---------------------------------------------------
+
+
+def _hash_generated_passwords_ahead(works: list[ContactWork]) -> dict[str, HashedAhead]:
+    """For a batch of `add`s of people new to the site with Return Password on: a generated password each, hashed
+    now in the worker's process pool (one process per core) while the contacts are processed one by one — outside
+    any transaction or lock, and at the machine's hashing speed rather than one hash at a time. Keyed by contact
+    lock key; a hash the processing finds no use for (the user appeared meanwhile) is dropped. A lone `add` hashes
+    its own on a thread (see accounts.add)."""
+    adds = [work for work in works if work.action == "add" and work.contact.kind in ("email", "cio_id")]
+    if len(adds) < 2 or not AccountRules.load().returns_passwords:
+        return {}
+    emails = {normalize_email(w.contact.known_email) for w in adds if w.contact.known_email}
+    cio_ids = {w.contact.known_cio_id for w in adds if w.contact.known_cio_id}
+    known_emails = set(User.objects.filter(email_normalized__in=emails).values_list("email_normalized", flat=True))
+    known_cio_ids = set(User.objects.filter(cio_id__in=cio_ids).values_list("cio_id", flat=True))
+    new = [
+        work
+        for work in adds
+        if work.contact.known_cio_id not in known_cio_ids
+        and normalize_email(work.contact.known_email) not in known_emails
+    ]
+    if len(new) < 2:
+        return {}
+    pool = shared_pool()
+    return {work.contact.lock_key: pool.hash_ahead(generate_password(), generated=True) for work in new}
 
 
 def _record(work: ContactWork, outcome: Outcome, started: float) -> None:

@@ -127,6 +127,7 @@ class CustomerIOWebhookView(APIView):
                 deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
                 body=body,
                 query=query,
+                may_reuse=True,
             )
         outcome = run_action(action, request)
         duration_ms = int((time.monotonic() - started) * 1000)

@@ -5,6 +5,7 @@ usernames   a new user's username, valid and unique whatever the concurrency
 passwords   generated passwords and their return to Customer.io (one by one, or in batches for imports)
 people      a person's attributes applied to a user: new accounts planned, existing users updated
 actions     update_tags, update and add, reading top to bottom
+recent_reads  a delivery answered with the result of a concurrent one's processing (coalescing)
 errors      AccountError and its kinds
 """
 

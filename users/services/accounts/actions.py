@@ -3,25 +3,41 @@
 Each action runs under the contact's lock in one transaction (so concurrent deliveries for one person run one
 after another and a failure leaves the user as it was); work that must follow a commit — returning a generated
 password to Customer.io, the welcome email, signals — happens after it.
+
+Customer.io gives a synchronous webhook 4 seconds, so an action reads the person's attributes and segments at once
+(one round trip, not two), hashes a generated password on another thread meanwhile (never inside the lock or the
+transaction), and a delivery that waited behind another for the same person may answer with its result
+(recent_reads).
 """
 
 import enum
+import functools
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from cio import get_client
+from cio.parallel import call_together
 
 from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
 from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact, settle_identity
+from ..password_hashing import HashedAhead
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
-from .passwords import PASSWORD_RETURN_CLAIM, return_password
+from .passwords import (
+    PASSWORD_RETURN_CLAIM,
+    finish_hashing_ahead,
+    hash_generated_password_ahead,
+    hashed_ahead,
+    return_password,
+)
 from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
+from .recent_reads import Reads, one_reader_at_a_time, recent_result, remember
 from .rules import AccountRules
 from .usernames import save_new_user
 
@@ -41,6 +57,15 @@ class ActionRequest:
     person: dict | None = None
     # The person's segments when already read (see _read_before_writing).
     segments: list[dict] | None = None
+    # Coalescing (see recent_reads): when the delivery was received, how much its action does (webhooks.actions
+    # strength), and whether it may answer with the result of a processing that read Customer.io after that.
+    received_at: datetime | None = None
+    strength: int = 0
+    may_reuse: bool = False
+    # Passwords already being hashed (a generated one when a new user is likely, a mapped one read early): used
+    # when the new account gets that password, dropped otherwise. The caller may hash ahead (the queue, on its
+    # process pool); else `add` does, on a thread.
+    hashed_ahead: list[HashedAhead] = field(default_factory=list)
 
 
 class ResultStatus(enum.StrEnum):
@@ -57,97 +82,161 @@ class ActionResult:
     tags: list[str] = field(default_factory=list)
     updated_fields: list[str] = field(default_factory=list)
     reason: str = ""
+    reused: bool = False  # the result of another delivery's processing (see recent_reads)
 
     def as_dict(self) -> dict:
         if self.status == ResultStatus.SKIPPED:
-            return {"status": "skipped", "action": self.action, "reason": self.reason}
-        return {
-            "status": "ok",
-            "action": self.action,
-            "user_id": self.user.pk if self.user else None,
-            "created": self.created,
-            "tags": self.tags,
-            "updated_fields": self.updated_fields,
-        }
+            answer = {"status": "skipped", "action": self.action, "reason": self.reason}
+        else:
+            answer = {
+                "status": "ok",
+                "action": self.action,
+                "user_id": self.user.pk if self.user else None,
+                "created": self.created,
+                "tags": self.tags,
+                "updated_fields": self.updated_fields,
+            }
+        return {**answer, "reused": True} if self.reused else answer
 
 
 # The actions ------------------------------------------------------------------------------------------------------
 
 
+def _in_turn_on_sqlite(action):
+    """On SQLite, a synchronous delivery waits for this process's other processing of the same contact before it
+    reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does that for every process."""
+
+    @functools.wraps(action)
+    def run(request: ActionRequest) -> ActionResult:
+        if connection.vendor != "sqlite" or not request.may_reuse:
+            return action(request)
+        with one_reader_at_a_time(request.contact.lock_key, request.deadline):
+            return action(request)
+
+    return run
+
+
+@_in_turn_on_sqlite
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
-    _read_before_writing(request, creates=False, needs_person=False)
+    reads = Reads(request)
+    if reused := _reuse_before_reading("update_tags", request):
+        return _finished(reused, request)
+    _read_before_writing(request, reads, creates=False, needs_person=False)
     with transaction.atomic():
         lock_contact(request.contact)
-        user, person = _find_existing(request)
-        if user is None or is_protected(user):
-            return _skip("update_tags", request, user)
-        settle_identity(user, request.contact, person, source=request.source)
-        change = _load_tags(user, request)
-    _finish_account(user, request)
-    return ActionResult("update_tags", user=user, tags=change.names)
+        result = _reuse("update_tags", request) or _update_tags_locked(request, reads)
+    return _finished(result, request)
 
 
+def _update_tags_locked(request: ActionRequest, reads: Reads) -> ActionResult:
+    user, person = _find_existing(request, reads)
+    if user is None or is_protected(user):
+        return _skip("update_tags", request, user, reads)
+    settle_identity(user, request.contact, person, source=request.source)
+    change = _load_tags(user, request, reads)
+    result = ActionResult("update_tags", user=user, tags=change.names)
+    remember(request, reads, result.as_dict(), user)
+    return result
+
+
+@_in_turn_on_sqlite
 def update(request: ActionRequest) -> ActionResult:
-    """Pull the person's attributes onto the user through the field mappings, then their tags (two calls)."""
-    _read_before_writing(request, creates=False, needs_person=True)
+    """Pull the person's attributes onto the user through the field mappings, then their tags (two calls, made
+    at once)."""
+    reads = Reads(request)
+    if reused := _reuse_before_reading("update", request):
+        return _finished(reused, request)
+    _read_before_writing(request, reads, creates=False, needs_person=True)
     with transaction.atomic():
         lock_contact(request.contact)
-        user, person = _find_existing(request)
-        if user is None or is_protected(user):
-            return _skip("update", request, user)
-        person = person or _fetch_person(request)
-        updated_fields = settle_identity(user, request.contact, person, source=request.source)
-        updated_fields += _update_existing(user, person, request, AccountRules.load())
-        change = _load_tags(user, request)
-    _finish_account(user, request)
-    return ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+        result = _reuse("update", request) or _update_locked(request, reads)
+    return _finished(result, request)
 
 
+def _update_locked(request: ActionRequest, reads: Reads) -> ActionResult:
+    user, person = _find_existing(request, reads)
+    if user is None or is_protected(user):
+        return _skip("update", request, user, reads)
+    _read_person_and_segments(request, reads)
+    person = person or _fetch_person(request, reads)
+    updated_fields = settle_identity(user, request.contact, person, source=request.source)
+    updated_fields += _update_existing(user, person, request, AccountRules.load())
+    change = _load_tags(user, request, reads)
+    result = ActionResult("update", user=user, tags=change.names, updated_fields=updated_fields)
+    remember(request, reads, result.as_dict(), user)
+    return result
+
+
+@_in_turn_on_sqlite
 def add(request: ActionRequest) -> ActionResult:
     """Create the user from their Customer.io attributes, or update them when they already exist (never a
     duplicate). A generated password is returned to Customer.io when Return Password is set up."""
     rules = AccountRules.load()
-    generated_password = None
-    _read_before_writing(request, creates=True, needs_person=True)
+    reads = Reads(request)
+    if reused := _reuse_before_reading("add", request):
+        return _finished(reused, request, rules)
+    hash_generated_password_ahead(request, rules)
+    _read_before_writing(request, reads, creates=True, needs_person=True)
+    if connection.vendor == "sqlite":
+        finish_hashing_ahead(request, rules)
     with transaction.atomic():
         lock_contact(request.contact)
-        user = find_user(request.contact)
-        if user is not None and is_protected(user):
-            return _skip("add", request, user)
-        person = _fetch_person(request)
-        user = user or find_user_for_person(person)
-        if user is not None and is_protected(user):
-            return _skip("add", request, user)
-        created = False
-        updated_fields = [] if user is None else settle_identity(user, request.contact, person, source=request.source)
-        if user is None:
-            try:
-                with transaction.atomic():
-                    user, generated_password, updated_fields = _create_user(person, request, rules)
-                created = True
-            except IntegrityError:
-                # Someone else created them between our lookup and our insert (a different identifier's lock):
-                # carry on as for an existing user — never two users, never a 500.
-                user = find_user_for_person(person) or find_user(request.contact)
-                if user is None:
-                    raise
-                if is_protected(user):
-                    return _skip("add", request, user)
-                updated_fields = settle_identity(user, request.contact, person, source=request.source)
-        if not created:
-            updated_fields += _update_existing(user, person, request, rules)
-        change = _load_tags(user, request)
-        if created:
-            send_on_commit(user_imported, user=user, delivery=request.delivery)
-    _finish_account(user, request, rules, generated_password)
-    return ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+        reused = _reuse("add", request)
+        result, generated_password = (reused, None) if reused else _add_locked(request, reads, rules)
+    return _finished(result, request, rules, generated_password)
+
+
+def _add_locked(request: ActionRequest, reads: Reads, rules: AccountRules) -> tuple[ActionResult, str | None]:
+    """`add` under the contact's lock: the result, and the generated password to return after the commit."""
+    generated_password = None
+    user = find_user(request.contact)
+    if user is not None and is_protected(user):
+        return _skip("add", request, user, reads), None
+    _read_person_and_segments(request, reads)
+    person = _fetch_person(request, reads)
+    user = user or find_user_for_person(person)
+    if user is not None and is_protected(user):
+        return _skip("add", request, user, reads), None
+    created = False
+    updated_fields = [] if user is None else settle_identity(user, request.contact, person, source=request.source)
+    if user is None:
+        try:
+            with transaction.atomic():
+                user, generated_password, updated_fields = _create_user(person, request, rules)
+            created = True
+        except IntegrityError:
+            # Someone else created them between our lookup and our insert (a different identifier's lock):
+            # carry on as for an existing user — never two users, never a 500.
+            user = find_user_for_person(person) or find_user(request.contact)
+            if user is None:
+                raise
+            if is_protected(user):
+                return _skip("add", request, user, reads), None
+            updated_fields = settle_identity(user, request.contact, person, source=request.source)
+    if not created:
+        updated_fields += _update_existing(user, person, request, rules)
+    change = _load_tags(user, request, reads)
+    if created:
+        send_on_commit(user_imported, user=user, delivery=request.delivery)
+    result = ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
+    # A later delivery reusing this answer did not create the user itself.
+    remember(request, reads, {**result.as_dict(), "created": False}, user)
+    return result, generated_password
+
+
+def _finished(result: ActionResult, request: ActionRequest, rules=None, generated_password=None) -> ActionResult:
+    """After the commit: what is still owed for a user the action (or the processing whose result it reused)
+    changed."""
+    if result.status == ResultStatus.OK and result.user is not None:
+        _finish_account(result.user, request, rules, generated_password)
+    return result
 
 
 # Finding people ----------------------------------------------------------------------------------------------------
 
 
-def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person: bool) -> None:
+def _read_before_writing(request: ActionRequest, reads: Reads, *, creates: bool, needs_person: bool) -> None:
     """On SQLite, make the Customer.io reads before the transaction. SQLite has one writer at a time and an
     IMMEDIATE transaction holds the write lock from its start, so reads made inside it would stall every other
     write on the site (webhook accepts included) for as long as Customer.io takes. Nothing is lost by reading first:
@@ -158,29 +247,45 @@ def _read_before_writing(request: ActionRequest, *, creates: bool, needs_person:
     user = find_user(request.contact)
     if (user is None and not creates) or (user is not None and is_protected(user)):
         return  # the transaction will skip this contact without calling anyone
-    if needs_person:
-        request.person = _fetch_person(request)
+    _read_person_and_segments(request, reads, person=needs_person)
+
+
+def _read_person_and_segments(request: ActionRequest, reads: Reads, *, person: bool = True) -> None:
+    """Read what the request still lacks of an email contact's attributes (`person`) and segments, both at once.
+    Other contacts are read one call after the other (who they are decides whose segments to read)."""
+    if request.contact.kind != "email":
+        return
+    email, deadline = request.contact.value, request.deadline
+    wanted = {}
+    if person and request.person is None:
+        wanted["person"] = lambda: get_client().get_attributes(email, "email", deadline=deadline)
     if request.segments is None:
-        request.segments = get_client().get_segments(request.contact.value, "email", deadline=request.deadline)
+        wanted["segments"] = lambda: get_client().get_segments(email, "email", deadline=deadline)
+    if not wanted:
+        return
+    reads.reading()
+    for name, value in zip(wanted, call_together(*wanted.values()), strict=True):
+        setattr(request, name, value)
 
 
-def _fetch_person(request: ActionRequest) -> dict:
+def _fetch_person(request: ActionRequest, reads: Reads) -> dict:
     if request.person is not None:
         return request.person
+    reads.reading()
     return get_client().get_attributes(request.contact.value, request.contact.kind, deadline=request.deadline)
 
 
-def _find_existing(request: ActionRequest) -> tuple[User | None, dict | None]:
+def _find_existing(request: ActionRequest, reads: Reads) -> tuple[User | None, dict | None]:
     """The local user. A contact given by email or known cio_id costs no call; otherwise Customer.io tells us who
     it is (and that answer is reused as the person's attributes)."""
     user = find_user(request.contact)
     if user is not None or request.contact.kind == "email":
         return user, request.person
-    person = _fetch_person(request)
+    person = _fetch_person(request, reads)
     return find_user_for_person(person), person
 
 
-def _skip(action: str, request: ActionRequest, user: User | None) -> ActionResult:
+def _skip(action: str, request: ActionRequest, user: User | None, reads: Reads) -> ActionResult:
     if user is None:
         log_activity(
             request.source,
@@ -188,25 +293,56 @@ def _skip(action: str, request: ActionRequest, user: User | None) -> ActionResul
             level=ActivityLog.Level.NOTICE,
             context={"action": action, "contact": str(request.contact)},
         )
-        return ActionResult(action, status=ResultStatus.SKIPPED, reason="no_matching_user")
+        result = ActionResult(action, status=ResultStatus.SKIPPED, reason="no_matching_user")
+    else:
+        log_activity(
+            request.source,
+            f"Refused to change staff account {user.get_username()} from a webhook ({action})",
+            level=ActivityLog.Level.WARNING,
+            user=user,
+        )
+        result = ActionResult(action, status=ResultStatus.SKIPPED, reason="protected_account", user=user)
+    remember(request, reads, result.as_dict(), user)
+    return result
+
+
+def _reuse_before_reading(action: str, request: ActionRequest) -> ActionResult | None:
+    """On SQLite the reads happen outside the transaction (see _read_before_writing): a delivery that starts after
+    another processing of the contact committed may reuse its result before reading anything."""
+    return _reuse(action, request) if connection.vendor == "sqlite" else None
+
+
+def _reuse(action: str, request: ActionRequest) -> ActionResult | None:
+    """The answer of a processing of this contact that read Customer.io after this delivery was received, for at
+    least as much (see recent_reads)."""
+    found = recent_result(request, action)
+    if found is None:
+        return None
+    answer, user = found
     log_activity(
         request.source,
-        f"Refused to change staff account {user.get_username()} from a webhook ({action})",
-        level=ActivityLog.Level.WARNING,
+        f"Answered {action} for {request.contact} with the result of a processing that read Customer.io after this "
+        "delivery was received",
         user=user,
+        context={"action": action, "reused": True},
     )
-    return ActionResult(action, status=ResultStatus.SKIPPED, reason="protected_account", user=user)
+    if answer.get("status") == "skipped":
+        return ActionResult(
+            action, status=ResultStatus.SKIPPED, reason=answer.get("reason", ""), user=user, reused=True
+        )
+    return ActionResult(action, user=user, tags=list(answer.get("tags") or []), reused=True)
 
 
 # Changing people ---------------------------------------------------------------------------------------------------
 
 
-def _load_tags(user: User, request: ActionRequest) -> TagChange:
+def _load_tags(user: User, request: ActionRequest, reads: Reads) -> TagChange:
     identifier, id_type = (user.cio_id, "cio_id") if user.cio_id else (user.email, "email")
     if request.contact.kind == "email":
         identifier, id_type = request.contact.value, "email"
     segments = request.segments
     if segments is None:
+        reads.reading()
         segments = get_client().get_segments(identifier, id_type, deadline=request.deadline)
     change = replace_tags(user, segments)
     log_activity(
@@ -241,12 +377,22 @@ def _create_user(person: dict, request: ActionRequest, rules: AccountRules):
     email = person_email(person, known_email)
     if not email:
         raise ContactHasNoEmail(f"Customer.io has no email address for {request.contact}")
+    generated = next((ahead.password for ahead in request.hashed_ahead if ahead.generated), None)
     account = plan_new_account(
-        person, email, rules, requested_role=request.role, send_notification=request.send_notification
+        person,
+        email,
+        rules,
+        requested_role=request.role,
+        send_notification=request.send_notification,
+        generated_password=generated,
     )
     user = account.user
     if account.password is not None:
-        user.set_password(account.password)
+        ahead = hashed_ahead(request, account.password)
+        if ahead is not None:
+            user.password = ahead.encoded()
+        else:
+            user.set_password(account.password)
     if account.generated:
         user.password_return_due = True
         # This processing returns it right after the commit; nobody else may start another return meanwhile.

@@ -15,6 +15,9 @@ from cio.errors import CustomerIOError
 
 from ...models import ActivityLog, User
 from ..activity import Activity, log_activities, log_activity
+from ..attributes import mapped_values
+from ..contacts import find_user
+from ..password_hashing import HashedAhead, hash_on_thread
 from ..welcome import send_due_welcome_email
 from .errors import PasswordReturnFailed
 
@@ -98,12 +101,44 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
     log_activity(source, f"Returned generated password to Customer.io field {field_name}", user=user)
 
 
+# Hashing ahead (an account action's request: users.services.accounts.actions.ActionRequest) -----------------------
+
+
+def hash_generated_password_ahead(request, rules) -> None:
+    """Start hashing a generated password now, on another thread, when the user probably does not exist yet: the
+    hash is then ready by the time Customer.io has answered, and no lock or transaction waits for it."""
+    if request.hashed_ahead or not rules.returns_passwords:
+        return
+    if request.contact.kind != "id" and find_user(request.contact) is not None:
+        return
+    request.hashed_ahead.append(hash_on_thread(generate_password(), generated=True))
+
+
+def finish_hashing_ahead(request, rules) -> None:
+    """On SQLite the transaction holds the site's one write lock from its start: every hash the account may need is
+    finished before it begins — the generated one, and a password mapped from attributes already read."""
+    mapped = mapped_password(request.person, rules) if request.person is not None else None
+    if mapped and hashed_ahead(request, mapped) is None:
+        request.hashed_ahead.append(hash_on_thread(mapped))
+    for ahead in request.hashed_ahead:
+        ahead.encoded()
+
+
+def mapped_password(person: dict, rules) -> str | None:
+    """The password a new user would get from the person's mapped attributes, if any."""
+    return mapped_values(person.get("attributes") or {}, rules.mappings).get("password") or None
+
+
+def hashed_ahead(request, password: str) -> HashedAhead | None:
+    return next((ahead for ahead in request.hashed_ahead if ahead.password == password), None)
+
+
 class BatchPasswordReturns:
     """An import's generated passwords owed to Customer.io: each is hashed on the pool's cores as soon as its user
     is queued, then, a group at a time, written to the user and returned with one /api/v2/batch request.
     Customer.io's refusals (207) leave those users owing a return, for the next run or webhook to settle.
 
-    `pool` hashes (users.services.backfills.password_hashing.PasswordHashPool); `on_failed(n)` counts refusals;
+    `pool` hashes (users.services.password_hashing.PasswordHashPool); `on_failed(n)` counts refusals;
     `heartbeat()` is called while waiting for hashes."""
 
     def __init__(self, client, rules, pool, *, source, on_failed, heartbeat):

@@ -172,11 +172,13 @@ def plan_new_account(
     send_notification: bool = False,
     username: str | None = None,
     taken_cio_ids: Collection | None = None,
+    generated_password: str | None = None,
 ) -> NewAccount:
     """The user the `add` rules create for a person: username (mapped user_login, else the username format),
     role (mapped role field, else the requested one, falling back to the default), welcome email flag, password
     (mapped user_pass; else generated when Return Password is on with a field; else unusable), mapped fields and
-    the Customer.io id. `username`: one the caller already chose (see pick_usernames)."""
+    the Customer.io id. `username`: one the caller already chose (see pick_usernames); `generated_password`: the
+    one to use if a password is generated (the caller hashed it ahead)."""
     attributes = person.get("attributes") or {}
     values = mapped_values(attributes, rules.mappings)
     role, why_not = rules.assignable_role(values.get("role") or requested_role)
@@ -193,7 +195,7 @@ def plan_new_account(
     if values.get("password"):
         password = values["password"]
     elif rules.returns_passwords:
-        password, generated = generate_password(), True
+        password, generated = generated_password or generate_password(), True
         user.password_return_due = True
     else:
         # Nobody could know a generated password: the person sets theirs through the welcome / reset link.

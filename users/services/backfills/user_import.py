@@ -36,6 +36,7 @@ from ..accounts import (
 )
 from ..activity import Activity, log_activities
 from ..contacts import Contact, is_protected, lock_contacts
+from ..password_hashing import PasswordHashPool
 from ..roles import add_role_groups
 from ..tags import send_on_commit
 from ..welcome import send_due_welcome_email
@@ -52,7 +53,6 @@ from .common import (
     person_key,
 )
 from .import_runs import COUNTS, RunRecord, open_run
-from .password_hashing import PasswordHashPool
 from .tag_resync import apply_memberships, scan_memberships
 
 logger = logging.getLogger(__name__)
