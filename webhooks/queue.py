@@ -27,6 +27,7 @@ from cio.errors import CustomerIOError
 from users.emails import normalize_email
 from users.services.contacts import Contact
 
+from . import task_rows
 from .actions import ACTIONS, names_needing_person, strongest
 from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
@@ -53,12 +54,16 @@ def lease() -> timedelta:
 def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) -> None:
     """Create the task that will process the delivery, in the caller's transaction (a rollback leaves neither).
     Deliveries in `also` (the same contact's, processed together) are marked as waiting on the same task."""
-    from .tasks import process_delivery
+    task_id = task_rows.new_task_id()
+    task_rows.insert_task(task_id, delivery.pk, run_after)
+    WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=task_id)
+    delivery.task_id = task_id
 
-    task = process_delivery.using(run_after=run_after) if run_after else process_delivery
-    result = task.enqueue(delivery.pk)
-    WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=str(result.id))
-    delivery.task_id = str(result.id)
+
+def enqueue_new(delivery: WebhookDelivery) -> None:
+    """The task of a delivery just inserted already naming it (`task_id=task_rows.new_task_id()`), in the same
+    transaction: one INSERT, no UPDATE."""
+    task_rows.insert_task(delivery.task_id, delivery.pk)
 
 
 def requeue(delivery: WebhookDelivery) -> bool:

@@ -6,7 +6,6 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.renderers import JSONRenderer
@@ -22,7 +21,7 @@ from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
 from users.text import clean_text
 
-from . import deliveries, queue
+from . import deliveries, queue, task_rows
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
@@ -109,9 +108,53 @@ class CustomerIOWebhookView(APIView):
             fields["contact_key"] = contact.lock_key
 
         key = deliveries.dedup_key(fields["idempotency_key"], fields["cio_delivery_id"])
-        if action.touches_user and (is_true(query.get("async")) or site_settings.process_in_background):
+        if not action.touches_user:
+            return self._answer_untouching(action, fields, key, started)
+        if is_true(query.get("async")) or site_settings.process_in_background:
             return self._accept_for_background(fields, key)
         opened = deliveries.open_delivery(fields, key, SYNC_LEASE)
+        return self._answer_opened(opened) or self._process(opened.delivery, action, contact, body, query, started)
+
+    @sensitive_variables()
+    def _process(self, delivery, action, contact, body, query, started):
+        # The request's own body (the stored copy has password fields masked).
+        request = action_request(
+            delivery,
+            contact,
+            person=person_from_body(body, contact),
+            deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
+            body=body,
+            query=query,
+        )
+        outcome = run_action(action, request)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        deliveries.record_outcome([delivery], outcome, duration_ms=duration_ms)
+        return Response(outcome.result, status=outcome.http_status)
+
+    @staticmethod
+    def _answer_untouching(action, fields, key, started):
+        """An action that touches nobody (`test`): run first, then recorded with its outcome in one INSERT."""
+        outcome = run_action(action, None)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        opened = deliveries.record_answered(fields, key, outcome, duration_ms=duration_ms)
+        return CustomerIOWebhookView._answer_opened(opened) or Response(outcome.result, status=outcome.http_status)
+
+    @staticmethod
+    def _accept_for_background(fields, key):
+        """Queued mode: record and enqueue in one transaction (two INSERTs, one commit), answer at once, call
+        nobody. The task's id is chosen first, so the delivery row names it from the start."""
+        fields = {**fields, "task_id": task_rows.new_task_id()}
+        opened = deliveries.open_delivery(fields, key, lease=None, then=_enqueue_opened)
+        if opened.state == OpenState.DONE:
+            return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
+        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
+        if opened.state == OpenState.BUSY:
+            answer["duplicate"] = True
+        return Response(answer, status=200)
+
+    @staticmethod
+    def _answer_opened(opened):
+        """The answer to a retry of a delivery done or being processed; None when this request is to be processed."""
         if opened.state == OpenState.DONE:
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
         if opened.state == OpenState.BUSY:
@@ -121,39 +164,7 @@ class CustomerIOWebhookView(APIView):
                 status=503,
                 headers={"Retry-After": IN_PROGRESS_RETRY_AFTER},
             )
-        return self._process(opened.delivery, action, contact, body, query, started)
-
-    @sensitive_variables()
-    def _process(self, delivery, action, contact, body, query, started):
-        request = None
-        if action.touches_user:
-            # The request's own body (the stored copy has password fields masked).
-            request = action_request(
-                delivery,
-                contact,
-                person=person_from_body(body, contact),
-                deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
-                body=body,
-                query=query,
-            )
-        outcome = run_action(action, request)
-        duration_ms = int((time.monotonic() - started) * 1000)
-        deliveries.record_outcome([delivery], outcome, duration_ms=duration_ms)
-        return Response(outcome.result, status=outcome.http_status)
-
-    @staticmethod
-    def _accept_for_background(fields, key):
-        """Queued mode: record and enqueue in one transaction, answer at once, call nobody."""
-        with transaction.atomic():
-            opened = deliveries.open_delivery(fields, key, lease=None)
-            if opened.state in (OpenState.NEW, OpenState.AGAIN):
-                queue.enqueue(opened.delivery)
-        if opened.state == OpenState.DONE:
-            return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
-        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
-        if opened.state == OpenState.BUSY:
-            answer["duplicate"] = True
-        return Response(answer, status=200)
+        return None
 
     @staticmethod
     def _refuse(fields, error: WebhookInputError, *, log: bool = True):
@@ -198,6 +209,15 @@ class CustomerIOWebhookView(APIView):
         if isinstance(exc, WebhookInputError):
             return Response({"error": exc.code, "detail": exc.detail}, status=exc.status)
         return super().handle_exception(exc)
+
+
+def _enqueue_opened(delivery, state: OpenState) -> None:
+    """Inside the transaction that recorded (or re-claimed) the delivery: its task. A new row already names its
+    task; a retry's row named its earlier one."""
+    if state == OpenState.NEW:
+        queue.enqueue_new(delivery)
+    else:
+        queue.enqueue(delivery)
 
 
 webhook_view = never_locked(CustomerIOWebhookView.as_view())
