@@ -15,6 +15,7 @@ from django.utils import timezone
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
+from . import task_rows
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
@@ -70,35 +71,32 @@ def open_delivery(
     key: str | None,
     lease: timedelta | None,
     *,
-    then: Callable[[WebhookDelivery, OpenState], None] | None = None,
+    requeue: Callable[[WebhookDelivery], None] | None = None,
 ) -> Opened:
     """Create the delivery's row and claim it — for processing now (with a lease) or, when `lease` is None, for the
-    queue — or find the row of an earlier attempt of the same Customer.io delivery and say what to do with it.
-    `then(delivery, state)` runs in the same transaction as the row's creation or re-claim (enqueueing: a rollback
-    leaves neither); it is not called for a delivery that is done or busy."""
+    queue: then the row is written together with its task's (webhooks.task_rows) — or find the row of an earlier
+    attempt of the same Customer.io delivery and say what to do with it. `requeue(delivery)` gives a queued retry
+    of a failed delivery its new task, in the transaction that re-claims it."""
     # An attempt is counted when processing starts: now for the synchronous path, when a worker claims it otherwise.
     if lease is None:
         claim, attempt = {"status": Status.QUEUED, "lease_expires_at": None}, 0
     else:
         claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
     try:
-        with _one_transaction(then is not None):
-            try:
-                delivery = WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=attempt)
-            except IntegrityError:
-                if key is None:
-                    raise
-                # Leave the transaction first (it is aborted on PostgreSQL): the lookup needs a new one.
-                raise _AlreadyRecorded from None
-            if then is not None:
-                then(delivery, OpenState.NEW)
+        with _savepoint_if_in_transaction():
+            delivery = WebhookDelivery(**fields, **claim, dedup_key=key, attempts=attempt)
+            if lease is None:
+                task_rows.insert_delivery_with_task(delivery)
+            else:
+                delivery.save(force_insert=True)
             return Opened(delivery, OpenState.NEW)
-    except _AlreadyRecorded:
-        pass
+    except IntegrityError:
+        if key is None:
+            raise
     with transaction.atomic():
         opened = _reopen(key, claim, attempt)
-        if opened.state == OpenState.AGAIN and then is not None:
-            then(opened.delivery, opened.state)
+        if opened.state == OpenState.AGAIN and requeue is not None:
+            requeue(opened.delivery)
     return opened
 
 
@@ -107,18 +105,14 @@ def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int)
     outcome, one commit. A retry of a delivery already done is DONE (answer with the first result); one of a
     failed or refused attempt gets this outcome."""
     try:
-        with _one_transaction(False):
-            try:
-                delivery = WebhookDelivery.objects.create(
-                    **fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1
-                )
-            except IntegrityError:
-                if key is None:
-                    raise
-                raise _AlreadyRecorded from None
+        with _savepoint_if_in_transaction():
+            delivery = WebhookDelivery.objects.create(
+                **fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1
+            )
             return Opened(delivery, OpenState.NEW)
-    except _AlreadyRecorded:
-        pass
+    except IntegrityError:
+        if key is None:
+            raise
     with transaction.atomic():
         opened = _reopen(key, {"status": Status.PROCESSING, "lease_expires_at": None}, 1)
         if opened.state == OpenState.AGAIN:
@@ -126,15 +120,10 @@ def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int)
     return opened
 
 
-class _AlreadyRecorded(Exception):
-    """The dedup key is taken: an earlier attempt of this Customer.io delivery has a row."""
-
-
-def _one_transaction(several_statements: bool):
-    """A transaction for one INSERT (and what must commit with it). A single statement commits on its own, so
-    outside any transaction none is opened (no BEGIN/COMMIT round trips); inside the caller's, a savepoint keeps a
-    duplicate-key failure from dooming it."""
-    if several_statements or transaction.get_connection().in_atomic_block:
+def _savepoint_if_in_transaction():
+    """Around a write that commits on its own (one statement): outside any transaction nothing is opened (no
+    BEGIN/COMMIT round trips); inside the caller's, a savepoint keeps a duplicate-key failure from dooming it."""
+    if transaction.get_connection().in_atomic_block:
         return transaction.atomic()
     return contextlib.nullcontext()
 

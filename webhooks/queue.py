@@ -60,12 +60,6 @@ def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) 
     delivery.task_id = task_id
 
 
-def enqueue_new(delivery: WebhookDelivery) -> None:
-    """The task of a delivery just inserted already naming it (`task_id=task_rows.new_task_id()`), in the same
-    transaction: one INSERT, no UPDATE."""
-    task_rows.insert_task(delivery.task_id, delivery.pk)
-
-
 def requeue(delivery: WebhookDelivery) -> bool:
     """Put a finished or waiting delivery (back) in the queue — a replay from the admin. One being processed right
     now is left alone (returns False)."""

@@ -1,21 +1,27 @@
 """The task row that makes a worker process a delivery, written straight into django-tasks-db's table.
 
-Every queued webhook needs one, inside the transaction that records the delivery. Through the Tasks API
-(`process_delivery.enqueue(pk)`) the backend picks the task's id while it inserts, so the delivery row — which the
-task's arguments must name first — needed a second statement (an UPDATE) to learn it, and each call also builds and
-validates a Task, normalises the arguments, sends `task_enqueued` (only a debug log line listens) and builds a
-TaskResult. Here the id is chosen first (a uuid4, as the backend's default), so the delivery is inserted already
-naming its task, and the task row gets exactly the values django-tasks-db's DatabaseBackend writes for
-`process_delivery` (`_task_to_db_task`); the worker (`db_worker`) runs it like any other.
+Every queued webhook needs one, committed with the delivery's row before the answer. Through the Tasks API
+(`process_delivery.enqueue(pk)`) that took a transaction of four statements (BEGIN, the delivery's INSERT, the task's
+INSERT, an UPDATE telling the delivery its task's id, COMMIT), and each call also built and validated a Task,
+normalised the arguments, sent `task_enqueued` (only a debug log line listens) and built a TaskResult. Here the
+task's id is chosen first (a uuid4, the backend's own default), so the delivery names its task from its INSERT; on
+PostgreSQL both rows are written by one statement (a data-modifying WITH: atomic on its own, one round trip, one
+commit), elsewhere by two INSERTs in one transaction. The task row holds exactly the values django-tasks-db's
+DatabaseBackend writes for `process_delivery` (`_task_to_db_task`); `db_worker` runs it like any other.
 
-This is the only code that writes django-tasks-db's table directly. tests/webhooks/test_task_rows.py holds it to the
-installed version: it fails when the model's fields or columns change, or when a row written here differs from one
-the Tasks API writes.
+This is the only code that writes django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the installed
+version: it fails when the model's fields or columns change, or when a row written here differs from the one the
+Tasks API writes for the same call.
 """
 
 import uuid
 
+from django.db import connections, router, transaction
+from django.db.models.expressions import RawSQL
+from django.db.models.sql import InsertQuery
 from django_tasks_db.models import DBTaskResult, get_date_max
+
+from .models import WebhookDelivery
 
 # The model fields written here; the others take their model defaults (the test compares both with the model).
 WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
@@ -25,16 +31,62 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
-def insert_task(task_id: str, delivery_id: int, run_after=None) -> None:
-    """The row of `process_delivery(delivery_id)`, to run after `run_after` (at once when None)."""
+def _task_row(task_id: str, args_kwargs, run_after=None) -> DBTaskResult:
     from .tasks import process_delivery
 
-    DBTaskResult.objects.create(
+    return DBTaskResult(
         id=task_id,
-        args_kwargs={"args": [delivery_id], "kwargs": {}},
+        args_kwargs=args_kwargs,
         priority=process_delivery.priority,
         task_path=process_delivery.module_path,
         queue_name=process_delivery.queue_name,
         backend_name=process_delivery.backend,
         run_after=run_after if run_after is not None else get_date_max(),
     )
+
+
+def insert_task(task_id: str, delivery_id: int, run_after=None) -> None:
+    """The row of `process_delivery(delivery_id)`, to run after `run_after` (at once when None), in the caller's
+    transaction."""
+    _task_row(task_id, {"args": [delivery_id], "kwargs": {}}, run_after).save(force_insert=True)
+
+
+def insert_delivery_with_task(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Insert the (unsaved) delivery and the task that will process it, together: both or neither. Sets the
+    delivery's pk and task_id. Raises IntegrityError (and writes nothing) when its dedup key is taken."""
+    delivery.task_id = new_task_id()
+    alias = router.db_for_write(WebhookDelivery)
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # Inside a caller's transaction the savepoint keeps a duplicate key from dooming it.
+        with transaction.atomic(using=alias):
+            delivery.save(force_insert=True, using=alias)
+            insert_task(delivery.task_id, delivery.pk)
+        return delivery
+    delivery_sql, delivery_params = _insert_sql(alias, delivery, returning=True)
+    # The task's arguments name the delivery's id, known only inside the statement.
+    args_kwargs = RawSQL(
+        "jsonb_build_object('args', jsonb_build_array((SELECT id FROM new_delivery)), 'kwargs', '{}'::jsonb)", ()
+    )
+    task_sql, task_params = _insert_sql(alias, _task_row(delivery.task_id, args_kwargs))
+    # Both parts are the ORM's own INSERTs, every value passed as a parameter.
+    statement = f"WITH new_delivery AS ({delivery_sql}) {task_sql} RETURNING (SELECT id FROM new_delivery)"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(statement, (*delivery_params, *task_params))
+        (delivery.pk,) = cursor.fetchone()
+    delivery._state.adding = False
+    delivery._state.db = alias
+    return delivery
+
+
+def _insert_sql(alias: str, row, *, returning: bool = False) -> tuple[str, tuple]:
+    """The ORM's own INSERT of `row` (every concrete field but an auto-incremented key; auto_now values filled in)."""
+    meta = row._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
+    query = InsertQuery(type(row))
+    query.insert_values(fields, [row])
+    compiler = query.get_compiler(using=alias)
+    if returning:
+        compiler.returning_fields = [meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, tuple(params)

@@ -21,7 +21,7 @@ from users.services.accounts import secret_attribute_names
 from users.services.activity import log_activity
 from users.text import clean_text
 
-from . import deliveries, queue, task_rows
+from . import deliveries, queue
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
@@ -141,10 +141,8 @@ class CustomerIOWebhookView(APIView):
 
     @staticmethod
     def _accept_for_background(fields, key):
-        """Queued mode: record and enqueue in one transaction (two INSERTs, one commit), answer at once, call
-        nobody. The task's id is chosen first, so the delivery row names it from the start."""
-        fields = {**fields, "task_id": task_rows.new_task_id()}
-        opened = deliveries.open_delivery(fields, key, lease=None, then=_enqueue_opened)
+        """Queued mode: record and enqueue in one commit (see webhooks.task_rows), answer at once, call nobody."""
+        opened = deliveries.open_delivery(fields, key, lease=None, requeue=queue.enqueue)
         if opened.state == OpenState.DONE:
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
         answer = {"status": "queued", "delivery_id": opened.delivery.pk}
@@ -209,15 +207,6 @@ class CustomerIOWebhookView(APIView):
         if isinstance(exc, WebhookInputError):
             return Response({"error": exc.code, "detail": exc.detail}, status=exc.status)
         return super().handle_exception(exc)
-
-
-def _enqueue_opened(delivery, state: OpenState) -> None:
-    """Inside the transaction that recorded (or re-claimed) the delivery: its task. A new row already names its
-    task; a retry's row named its earlier one."""
-    if state == OpenState.NEW:
-        queue.enqueue_new(delivery)
-    else:
-        queue.enqueue(delivery)
 
 
 webhook_view = never_locked(CustomerIOWebhookView.as_view())

@@ -28,6 +28,8 @@ def _short(sql: str) -> str:
     verb = sql.split(None, 1)[0].upper()
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
         return verb
+    if verb == "WITH":  # a data-modifying WITH: the tables it inserts into
+        return "INSERT " + ", ".join(re.findall(r'INSERT INTO "?(\w+)"?', sql, re.IGNORECASE))
     table = re.search(r'(?:INTO|FROM|UPDATE)\s+"?(\w+)"?', sql, re.IGNORECASE)
     return f"{verb} {table.group(1) if table else '?'}"
 
@@ -68,18 +70,22 @@ def steady(hook, monkeypatch):
     monkeypatch.setattr(freshness, "REVALIDATE_SECONDS", 3600.0)
 
 
-def test_a_queued_accept_is_two_inserts_in_one_commit(hook, steady, monkeypatch):
+def test_a_queued_accept_is_one_commit_with_no_update(hook, steady, monkeypatch):
     with ledger(monkeypatch) as spent:
         response = hook(
             "update_tags", email="nobody@example.com", headers={"x-cio-delivery-id": "d-1"}, **{"async": "true"}
         )
     assert response.status_code == 200 and response.json()["status"] == "queued"
-    assert spent.statements == [
-        "BEGIN",
-        "INSERT webhooks_webhookdelivery",
-        "INSERT django_tasks_database_dbtaskresult",
-        "COMMIT",
-    ]
+    if connection.vendor == "postgresql":
+        # One statement writes both rows (webhooks.task_rows): one round trip, atomic on its own.
+        assert spent.statements == ["INSERT webhooks_webhookdelivery, django_tasks_database_dbtaskresult"]
+    else:
+        assert spent.statements == [
+            "BEGIN",
+            "INSERT webhooks_webhookdelivery",
+            "INSERT django_tasks_database_dbtaskresult",
+            "COMMIT",
+        ]
     assert spent.commits == 1
     # The delivery names its task from its INSERT, and the task names the delivery.
     delivery = WebhookDelivery.objects.get(pk=response.json()["delivery_id"])

@@ -4,11 +4,12 @@ longer matches what it writes (a field added, renamed or retyped; a value the ba
 from datetime import timedelta
 
 import pytest
-from django.db import models
+from django.db import IntegrityError, models
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from webhooks import task_rows
+from webhooks.models import WebhookDelivery
 from webhooks.tasks import process_delivery
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +71,19 @@ def test_a_row_written_here_is_the_row_the_tasks_api_writes(run_after):
     result = process_delivery.get_result(direct_id)
     assert (result.args, result.kwargs, result.status) == ([41], {}, "READY")
     assert result.task.func is process_delivery.func
+
+
+@pytest.mark.django_db(transaction=True)  # outside any transaction: on PostgreSQL, the one-statement path
+def test_a_delivery_written_with_its_task_names_it_as_the_tasks_api_would():
+    delivery = task_rows.insert_delivery_with_task(WebhookDelivery(action="update_tags", contact="a@example.com"))
+    assert WebhookDelivery.objects.get(pk=delivery.pk).task_id == delivery.task_id
+    through_api = process_delivery.enqueue(delivery.pk)
+    assert _row(delivery.task_id) == _row(through_api.id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_taken_dedup_key_writes_neither_row():
+    task_rows.insert_delivery_with_task(WebhookDelivery(action="update_tags", dedup_key="key:1"))
+    with pytest.raises(IntegrityError):
+        task_rows.insert_delivery_with_task(WebhookDelivery(action="update_tags", dedup_key="key:1"))
+    assert (WebhookDelivery.objects.count(), DBTaskResult.objects.count()) == (1, 1)
