@@ -1,14 +1,15 @@
 """Accept-path benchmark: the webhook side by side with a bare DRF view and the durable floor, under gunicorn with
 the production settings; then accept latency while the queue drains, measured open-loop.
 
-    .venv/bin/python bench/accept.py [--seconds 10] [--warm-up 3] [--connections 8]
+    .venv/bin/python bench/accept.py [--seconds 10] [--warm-up 3] [--connections 8] [--rounds 1]
         [--databases postgres,sqlite] [--connection-modes] [--skip-throughput] [--skip-open-loop]
         [--postgres postgres://postgres@127.0.0.1:5432/postgres]
     (or `make bench-accept`)
 
-Throughput. For each database — a fresh PostgreSQL database, then a fresh SQLite file (reported separately) — these
-are started one after the other on loopback, all under gunicorn.conf.py (2 processes x 8 threads) with the
-production settings (bench/floor_settings.py keeps every production setting and swaps only the URLs):
+Throughput. For each database — a fresh PostgreSQL database, then a fresh SQLite file (reported separately) — two
+gunicorns are started on loopback, both with gunicorn.conf.py (2 processes x 8 threads) and the production settings
+(bench/floor_settings.py keeps every production setting and swaps only the URLs), and these are measured one after
+the other:
   bare     a DRF POST view that parses the JSON body and answers, no database (bench/floor_urls.py);
   floor    the same view plus one INSERT committed into a table of its own: the durable floor, on the site's
            database and connection settings (PostgreSQL: Django's pool, the production default);
@@ -16,8 +17,10 @@ production settings (bench/floor_settings.py keeps every production setting and 
            off: the load comes from one address) and a synchronous `update_tags` for an email with no site user.
 Each gets the same load — wrk when installed (`apt-get install wrk`), else Python clients — from the same number of
 keep-alive connections, for the same time after a warm-up; every webhook carries its own x-cio-delivery-id, as
-Customer.io's do. Printed: requests/s, p50, p99 and the ratio to the floor. --connection-modes also measures the floor
-and the queued accept on PostgreSQL with persistent connections (CONN_MAX_AGE=60) and a new connection per request.
+Customer.io's do. `--rounds N` measures them all N times in turn (on a busy machine the noise then hits each alike).
+Printed: requests/s, p50, p99 (medians over the rounds) and the ratio to the floor (the median of each round's).
+--connection-modes also measures the floor and the queued accept on PostgreSQL with persistent connections
+(CONN_MAX_AGE=60) and with a new connection per request.
 
 Open loop. The site (gunicorn, production settings) and one `webhook_worker` run against the Customer.io emulator;
 `add&async=true` webhooks for new contacts are sent at a fixed 100 a second (each at its scheduled time, however
@@ -30,11 +33,9 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +48,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+from load import drive, percentile  # noqa: E402
 from production_site import (  # noqa: E402
     DEFAULT_POSTGRES,
     PYTHON,
@@ -70,115 +72,7 @@ CONNECTION_MODES = {
 }
 OPEN_LOOP_RATE = 100  # webhooks per second
 CUSTOMERIO_WAITS = 4.0  # seconds Customer.io waits for an answer
-DRAIN_TIMEOUT = 120.0  # seconds the open loop waits for the worker to finish what was sent
-
-
-# Load ---------------------------------------------------------------------------------------------------------------
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = %(body)s
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["Host"] = "127.0.0.1"
-local threads = 0
-function setup(thread)
-   threads = threads + 1
-   thread:set("number", threads)
-end
-local sent = 0
-function request()
-   sent = sent + 1
-   local headers = {}
-   for name, value in pairs(wrk.headers) do headers[name] = value end
-   headers["X-CIO-Delivery-ID"] = %(run)s .. "-" .. number .. "-" .. sent
-   return wrk.format(nil, nil, headers)
-end
-"""
-
-
-def lua_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid Lua string literal for these (ASCII) values
-
-
-def run_wrk(url: str, body: str, seconds: float, connections: int, run: str, workdir: Path) -> dict:
-    script = workdir / f"{run}.lua"
-    script.write_text(WRK_SCRIPT % {"body": lua_string(body), "run": lua_string(run)})
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-
-    def latency(label):
-        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    total = re.search(r"(\d+) requests in", output)
-    return {
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": latency("50"),
-        "p99": latency("99"),
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "requests": int(total.group(1)),
-    }
-
-
-def run_python_clients(url: str, body: str, seconds: float, connections: int, run: str) -> dict:
-    """The light Python load generator (no wrk): `connections` keep-alive clients POSTing for `seconds`."""
-    host, port_path = url.removeprefix("http://").split(":", 1)
-    port, path = port_path.split("/", 1)
-    stop_at = time.monotonic() + seconds
-    latencies: list[float] = []
-    statuses: list[int] = []
-
-    def client(number):
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        sent = 0
-        mine, codes = [], []
-        while time.monotonic() < stop_at:
-            sent += 1
-            headers = {**VIA_PROXY, "Content-Type": "application/json", "X-CIO-Delivery-ID": f"{run}-{number}-{sent}"}
-            started = time.perf_counter()
-            connection.request("POST", "/" + path, body=body.encode(), headers=headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - started)
-            codes.append(response.status)
-            if response.getheader("Connection", "").lower() == "close":
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.close()
-        latencies.extend(mine)
-        statuses.extend(codes)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {
-        "rate": len(latencies) / seconds,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": percentile(latencies, 0.99) * 1000,
-        "non_2xx": sum(1 for status in statuses if not 200 <= status < 400),
-        "requests": len(latencies),
-    }
-
-
-def drive(url: str, body: str, arguments, label: str, workdir: Path) -> dict:
-    """Warm up, then measure: the same load for every endpoint."""
-    run = f"{label}-{time.monotonic_ns()}"
-    load = (
-        (lambda seconds, run: run_wrk(url, body, seconds, arguments.connections, run, workdir))
-        if shutil.which("wrk")
-        else (lambda seconds, run: run_python_clients(url, body, seconds, arguments.connections, run))
-    )
-    load(arguments.warm_up, run + "-warm")
-    return load(arguments.seconds, run)
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+DRAIN_TIMEOUT = 60.0  # seconds the open loop waits for the worker to finish what was sent
 
 
 # Throughput ---------------------------------------------------------------------------------------------------------
@@ -214,41 +108,51 @@ def endpoints(key: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments, only=None) -> dict[str, dict]:
-    results = {}
-    for server in ("floor", "site"):
-        wanted = [e for e in endpoints(key) if e[1] == server and (only is None or e[0] in only)]
-        if not wanted:
-            continue
-        processes = Processes(workdir)
-        try:
-            settings_module = "bench.floor_settings" if server == "floor" else "wpfusion_site.settings"
-            # One start per server; the endpoints of one server are measured one after the other.
-            site = start_gunicorn(processes, {**env, "DJANGO_SETTINGS_MODULE": settings_module}, **WEB)
-            for label, _, path, body in wanted:
-                results[label] = drive(site + path, body, arguments, f"{kind}-{server}", workdir)
-                print(f"  {label:<38} {results[label]['rate']:7.0f} req/s", flush=True)
-        finally:
-            processes.stop_all()
+def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments, only=None) -> dict[str, list]:
+    """Both servers up (an idle one costs nothing), the endpoints measured one after the other, `--rounds` times
+    in turn: a busy machine's noise then falls on every endpoint alike. Every measurement of each endpoint."""
+    wanted = [e for e in endpoints(key) if only is None or e[0] in only]
+    results: dict[str, list] = {label: [] for label, *_ in wanted}
+    processes = Processes(workdir)
+    try:
+        servers = {
+            server: start_gunicorn(processes, {**env, "DJANGO_SETTINGS_MODULE": module}, name=server, **WEB)
+            for server, module in (("floor", "bench.floor_settings"), ("site", "wpfusion_site.settings"))
+        }
+        for round_number in range(1, arguments.rounds + 1):
+            for label, server, path, body in wanted:
+                figures = drive(servers[server] + path, body, arguments, f"{kind}-{server}-{round_number}", workdir)
+                results[label].append(figures)
+                print(f"  round {round_number}: {label:<38} {figures['rate']:7.0f} req/s", flush=True)
+    finally:
+        processes.stop_all()
     return results
 
 
-def print_throughput(title: str, results: dict[str, dict], arguments) -> None:
+FLOOR = "durable floor (1 INSERT, 1 commit)"
+
+
+def print_throughput(title: str, results: dict[str, list], arguments) -> None:
     load = "wrk, 2 threads" if shutil.which("wrk") else "Python clients"
     print(f"\n{title}")
     print(
         f"gunicorn {WEB['WEB_CONCURRENCY']} processes x {WEB['GUNICORN_THREADS']} threads (gthread), production "
         f"settings; {load}, {arguments.connections} connections, {arguments.seconds:.0f} s after "
-        f"{arguments.warm_up:.0f} s warm-up"
+        f"{arguments.warm_up:.0f} s warm-up, {arguments.rounds} round(s) in turn: medians"
     )
-    floor = results.get("durable floor (1 INSERT, 1 commit)", {}).get("rate")
+    floor = [figures["rate"] for figures in results.get(FLOOR, [])]
     print(f"{'endpoint':<38}{'req/s':>8}{'p50':>10}{'p99':>10}{'x floor':>9}  answers")
-    for label, figures in results.items():
-        ratio = f"{figures['rate'] / floor:.2f}" if floor else "-"
-        answers = f"{figures['non_2xx']} of {figures['requests']} not 2xx" if figures["non_2xx"] else "all 2xx"
-        print(
-            f"{label:<38}{figures['rate']:>8.0f}{figures['p50']:>8.1f}ms{figures['p99']:>8.1f}ms{ratio:>9}  {answers}"
+    for label, runs in results.items():
+        rate = statistics.median(run["rate"] for run in runs)
+        p50 = statistics.median(run["p50"] for run in runs)
+        p99 = statistics.median(run["p99"] for run in runs)
+        # The ratio of each round (the same conditions), then their median.
+        ratio = (
+            f"{statistics.median(run['rate'] / f for run, f in zip(runs, floor, strict=False)):.2f}" if floor else "-"
         )
+        not_2xx, total = sum(run["non_2xx"] for run in runs), sum(run["requests"] for run in runs)
+        answers = f"{not_2xx} of {total} not 2xx" if not_2xx else "all 2xx"
+        print(f"{label:<38}{rate:>8.0f}{p50:>8.1f}ms{p99:>8.1f}ms{ratio:>9}  {answers}")
 
 
 # Open loop ----------------------------------------------------------------------------------------------------------
@@ -397,6 +301,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per endpoint (default 10)")
     parser.add_argument("--warm-up", type=float, default=3.0, help="seconds of load before each measurement")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every endpoint this many times, in turn")
     parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both (default)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="a PostgreSQL server (its database)")
     parser.add_argument("--open-loop-seconds", type=float, default=10.0, help="seconds of open-loop sending")
@@ -427,7 +332,7 @@ def main():
                     modes = ["pool"] if kind == "sqlite" or not arguments.connection_modes else list(CONNECTION_MODES)
                     for mode in modes:
                         print(f"{name}, {mode if kind == 'postgres' else 'one connection per thread'}:", flush=True)
-                        only = None if mode == "pool" else {"durable floor (1 INSERT, 1 commit)", ENDPOINT_ASYNC}
+                        only = None if mode == "pool" else {FLOOR, ENDPOINT_ASYNC}
                         results = measure_throughput(
                             workdir, {**env, **CONNECTION_MODES[mode]}, kind, key, arguments, only
                         )

@@ -6,10 +6,11 @@ INSERT, an UPDATE telling the delivery its task's id, COMMIT), and each call als
 normalised the arguments, sent `task_enqueued` (only a debug log line listens) and built a TaskResult. Here the
 task's id is chosen first (a uuid4, the backend's own default), so the delivery names its task from its INSERT; on
 PostgreSQL both rows are written by one statement (a data-modifying WITH: atomic on its own, one round trip, one
-commit), elsewhere by two INSERTs in one transaction. The task row holds exactly the values django-tasks-db's
+commit; no save signals are sent — none listens on either model but django-tasks-db's own, which fills run_after,
+written here), elsewhere by two INSERTs in one transaction. The task row holds exactly the values django-tasks-db's
 DatabaseBackend writes for `process_delivery` (`_task_to_db_task`); `db_worker` runs it like any other.
 
-This is the only code that writes django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the installed
+This is the only code that inserts into django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the installed
 version: it fails when the model's fields or columns change, or when a row written here differs from the one the
 Tasks API writes for the same call.
 """
