@@ -10,9 +10,9 @@ commit; no save signals are sent — none listens on either model but django-tas
 written here), elsewhere by two INSERTs in one transaction. The task row holds exactly the values django-tasks-db's
 DatabaseBackend writes for `process_delivery` (`_task_to_db_task`); `db_worker` runs it like any other.
 
-This is the only code that inserts into django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the installed
-version: it fails when the model's fields or columns change, or when a row written here differs from the one the
-Tasks API writes for the same call.
+This is the only code that inserts into django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the
+installed version: it fails when the model's fields or columns change, or when a row written here differs from the
+one the Tasks API writes for the same call.
 """
 
 import uuid
