@@ -109,7 +109,7 @@ class CustomerIOWebhookView(APIView):
 
         key = deliveries.dedup_key(fields["idempotency_key"], fields["cio_delivery_id"])
         if not action.touches_user:
-            return self._answer_untouching(action, fields, key, started)
+            return self._answer_touching_nobody(action, fields, key, started)
         if is_true(query.get("async")) or site_settings.process_in_background:
             return self._accept_for_background(fields, key)
         opened = deliveries.open_delivery(fields, key, SYNC_LEASE)
@@ -132,7 +132,7 @@ class CustomerIOWebhookView(APIView):
         return Response(outcome.result, status=outcome.http_status)
 
     @staticmethod
-    def _answer_untouching(action, fields, key, started):
+    def _answer_touching_nobody(action, fields, key, started):
         """An action that touches nobody (`test`): run first, then recorded with its outcome in one INSERT."""
         outcome = run_action(action, None)
         duration_ms = int((time.monotonic() - started) * 1000)
