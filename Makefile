@@ -36,12 +36,14 @@ test: $(VENV)/.installed-dev
 bench-backfill: $(VENV)/.installed-run
 	$(VPY) bench/backfill.py
 
-# 1,000 queued webhooks against the rate-limited emulator, then again with 30 % of Customer.io requests failing.
+# 1,000 queued webhooks against the rate-limited emulator, then again with 30 % of Customer.io requests failing;
+# on SQLite, then on PostgreSQL (127.0.0.1:5432).
 bench-burst: $(VENV)/.installed-run
 	$(VPY) bench/burst.py
+	$(VPY) bench/burst.py --postgres
 
-# `test` webhooks on gunicorn + PostgreSQL: connection pool vs persistent vs a connection per request; sync vs
-# threaded workers for one person's concurrent webhooks. Needs PostgreSQL on 127.0.0.1:5432 (a few minutes).
+# The webhook next to a bare DRF view and the durable floor (one INSERT, one commit) under gunicorn, on PostgreSQL
+# (127.0.0.1:5432, when it answers) and SQLite; then accept latency at a fixed 100/s while a worker drains.
 bench-accept: $(VENV)/.installed-run
 	$(VPY) bench/accept.py
 

@@ -9,7 +9,7 @@ Every value can be changed from the environment (or the site's .env file) withou
     GUNICORN_GRACEFUL_TIMEOUT  seconds requests in progress may finish after SIGTERM (default 30)
     GUNICORN_ACCESS_LOG  where access lines go ("-" = standard output, the default; a file path; "" = none)
     GUNICORN_LOG_LEVEL gunicorn's own log level (default info)
-    GUNICORN_WORKER_CLASS  gthread (default); bench/accept.py compares it with sync (with GUNICORN_THREADS=1:
+    GUNICORN_WORKER_CLASS  gthread (default); bench/same_person.py compares it with sync (with GUNICORN_THREADS=1:
                        gunicorn runs sync workers with threads as gthread)
 """
 
@@ -29,7 +29,7 @@ bind = [address.strip() for address in _env.str("GUNICORN_BIND", default="127.0.
 # Threaded workers: a synchronous webhook spends up to 3 s (WEBHOOK_SYNC_DEADLINE) waiting on Customer.io, and
 # Customer.io sends one person's webhooks close together. Sync workers would leave the second one in the socket
 # backlog until the first finished; threads receive it at once (it then waits on the person's lock, or is answered
-# from the first one's result). bench/accept.py measures this.
+# from the first one's result). bench/same_person.py measures this.
 worker_class = _env.str("GUNICORN_WORKER_CLASS", default="gthread")
 workers = _env.int("WEB_CONCURRENCY", default=2)
 threads = _env.int("GUNICORN_THREADS", default=8)

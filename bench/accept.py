@@ -1,26 +1,41 @@
-"""Accept-path benchmark: how fast gunicorn + PostgreSQL answer webhooks, with the production settings.
+"""Accept-path benchmark: the webhook side by side with a bare DRF view and the durable floor, under gunicorn with
+the production settings; then accept latency while the queue drains, measured open-loop.
 
-    .venv/bin/python bench/accept.py [--only connections|same-person] [postgres://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/accept.py [--seconds 10] [--warm-up 3] [--connections 8] [--rounds 1]
+        [--databases postgres,sqlite] [--connection-modes] [--skip-throughput] [--skip-open-loop]
+        [--postgres postgres://postgres@127.0.0.1:5432/postgres]
     (or `make bench-accept`)
 
-On a fresh PostgreSQL database, gunicorn (gunicorn.conf.py: 2 processes x 8 threads) is started once per database
-connection mode — Django's connection pool (the default), persistent connections (DATABASE_POOL=false,
-CONN_MAX_AGE=60), a new connection per request (DATABASE_POOL=false, CONN_MAX_AGE=0) — and `test` webhooks are sent
-for a fixed time from 16 keep-alive connections (wrk when it is installed — `apt-get install wrk` — else Python
-clients); each mode runs three times, interleaved, and the median counts. Then, with Customer.io answering in
-0.5 s, six `update_tags` webhooks for one person are sent at once to sync (one thread) and to gthread workers: how
-far apart the site received them, how long a /healthz probe sent meanwhile waited, and how long the answers took.
-Figures, not pass/fail.
+Throughput. For each database — a fresh PostgreSQL database, then a fresh SQLite file (reported separately) — two
+gunicorns are started on loopback, both with gunicorn.conf.py (2 processes x 8 threads) and the production settings
+(bench/floor_settings.py keeps every production setting and swaps only the URLs), and these are measured one after
+the other:
+  bare     a DRF POST view that parses the JSON body and answers, no database (bench/floor_urls.py);
+  floor    the same view plus one INSERT committed into a table of its own: the durable floor, on the site's
+           database and connection settings (PostgreSQL: Django's pool, the production default);
+  the site, for `update_tags&async=true` (accept, record, enqueue), `test`, a wrong key (the refused-request throttle
+           off: the load comes from one address) and a synchronous `update_tags` for an email with no site user.
+Each gets the same load — wrk when installed (`apt-get install wrk`), else Python clients — from the same number of
+keep-alive connections, for the same time after a warm-up; every webhook carries its own x-cio-delivery-id, as
+Customer.io's do. `--rounds N` measures them all N times in turn (on a busy machine the noise then hits each alike).
+Printed: requests/s, p50, p99 (medians over the rounds) and the ratio to the floor (the median of each round's).
+--connection-modes also measures the floor and the queued accept on PostgreSQL with persistent connections
+(CONN_MAX_AGE=60) and with a new connection per request.
+
+Open loop. The site (gunicorn, production settings) and one `webhook_worker` run against the Customer.io emulator;
+`add&async=true` webhooks for new contacts are sent at a fixed 100 a second (each at its scheduled time, however
+long the ones before it take), while the worker drains the queue: it creates each user and, with Return Password on
+and a field set, hashes a generated password and writes it back to Customer.io. Latency counts from each request's
+scheduled time. Figures, not pass/fail.
 """
 
 import argparse
 import http.client
 import json
 import os
-import re
 import shutil
+import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,8 +48,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+from load import drive, percentile  # noqa: E402
 from production_site import (  # noqa: E402
     DEFAULT_POSTGRES,
+    PYTHON,
+    ROOT,
     VIA_PROXY,
     Processes,
     access_key,
@@ -46,243 +64,299 @@ from production_site import (  # noqa: E402
     start_gunicorn,
 )
 
-CLIENTS = 16
-WARM_UP = 2.0  # seconds
-DURATION = 8.0  # seconds per measurement
-ROUNDS = 3  # each mode, interleaved: a busy machine's noise hits every mode alike
 WEB = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "8", "GUNICORN_ACCESS_LOG": ""}
-MODES = [
-    ("pool (default)", {"DATABASE_POOL": "true"}),
-    ("persistent (CONN_MAX_AGE=60)", {"DATABASE_POOL": "false", "CONN_MAX_AGE": "60"}),
-    ("new connection per request", {"DATABASE_POOL": "false", "CONN_MAX_AGE": "0"}),
-]
-SAME_PERSON = 6
-CUSTOMERIO_LATENCY_MS = 500
+CONNECTION_MODES = {
+    "pool": {"DATABASE_POOL": "true"},
+    "persistent": {"DATABASE_POOL": "false", "CONN_MAX_AGE": "60"},
+    "per-request": {"DATABASE_POOL": "false", "CONN_MAX_AGE": "0"},
+}
+OPEN_LOOP_RATE = 100  # webhooks per second
+CUSTOMERIO_WAITS = 4.0  # seconds Customer.io waits for an answer
+DRAIN_TIMEOUT = 60.0  # seconds the open loop waits for the worker to finish what was sent
 
 
-def load(url: str, path: str, seconds: float) -> list[float]:
-    """POST `path` from CLIENTS keep-alive connections for `seconds`; the latencies of the 200 answers."""
-    host, port = url.removeprefix("http://").split(":")
-    stop_at = time.monotonic() + seconds
-    latencies: list[float] = []
-    errors = []
-    headers = {**VIA_PROXY, "Content-Type": "application/json"}
+# Throughput ---------------------------------------------------------------------------------------------------------
 
-    def client():
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        mine = []
-        while time.monotonic() < stop_at:
-            started = time.perf_counter()
-            connection.request("POST", path, body=b"{}", headers=headers)
+
+def create_floor_table(env: dict, kind: str) -> None:
+    url = env["DATABASE_URL"]
+    if kind == "postgres":
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, received_at timestamptz, body text)"
+            )
+    else:
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute("CREATE TABLE bench_floor (id integer PRIMARY KEY, received_at text, body text)")
+
+
+def endpoints(key: str) -> list[tuple[str, str, str, str]]:
+    """(label, which server, path, body) for every measured endpoint, the floor second."""
+    ann = json.dumps({"email": "ann@example.com"})
+    return [
+        ("bare DRF POST view (no database)", "floor", "/bare", ann),
+        ("durable floor (1 INSERT, 1 commit)", "floor", "/floor", ann),
+        ("update_tags&async=true (accept)", "site", f"/?wpf_action=update_tags&async=true&access_key={key}", ann),
+        ("test", "site", f"/?wpf_action=test&access_key={key}", ann),
+        ("wrong key (403)", "site", "/?wpf_action=test&access_key=not-the-key-0123456789", ann),
+        (
+            "update_tags, no site user (sync)",
+            "site",
+            f"/?wpf_action=update_tags&access_key={key}",
+            json.dumps({"email": "nobody@example.com"}),
+        ),
+    ]
+
+
+def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments, only=None) -> dict[str, list]:
+    """Both servers up (an idle one costs nothing), the endpoints measured one after the other, `--rounds` times
+    in turn: a busy machine's noise then falls on every endpoint alike. Every measurement of each endpoint."""
+    wanted = [e for e in endpoints(key) if only is None or e[0] in only]
+    results: dict[str, list] = {label: [] for label, *_ in wanted}
+    processes = Processes(workdir)
+    try:
+        servers = {
+            server: start_gunicorn(processes, {**env, "DJANGO_SETTINGS_MODULE": module}, name=server, **WEB)
+            for server, module in (("floor", "bench.floor_settings"), ("site", "wpfusion_site.settings"))
+        }
+        for round_number in range(1, arguments.rounds + 1):
+            for label, server, path, body in wanted:
+                figures = drive(servers[server] + path, body, arguments, f"{kind}-{server}-{round_number}", workdir)
+                results[label].append(figures)
+                print(f"  round {round_number}: {label:<38} {figures['rate']:7.0f} req/s", flush=True)
+    finally:
+        processes.stop_all()
+    return results
+
+
+FLOOR = "durable floor (1 INSERT, 1 commit)"
+
+
+def print_throughput(title: str, results: dict[str, list], arguments) -> None:
+    load = "wrk, 2 threads" if shutil.which("wrk") else "Python clients"
+    print(f"\n{title}")
+    print(
+        f"gunicorn {WEB['WEB_CONCURRENCY']} processes x {WEB['GUNICORN_THREADS']} threads (gthread), production "
+        f"settings; {load}, {arguments.connections} connections, {arguments.seconds:.0f} s after "
+        f"{arguments.warm_up:.0f} s warm-up, {arguments.rounds} round(s) in turn: medians"
+    )
+    floor = [figures["rate"] for figures in results.get(FLOOR, [])]
+    print(f"{'endpoint':<38}{'req/s':>8}{'p50':>10}{'p99':>10}{'x floor':>9}  answers")
+    for label, runs in results.items():
+        rate = statistics.median(run["rate"] for run in runs)
+        p50 = statistics.median(run["p50"] for run in runs)
+        p99 = statistics.median(run["p99"] for run in runs)
+        # The ratio of each round (the same conditions), then their median.
+        ratio = (
+            f"{statistics.median(run['rate'] / f for run, f in zip(runs, floor, strict=False)):.2f}" if floor else "-"
+        )
+        not_2xx, total = sum(run["non_2xx"] for run in runs), sum(run["requests"] for run in runs)
+        answers = f"{not_2xx} of {total} not 2xx" if not_2xx else "all 2xx"
+        print(f"{label:<38}{rate:>8.0f}{p50:>8.1f}ms{p99:>8.1f}ms{ratio:>9}  {answers}")
+
+
+# Open loop ----------------------------------------------------------------------------------------------------------
+
+
+def open_loop_fixture(count: int) -> dict:
+    return {
+        "segments": [{"id": 1, "name": "Customers", "type": "manual"}],
+        "customers": [
+            {"email": f"open{n}@example.com", "id": f"o{n}", "attributes": {"first_name": f"Open{n}"}, "segments": [1]}
+            for n in range(count)
+        ],
+    }
+
+
+def send_open_loop(site: str, key: str, rate: int, seconds: float) -> list[tuple[float, int]]:
+    """`add&async=true` for open0@, open1@, ... at a fixed rate; (latency from the scheduled time, status) each."""
+    host, port = site.removeprefix("http://").split(":")
+    count = int(rate * seconds)
+    local = threading.local()
+    results: list[tuple[float, int] | None] = [None] * count
+
+    def send(n, due):
+        connection = getattr(local, "connection", None) or http.client.HTTPConnection(host, int(port), timeout=60)
+        local.connection = connection
+        headers = {**VIA_PROXY, "Content-Type": "application/json", "X-CIO-Delivery-ID": f"open-{n}"}
+        body = json.dumps({"email": f"open{n}@example.com"}).encode()
+        try:
+            connection.request("POST", f"/?wpf_action=add&async=true&access_key={key}", body=body, headers=headers)
             response = connection.getresponse()
             response.read()
-            if response.status == 200:
-                mine.append(time.perf_counter() - started)
-            else:
-                errors.append(response.status)
-            if response.getheader("Connection", "").lower() == "close":
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.close()
-        latencies.extend(mine)
+            status = response.status
+        except OSError:
+            connection.close()
+            local.connection = None
+            status = 0
+        results[n] = (time.perf_counter() - due, status)
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        print(f"    ({len(errors)} answers other than 200: {sorted(set(errors))})")
-    return latencies
+    start = time.perf_counter() + 0.2
+    with ThreadPoolExecutor(max_workers=128) as pool:
+        for n in range(count):
+            due = start + n / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            pool.submit(send, n, due)
+    return [result for result in results if result is not None]
 
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = "{}"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["Host"] = "127.0.0.1"
-"""
+def sql(env: dict, kind: str, *statements: str):
+    """Run statements on the benchmark's database; the last one's first row."""
+    if kind == "postgres":
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as connection:
+            for statement in statements:
+                cursor = connection.execute(statement)
+            return cursor.fetchone() if cursor.description else None
+    with sqlite3.connect(env["DATABASE_URL"].removeprefix("sqlite:///"), isolation_level=None) as connection:
+        for statement in statements:
+            cursor = connection.execute(statement)
+        return cursor.fetchone()
 
 
-def load_with_wrk(url: str, path: str, seconds: float, workdir: Path) -> tuple[float, float, float]:
-    """wrk (lighter than Python clients on a small machine): requests/s, p50 and p99 in ms."""
-    script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    command = ["wrk", "-t2", f"-c{CLIENTS}", f"-d{seconds:.0f}s", "--latency", "-s", str(script), url + path]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if non_2xx:
-        print(f"    ({non_2xx.group(1)} answers other than 200)")
-
-    def latency(label):
-        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    return rate, latency("50"), latency("99")
+def empty_queue(env: dict, kind: str) -> None:
+    sql(env, kind, "DELETE FROM webhooks_webhookdelivery", "DELETE FROM django_tasks_database_dbtaskresult")
 
 
-def database_connections(database_url: str, name: str) -> int:
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name]
-        ).fetchone()
-    return row[0]
+def queue_state(env: dict, kind: str) -> tuple[int, int]:
+    """(deliveries finished, deliveries still waiting or processing)."""
+    row = sql(
+        env,
+        kind,
+        "SELECT sum(CASE WHEN status IN ('succeeded', 'skipped', 'failed') THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status IN ('queued', 'retrying', 'processing') THEN 1 ELSE 0 END) FROM webhooks_webhookdelivery",
+    )
+    return int(row[0] or 0), int(row[1] or 0)
 
 
-def measure_connections(workdir: Path, env: dict, database_url: str, key: str) -> dict[str, list[tuple]]:
-    path = f"/?wpf_action=test&access_key={key}"
-    results: dict[str, list[tuple]] = {label: [] for label, _ in MODES}
-    database_name = database_url.rsplit("/", 1)[1]
-    for round_number in range(1, ROUNDS + 1):
-        for label, variables in MODES:
-            processes = Processes(workdir)
-            try:
-                site = start_gunicorn(processes, env, **WEB, **variables)
-                load(site, path, WARM_UP)
-                if shutil.which("wrk"):
-                    rate, p50, p99 = load_with_wrk(site, path, DURATION, workdir)
-                else:
-                    latencies = load(site, path, DURATION)
-                    rate = len(latencies) / DURATION
-                    p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
-                connections = database_connections(database_url, database_name)
-            finally:
-                processes.stop_all()
-            results[label].append((rate, p50, p99, connections))
-            print(f"  round {round_number}: {label:<30} {rate:7.0f} webhooks/s")
-    return results
+def measure_open_loop(workdir: Path, env: dict, kind: str, key: str, emulator: str, seconds: float) -> dict:
+    count = int(OPEN_LOOP_RATE * seconds)
+    requests.post(f"{emulator}/_emulator/reset", json={"fixture": open_loop_fixture(count)}, timeout=30)
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from settings_app.models import WebhookSettings; from settings_app import freshness; "
+        "WebhookSettings.load(); WebhookSettings.objects.update(return_password=True, "
+        "return_password_field='wp_password'); freshness.changed('webhook_settings')",
+    )
+    empty_queue(env, kind)  # what the throughput runs left queued is not this measurement's work
+    processes = Processes(workdir)
+    try:
+        site = start_gunicorn(processes, env, **WEB)
+        processes.start("worker", [PYTHON, "manage.py", "webhook_worker", "--interval", "0.2"], env)
+        time.sleep(1.0)
+        sent = send_open_loop(site, key, OPEN_LOOP_RATE, seconds)
+        finished, waiting = queue_state(env, kind)
+        drain_started = time.monotonic()
+        while waiting and time.monotonic() - drain_started < DRAIN_TIMEOUT:
+            time.sleep(0.5)
+            finished, waiting = queue_state(env, kind)
+        drained = time.monotonic() - drain_started
+    finally:
+        processes.stop_all()
+    latencies = [latency for latency, _ in sent]
+    return {
+        "sent": len(sent),
+        "accepted": sum(1 for _, status in sent if status == 200),
+        "p50": statistics.median(latencies) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+        "max": max(latencies) * 1000,
+        "late": sum(1 for latency in latencies if latency > CUSTOMERIO_WAITS),
+        "finished": finished,
+        "waiting": waiting,
+        "drained": drained,
+    }
 
 
-def measure_same_person(workdir: Path, env: dict, database_url: str, key: str, emulator: str) -> dict[str, tuple]:
-    """Six update_tags for one person at once, Customer.io answering in 0.5 s: sync vs gthread workers."""
-    requests.post(f"{emulator}/_emulator/settings", json={"latency_ms": CUSTOMERIO_LATENCY_MS}, timeout=10)
-    results = {}
-    for worker_class in ("sync", "gthread"):
-        processes = Processes(workdir)
-        try:
-            # gunicorn turns sync workers with threads into gthread ones: sync means one thread.
-            threads = "1" if worker_class == "sync" else WEB["GUNICORN_THREADS"]
-            site = start_gunicorn(
-                processes, env, **{**WEB, "GUNICORN_THREADS": threads}, GUNICORN_WORKER_CLASS=worker_class
-            )
-            with psycopg.connect(database_url, autocommit=True) as connection:
-                connection.execute("DELETE FROM webhooks_webhookdelivery")
-            url = f"{site}/?wpf_action=update_tags&access_key={key}"
-
-            def send(n, url=url, worker_class=worker_class):
-                headers = {**VIA_PROXY, "x-cio-delivery-id": f"{worker_class}-{n}-{time.time()}"}
-                started = time.perf_counter()
-                answer = requests.post(url, json={"email": "ann@example.com"}, headers=headers, timeout=60)
-                return answer.status_code, time.perf_counter() - started
-
-            with ThreadPoolExecutor(max_workers=SAME_PERSON + 1) as pool:
-                sends = [pool.submit(send, n) for n in range(SAME_PERSON)]
-                time.sleep(0.3)
-                probe_started = time.perf_counter()
-                requests.get(f"{site}/healthz", timeout=60)
-                probe = time.perf_counter() - probe_started
-                answers = [future.result() for future in sends]
-            with psycopg.connect(database_url) as connection:
-                first, last = connection.execute(
-                    "SELECT min(received_at), max(received_at) FROM webhooks_webhookdelivery"
-                ).fetchone()
-        finally:
-            processes.stop_all()
-        results[worker_class] = ((last - first).total_seconds(), probe, answers)
-    requests.post(f"{emulator}/_emulator/settings", json={"latency_ms": 0}, timeout=10)
-    return results
+def print_open_loop(results: dict[str, dict], seconds: float) -> None:
+    print(
+        f"\nOpen loop: `add&async=true` for new contacts at {OPEN_LOOP_RATE}/s for {seconds:.0f} s while a "
+        f"webhook_worker drains the queue (Return Password on, field set); latency from each scheduled send time"
+    )
+    print(f"{'database':<12}{'accepted':>12}{'p50':>8}{'p99':>10}{'max':>10}{'over 4 s':>10}  the worker")
+    for kind, r in results.items():
+        drained = f"drained {r['drained']:.0f} s after the last send" if not r["waiting"] else f"{r['waiting']} left"
+        print(
+            f"{kind:<12}{r['accepted']:>5} of {r['sent']:<5}{r['p50']:>6.0f}ms{r['p99']:>8.0f}ms{r['max']:>8.0f}ms"
+            f"{r['late']:>10}  {r['finished']} processed, {drained}"
+        )
 
 
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+# Main ---------------------------------------------------------------------------------------------------------------
+
+
+def prepared_database(kind: str, workdir: Path, postgres: str, stack):
+    if kind == "postgres":
+        suffix = os.environ.get("TEST_DB_SUFFIX", "")
+        return stack.enter_context(fresh_database(postgres, f"wpfusion_bench_accept{suffix}"))
+    return f"sqlite:///{workdir / 'bench.sqlite3'}"
 
 
 def main():
+    import contextlib
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("server_url", nargs="?", default=DEFAULT_POSTGRES, help="a PostgreSQL server (its database)")
-    parser.add_argument("--only", choices=["connections", "same-person"], help="run one of the two parts")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per endpoint (default 10)")
+    parser.add_argument("--warm-up", type=float, default=3.0, help="seconds of load before each measurement")
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every endpoint this many times, in turn")
+    parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both (default)")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="a PostgreSQL server (its database)")
+    parser.add_argument("--open-loop-seconds", type=float, default=10.0, help="seconds of open-loop sending")
+    parser.add_argument("--connection-modes", action="store_true", help="PostgreSQL: pool, persistent, per-request")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-open-loop", action="store_true")
     arguments = parser.parse_args()
-    server_url = arguments.server_url
-    if not postgres_answers(server_url):
-        raise SystemExit(f"no PostgreSQL at {server_url}: this benchmark measures gunicorn + PostgreSQL")
-    fixture = {
-        "segments": [{"id": 1, "name": "Customers", "type": "manual"}],
-        "customers": [{"email": "ann@example.com", "id": "1001", "attributes": {}, "segments": [1]}],
-    }
-    with (
-        tempfile.TemporaryDirectory(prefix="accept-") as workdir,
-        fresh_database(server_url, "wpfusion_bench_accept" + os.environ.get("TEST_DB_SUFFIX", "")) as database_url,
-    ):
+    kinds = [kind.strip() for kind in arguments.databases.split(",") if kind.strip()]
+    if "postgres" in kinds and not postgres_answers(arguments.postgres):
+        print(f"(no PostgreSQL at {arguments.postgres}: SQLite only)")
+        kinds.remove("postgres")
+
+    tables, open_loop = [], {}
+    with tempfile.TemporaryDirectory(prefix="accept-") as workdir, contextlib.ExitStack() as stack:
         workdir = Path(workdir)
         processes = Processes(workdir)
         try:
             emulator = start_emulator(processes)
-            requests.post(f"{emulator}/_emulator/reset", json={"fixture": fixture}, timeout=10).raise_for_status()
-            env = production_env(workdir, database_url, emulator)
-            manage(env, "migrate", "--noinput")
-            manage(env, "collectstatic", "--noinput")
-            key = access_key(env)
-            print(
-                f"`test` webhooks on gunicorn (2 processes x 8 threads, gthread) + PostgreSQL, production settings; "
-                f"{CLIENTS} keep-alive connections ({'wrk' if shutil.which('wrk') else 'Python clients'}), "
-                f"{DURATION:.0f} s per run after {WARM_UP:.0f} s warm-up"
-            )
-            connections = same_person = {}
-            if arguments.only != "same-person":
-                connections = measure_connections(workdir, env, database_url, key)
-            if arguments.only != "connections":
-                site = start_gunicorn(processes, env, **WEB)
-                requests.post(
-                    f"{site}/?wpf_action=add&access_key={key}", json={"email": "ann@example.com"}, headers=VIA_PROXY
-                ).raise_for_status()
-                processes.stop("gunicorn")
-                same_person = measure_same_person(workdir, env, database_url, key, emulator)
+            for kind in kinds:
+                database_url = prepared_database(kind, workdir, arguments.postgres, stack)
+                env = production_env(workdir, database_url, emulator, WEBHOOK_REFUSED_PER_MINUTE="0")
+                manage(env, "migrate", "--noinput")
+                manage(env, "collectstatic", "--noinput")
+                create_floor_table(env, kind)
+                key = access_key(env)
+                name = "PostgreSQL" if kind == "postgres" else "SQLite"
+                if not arguments.skip_throughput:
+                    modes = ["pool"] if kind == "sqlite" or not arguments.connection_modes else list(CONNECTION_MODES)
+                    for mode in modes:
+                        print(f"{name}, {mode if kind == 'postgres' else 'one connection per thread'}:", flush=True)
+                        only = None if mode == "pool" else {FLOOR, ENDPOINT_ASYNC}
+                        results = measure_throughput(
+                            workdir, {**env, **CONNECTION_MODES[mode]}, kind, key, arguments, only
+                        )
+                        connections = {
+                            "pool": "Django's connection pool (the production default)",
+                            "persistent": "persistent connections (DATABASE_POOL=false, CONN_MAX_AGE=60)",
+                            "per-request": "a new connection per request (DATABASE_POOL=false, CONN_MAX_AGE=0)",
+                        }[mode]
+                        title = f"{name} (fresh database; {connections if kind == 'postgres' else 'WAL'})"
+                        tables.append((title, results))
+                if not arguments.skip_open_loop:
+                    print(f"{name}: open loop ...", flush=True)
+                    open_loop[name] = measure_open_loop(workdir, env, kind, key, emulator, arguments.open_loop_seconds)
         finally:
             processes.stop_all()
 
-    if connections:
-        print_connections(connections)
-    if same_person:
-        print_same_person(same_person)
+    for title, results in tables:
+        print_throughput(title, results, arguments)
+    if open_loop:
+        print_open_loop(open_loop, arguments.open_loop_seconds)
 
 
-def print_connections(connections):
-    print(
-        f"\n{'database connections':<32}{'webhooks/s (median)':>20}{'runs':>16}{'p50':>9}{'p99':>9}{'connections':>13}"
-    )
-    for label, runs in connections.items():
-        rates = " / ".join(f"{run[0]:.0f}" for run in runs)
-        rate = statistics.median(run[0] for run in runs)
-        p50 = statistics.median(run[1] for run in runs)
-        p99 = statistics.median(run[2] for run in runs)
-        print(f"{label:<32}{rate:>20.0f}{rates:>16}{p50:>7.1f}ms{p99:>7.0f}ms{runs[-1][3]:>13}")
-    pooled = statistics.median(run[0] for run in connections[MODES[0][0]])
-    fresh = statistics.median(run[0] for run in connections[MODES[2][0]])
-    print(f"pool vs a new connection per request: {pooled / fresh:.2f} x the throughput (medians)")
-
-
-def print_same_person(same_person):
-    print(
-        f"\n{SAME_PERSON} update_tags webhooks for one person sent at once, Customer.io answering in "
-        f"{CUSTOMERIO_LATENCY_MS} ms, 2 gunicorn processes:"
-    )
-    print(
-        f"{'worker class':<14}{'first to last received':>24}{'/healthz meanwhile':>20}{'slowest answer':>16}"
-        f"{'answered in 4 s':>17}  statuses"
-    )
-    for worker_class, (spread, probe, answers) in same_person.items():
-        slowest = max(seconds for _, seconds in answers)
-        in_time = sum(1 for _, seconds in answers if seconds <= 4.0)
-        statuses = json.dumps(sorted(status for status, _ in answers))
-        print(
-            f"{worker_class:<14}{spread:>22.2f} s{probe * 1000:>18.0f}ms{slowest:>14.2f} s"
-            f"{in_time:>11} of {len(answers)}  {statuses}"
-        )
-    print("(Customer.io waits 4 s for an answer; a later one counts as a failure and is retried.)")
-
+ENDPOINT_ASYNC = "update_tags&async=true (accept)"
 
 if __name__ == "__main__":
+    os.chdir(ROOT)
     main()

@@ -6,7 +6,8 @@ Starts the Customer.io emulator (App API limit 10 requests/s), the site (runserv
 `webhook_worker` processes on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g. an empty
 PostgreSQL database), fires 1,000 queued webhooks — mixed actions over 700 distinct contacts, 300 repeats — waits
 for the queue to drain and prints figures. A second run does the same with 30 % of Customer.io requests failing
-(500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded.
+(500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded. `--postgres`: on a fresh PostgreSQL
+database (`make bench-burst` runs both), so the accept latency is printed for PostgreSQL too.
 
 `--broadcast [--contacts N]`: 20,000 webhooks for 20,000 people in 20 segments instead (see bench/broadcast.py).
 
@@ -374,6 +375,18 @@ def main():
         following = sys.argv[position + 1] if len(sys.argv) > position + 1 else ""
         run_adds(int(following) if following.isdigit() else ADDS_DEFAULT)
         return
+    if "--postgres" in sys.argv:  # the same runs on a fresh PostgreSQL database (the server on 127.0.0.1:5432)
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from production_site import DEFAULT_POSTGRES, fresh_database
+
+        name = "wpfusion_bench_burst" + os.environ.get("TEST_DB_SUFFIX", "")
+        with fresh_database(DEFAULT_POSTGRES, name) as database_url:
+            os.environ["BENCH_DATABASE_URL"] = database_url
+            return runs()
+    return runs()
+
+
+def runs():
     from cio_emulator import EmulatorControl, EmulatorServer
 
     with tempfile.TemporaryDirectory(prefix="burst-") as workdir, EmulatorServer(port=0, rate_limit=10) as emulator:

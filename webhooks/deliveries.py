@@ -1,7 +1,9 @@
 """Recording deliveries: one row per Customer.io delivery, written before any processing, and what its
 processing came to — the same writer for the synchronous webhook and the background worker."""
 
+import contextlib
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,6 +15,7 @@ from django.utils import timezone
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
+from . import task_rows
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
@@ -63,21 +66,69 @@ def record_invalid(fields: dict, http_status: int, code: str, detail: str, *, lo
     return delivery
 
 
-def open_delivery(fields: dict, key: str | None, lease: timedelta | None) -> Opened:
+def open_delivery(
+    fields: dict,
+    key: str | None,
+    lease: timedelta | None,
+    *,
+    requeue: Callable[[WebhookDelivery], None] | None = None,
+) -> Opened:
     """Create the delivery's row and claim it — for processing now (with a lease) or, when `lease` is None, for the
-    queue — or find the row of an earlier attempt of the same Customer.io delivery and say what to do with it."""
+    queue: then the row is written together with its task's (webhooks.task_rows) — or find the row of an earlier
+    attempt of the same Customer.io delivery and say what to do with it. `requeue(delivery)` gives a queued retry
+    of a failed delivery its new task, in the transaction that re-claims it."""
     # An attempt is counted when processing starts: now for the synchronous path, when a worker claims it otherwise.
     if lease is None:
         claim, attempt = {"status": Status.QUEUED, "lease_expires_at": None}, 0
     else:
         claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
     try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(**fields, **claim, dedup_key=key, attempts=attempt)
+        with _savepoint_if_in_transaction():
+            delivery = WebhookDelivery(**fields, **claim, dedup_key=key, attempts=attempt)
+            if lease is None:
+                task_rows.insert_delivery_with_task(delivery)
+            else:
+                delivery.save(force_insert=True)
             return Opened(delivery, OpenState.NEW)
     except IntegrityError:
         if key is None:
             raise
+    with transaction.atomic():
+        opened = _reopen(key, claim, attempt)
+        if opened.state == OpenState.AGAIN and requeue is not None:
+            requeue(opened.delivery)
+    return opened
+
+
+def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int) -> Opened:
+    """Record an action that touches nobody (`test`), already answered: one INSERT holds the request and its
+    outcome, one commit. A retry of a delivery already done is DONE (answer with the first result); one of a
+    failed or refused attempt gets this outcome."""
+    try:
+        with _savepoint_if_in_transaction():
+            delivery = WebhookDelivery.objects.create(
+                **fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1
+            )
+            return Opened(delivery, OpenState.NEW)
+    except IntegrityError:
+        if key is None:
+            raise
+    with transaction.atomic():
+        opened = _reopen(key, {"status": Status.PROCESSING, "lease_expires_at": None}, 1)
+        if opened.state == OpenState.AGAIN:
+            record_outcome([opened.delivery], outcome, duration_ms=duration_ms)
+    return opened
+
+
+def _savepoint_if_in_transaction():
+    """Around a write that commits on its own (one statement): outside any transaction nothing is opened (no
+    BEGIN/COMMIT round trips); inside the caller's, a savepoint keeps a duplicate-key failure from dooming it."""
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
+
+
+def _reopen(key: str, claim: dict, attempt: int) -> Opened:
     existing = WebhookDelivery.objects.get(dedup_key=key)
     if existing.status in WebhookDelivery.FINISHED_OK:
         WebhookDelivery.objects.filter(pk=existing.pk).update(attempts=F("attempts") + 1)
@@ -119,21 +170,9 @@ def record_outcome(
     error = outcome.error
     if gave_up:
         error = f"{error} (gave up after {settings.WEBHOOK_RETRY_FOR} s of retries)"
-    written = {
-        "http_status": outcome.http_status,
-        "result": outcome.result,
-        "error": error[:2000],
-        "traceback": outcome.traceback,
-        "lease_expires_at": None,
-        "duration_ms": max(0, duration_ms),
-        "updated_at": now,
-    }
+    written = {**_outcome_fields(outcome, duration_ms, error), "updated_at": now}
     if retry_at is not None:
         written.update(status=Status.RETRYING, next_attempt_at=retry_at)
-    else:
-        written.update(status=outcome.status, next_attempt_at=None)
-    if outcome.user is not None and outcome.user.pk:
-        written["user"] = outcome.user
     count = held.update(**written)
     for delivery in deliveries:
         for name, value in written.items():
@@ -141,6 +180,23 @@ def record_outcome(
     if count and retry_at is None and outcome.status == Status.FAILED:
         log_failure(leading or deliveries[0], deliveries, outcome, error)
     return count
+
+
+def _outcome_fields(outcome, duration_ms: int, error: str | None = None) -> dict:
+    """A delivery's fields that say what its (final) processing came to."""
+    fields = {
+        "status": outcome.status,
+        "http_status": outcome.http_status,
+        "result": outcome.result,
+        "error": (outcome.error if error is None else error)[:2000],
+        "traceback": outcome.traceback,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+        "duration_ms": max(0, duration_ms),
+    }
+    if outcome.user is not None and outcome.user.pk:
+        fields["user"] = outcome.user
+    return fields
 
 
 def log_failure(leading: WebhookDelivery, deliveries: list[WebhookDelivery], outcome, error: str) -> None:

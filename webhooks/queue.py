@@ -31,7 +31,7 @@ from users.services.accounts import AccountRules, generate_password
 from users.services.contacts import Contact, lock_contacts
 from users.services.password_hashing import HashedAhead, shared_pool
 
-from . import planning
+from . import planning, task_rows
 from .actions import ACTIONS, strongest
 from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
@@ -58,12 +58,10 @@ def lease() -> timedelta:
 def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) -> None:
     """Create the task that will process the delivery, in the caller's transaction (a rollback leaves neither).
     Deliveries in `also` (the same contact's, processed together) are marked as waiting on the same task."""
-    from .tasks import process_delivery
-
-    task = process_delivery.using(run_after=run_after) if run_after else process_delivery
-    result = task.enqueue(delivery.pk)
-    WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=str(result.id))
-    delivery.task_id = str(result.id)
+    task_id = task_rows.new_task_id()
+    task_rows.insert_task(task_id, delivery.pk, run_after)
+    WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=task_id)
+    delivery.task_id = task_id
 
 
 def requeue(delivery: WebhookDelivery) -> bool:

@@ -6,7 +6,6 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.renderers import JSONRenderer
@@ -101,9 +100,52 @@ class CustomerIOWebhookView(APIView):
             fields["contact_key"] = contact.lock_key
 
         key = deliveries.dedup_key(fields["idempotency_key"], fields["cio_delivery_id"])
-        if action.touches_user and (is_true(query.get("async")) or site_settings.process_in_background):
+        if not action.touches_user:
+            return self._answer_touching_nobody(action, fields, key, started)
+        if is_true(query.get("async")) or site_settings.process_in_background:
             return self._accept_for_background(fields, key)
         opened = deliveries.open_delivery(fields, key, SYNC_LEASE)
+        return self._answer_opened(opened) or self._process(opened.delivery, action, contact, body, query, started)
+
+    @sensitive_variables()
+    def _process(self, delivery, action, contact, body, query, started):
+        # The request's own body (the stored copy has password fields masked).
+        request = action_request(
+            delivery,
+            contact,
+            person=person_from_body(body, contact),
+            deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
+            body=body,
+            query=query,
+            may_reuse=True,
+        )
+        outcome = run_action(action, request)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        deliveries.record_outcome([delivery], outcome, duration_ms=duration_ms)
+        return Response(outcome.result, status=outcome.http_status)
+
+    @staticmethod
+    def _answer_touching_nobody(action, fields, key, started):
+        """An action that touches nobody (`test`): run first, then recorded with its outcome in one INSERT."""
+        outcome = run_action(action, None)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        opened = deliveries.record_answered(fields, key, outcome, duration_ms=duration_ms)
+        return CustomerIOWebhookView._answer_opened(opened) or Response(outcome.result, status=outcome.http_status)
+
+    @staticmethod
+    def _accept_for_background(fields, key):
+        """Queued mode: record and enqueue in one commit (see webhooks.task_rows), answer at once, call nobody."""
+        opened = deliveries.open_delivery(fields, key, lease=None, requeue=queue.enqueue)
+        if opened.state == OpenState.DONE:
+            return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
+        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
+        if opened.state == OpenState.BUSY:
+            answer["duplicate"] = True
+        return Response(answer, status=200)
+
+    @staticmethod
+    def _answer_opened(opened):
+        """The answer to a retry of a delivery done or being processed; None when this request is to be processed."""
         if opened.state == OpenState.DONE:
             return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
         if opened.state == OpenState.BUSY:
@@ -113,40 +155,7 @@ class CustomerIOWebhookView(APIView):
                 status=503,
                 headers={"Retry-After": IN_PROGRESS_RETRY_AFTER},
             )
-        return self._process(opened.delivery, action, contact, body, query, started)
-
-    @sensitive_variables()
-    def _process(self, delivery, action, contact, body, query, started):
-        request = None
-        if action.touches_user:
-            # The request's own body (the stored copy has password fields masked).
-            request = action_request(
-                delivery,
-                contact,
-                person=person_from_body(body, contact),
-                deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
-                body=body,
-                query=query,
-                may_reuse=True,
-            )
-        outcome = run_action(action, request)
-        duration_ms = int((time.monotonic() - started) * 1000)
-        deliveries.record_outcome([delivery], outcome, duration_ms=duration_ms)
-        return Response(outcome.result, status=outcome.http_status)
-
-    @staticmethod
-    def _accept_for_background(fields, key):
-        """Queued mode: record and enqueue in one transaction, answer at once, call nobody."""
-        with transaction.atomic():
-            opened = deliveries.open_delivery(fields, key, lease=None)
-            if opened.state in (OpenState.NEW, OpenState.AGAIN):
-                queue.enqueue(opened.delivery)
-        if opened.state == OpenState.DONE:
-            return Response({**(opened.delivery.result or {}), "duplicate": True}, status=200)
-        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
-        if opened.state == OpenState.BUSY:
-            answer["duplicate"] = True
-        return Response(answer, status=200)
+        return None
 
     @staticmethod
     def _refuse_without_key(django_request, query):

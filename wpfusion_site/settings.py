@@ -113,7 +113,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Connections. PostgreSQL: Django's psycopg pool in each process (DATABASE_POOL, on by default), with up to
 # DATABASE_POOL_MAX_SIZE connections — keep it at least GUNICORN_THREADS so no request thread waits for one;
 # connections are checked before use, so a restarted database costs no failed request. Without the pool,
-# CONN_MAX_AGE keeps one connection per thread (0: a new connection for every request; bench/accept.py compares).
+# CONN_MAX_AGE keeps one connection per thread (0: a new connection per request; bench/accept.py --connection-modes).
 DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
 # A connection is checked before use (with the pool: as it leaves it), so one the database closed is replaced.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)

@@ -1,0 +1,108 @@
+"""The task row that makes a worker process a delivery, written straight into django-tasks-db's table.
+
+Every queued webhook needs one, committed with the delivery's row before the answer. Through the Tasks API
+(`process_delivery.enqueue(pk)`) that took a transaction of four statements (BEGIN, the delivery's INSERT, the task's
+INSERT, an UPDATE telling the delivery its task's id, COMMIT), and each call also built and validated a Task,
+normalised the arguments, sent `task_enqueued` (only a debug log line listens) and built a TaskResult. Here the
+task's id is chosen first (a uuid4, the backend's own default), so the delivery names its task from its INSERT, and
+the task's arguments are built by the database from the id it gives the delivery. On PostgreSQL one statement writes
+both rows (a data-modifying WITH: atomic on its own, one round trip, one commit); on SQLite two INSERTs run back to
+back in one short transaction, both prepared before it begins. No save signals are sent: none listens on either
+model but django-tasks-db's own, which fills run_after, written here. The task row holds exactly the values
+django-tasks-db's DatabaseBackend writes for `process_delivery` (`_task_to_db_task`); `db_worker` runs it like any
+other.
+
+This is the only code that inserts into django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the
+installed version: it fails when the model's fields or columns change, or when a row written here differs from the
+one the Tasks API writes for the same call.
+"""
+
+import uuid
+
+from django.db import connections, router, transaction
+from django.db.models.expressions import RawSQL
+from django.db.models.sql import InsertQuery
+from django_tasks_db.models import DBTaskResult, get_date_max
+
+from .models import WebhookDelivery
+
+# The model fields written here; the others take their model defaults (the test compares both with the model).
+WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _task_row(task_id: str, args_kwargs, run_after=None) -> DBTaskResult:
+    from .tasks import process_delivery
+
+    return DBTaskResult(
+        id=task_id,
+        args_kwargs=args_kwargs,
+        priority=process_delivery.priority,
+        task_path=process_delivery.module_path,
+        queue_name=process_delivery.queue_name,
+        backend_name=process_delivery.backend,
+        run_after=run_after if run_after is not None else get_date_max(),
+    )
+
+
+def insert_task(task_id: str, delivery_id: int, run_after=None) -> None:
+    """The row of `process_delivery(delivery_id)`, to run after `run_after` (at once when None), in the caller's
+    transaction."""
+    _task_row(task_id, {"args": [delivery_id], "kwargs": {}}, run_after).save(force_insert=True)
+
+
+# The task's arguments, {"args": [<the delivery's id>], "kwargs": {}}, built by the database from the id it just gave
+# the delivery, so both INSERTs are ready before the transaction starts (nothing computed while it holds locks).
+_ARGS_OF_NEW_DELIVERY = {
+    "postgresql": "jsonb_build_object('args', jsonb_build_array((SELECT id FROM new_delivery)), 'kwargs', '{}'::jsonb)",
+    "sqlite": "json_object('args', json_array(last_insert_rowid()), 'kwargs', json_object())",
+}
+
+
+def insert_delivery_with_task(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Insert the (unsaved) delivery and the task that will process it, together: both or neither. Sets the
+    delivery's pk and task_id. Raises IntegrityError (and writes nothing) when its dedup key is taken."""
+    delivery.task_id = new_task_id()
+    alias = router.db_for_write(WebhookDelivery)
+    connection = connections[alias]
+    args_sql = _ARGS_OF_NEW_DELIVERY.get(connection.vendor)
+    if args_sql is None:  # another database: the ORM's two INSERTs
+        with transaction.atomic(using=alias):
+            delivery.save(force_insert=True, using=alias)
+            insert_task(delivery.task_id, delivery.pk)
+        return delivery
+    postgresql = connection.vendor == "postgresql"
+    delivery_sql, delivery_params = _insert_sql(alias, delivery, returning=postgresql)
+    args_kwargs = RawSQL(args_sql, ())  # noqa: S611 (a constant of this module, no value in it)
+    task_sql, task_params = _insert_sql(alias, _task_row(delivery.task_id, args_kwargs))
+    with connection.cursor() as cursor:
+        if postgresql:
+            # One statement, atomic on its own. Both parts are the ORM's own INSERTs, every value a parameter.
+            statement = f"WITH new_delivery AS ({delivery_sql}) {task_sql} RETURNING (SELECT id FROM new_delivery)"  # noqa: S608
+            cursor.execute(statement, (*delivery_params, *task_params))
+            (delivery.pk,) = cursor.fetchone()
+        else:
+            # SQLite: BEGIN IMMEDIATE takes the write lock; two statements back to back, then COMMIT releases it.
+            with transaction.atomic(using=alias):
+                cursor.execute(delivery_sql, delivery_params)
+                delivery.pk = cursor.lastrowid
+                cursor.execute(task_sql, task_params)
+    delivery._state.adding = False
+    delivery._state.db = alias
+    return delivery
+
+
+def _insert_sql(alias: str, row, *, returning: bool = False) -> tuple[str, tuple]:
+    """The ORM's own INSERT of `row` (every concrete field but an auto-incremented key; auto_now values filled in)."""
+    meta = row._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
+    query = InsertQuery(type(row))
+    query.insert_values(fields, [row])
+    compiler = query.get_compiler(using=alias)
+    if returning:
+        compiler.returning_fields = [meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, tuple(params)
