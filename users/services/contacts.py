@@ -80,10 +80,12 @@ class Contact:
 def _users():
     """Users for a lookup. Inside a transaction the found user's row is locked until it ends (on PostgreSQL; SQLite
     serialises every write transaction anyway): that row lock is what serialises one person's deliveries whichever
-    identifier each carries — see lock_contacts."""
+    identifier each carries — see lock_contacts. FOR NO KEY UPDATE, not FOR UPDATE: it still excludes another
+    delivery's lock on the row, but not the KEY SHARE locks that foreign-key checks take at commit (an import writing
+    the user's tags), which FOR UPDATE would turn into deadlocks."""
     users = User.objects.select_related("role")
     if transaction.get_connection().in_atomic_block:
-        users = users.select_for_update(of=("self",))
+        users = users.select_for_update(of=("self",), no_key=True)
     return users
 
 
