@@ -20,6 +20,7 @@ by one as before, with the segments the scan found.
 import logging
 import math
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -163,7 +164,7 @@ def plan_reads(works) -> ReadPlan:
         logger.info("Reads for %d contacts: one call each (%d) rather than %d pages", per_contact, per_contact, pages)
         return ReadPlan(PER_CONTACT, per_contact, scan_calls, users=users, started_at=started_at)
     plan = ReadPlan(SCAN, per_contact, scan_calls, segments=segments, users=users, started_at=started_at)
-    plan.segments_by_key = scan(client, segments, readers, users)
+    plan.segments_by_key = scan(client, segments, readers)
     logger.info(
         "Reads for %d contacts: membership scans of %d segments (%d calls) rather than %d calls, one per contact",
         per_contact,
@@ -178,25 +179,25 @@ def _size_key(segment_id) -> str:
     return f"webhooks:segment-size:{int(segment_id)}"
 
 
-def scan(client, segments: list[dict], readers, users: dict[str, LocalUser]) -> dict[str, list[dict]]:
-    """Every segment's members, page by page; each reader's segments are those it was found in (none: in none)."""
-    by_email: dict[str, str] = {}
-    by_cio_id: dict[str, str] = {}
-    by_id: dict[str, str] = {}
+def scan(client, segments: list[dict], readers) -> dict[str, list[dict]]:
+    """Every segment's members, page by page; each reader's segments are those it was found in (none: in none).
+
+    A member is matched by the delivery's own identifiers only, as Customer.io tells people apart: a delivery
+    carrying a cio_id by it alone (the person's email may have changed), one carrying only an email by that email
+    (compared case-insensitively, not NFC-folded), one by `id` by that. Never by the local user's stored email or
+    cio_id: those may name another Customer.io person now. One member may serve several deliveries (one person
+    named differently by two of them)."""
+    by_email: dict[str, set[str]] = defaultdict(set)
+    by_cio_id: dict[str, set[str]] = defaultdict(set)
+    by_id: dict[str, set[str]] = defaultdict(set)
     for work in readers:
         kind, value = work.contact.kind, work.contact.value
-        # Customer.io tells people apart by cio_id, and by email compared as it compares them (not NFC-folded).
         if work.contact.known_cio_id:
-            by_cio_id[work.contact.known_cio_id] = work.key
-        if kind == "email":
-            by_email[customerio_email_key(value)] = work.key
-        elif kind != "cio_id":
-            by_id[value] = work.key
-        user = users.get(work.key)
-        if user is not None:
-            by_email.setdefault(customerio_email_key(user.email), work.key)
-            if user.cio_id:
-                by_cio_id.setdefault(user.cio_id, work.key)
+            by_cio_id[work.contact.known_cio_id].add(work.key)
+        elif kind == "email":
+            by_email[customerio_email_key(value)].add(work.key)
+        else:
+            by_id[value].add(work.key)
     found: dict[str, list[dict]] = {work.key: [] for work in readers}
     for segment in segments:
         segment_id, size = int(segment["id"]), 0
@@ -205,9 +206,9 @@ def scan(client, segments: list[dict], readers, users: dict[str, LocalUser]) -> 
             for page in pages:
                 size += len(page["identifiers"])
                 for identifiers in page["identifiers"]:
-                    key = _match(identifiers, by_email, by_cio_id, by_id)
-                    if key is not None and (not found[key] or found[key][-1] is not segment):
-                        found[key].append(segment)
+                    for key in _matches(identifiers, by_email, by_cio_id, by_id):
+                        if not found[key] or found[key][-1] is not segment:
+                            found[key].append(segment)
         except ContactNotFound:
             pass  # deleted since the list was read: nobody is in it any more
         # A scan counts the segment as well as customer_count would: the next plan needs no size call for it.
@@ -215,17 +216,15 @@ def scan(client, segments: list[dict], readers, users: dict[str, LocalUser]) -> 
     return found
 
 
-def _match(identifiers: dict, by_email, by_cio_id, by_id) -> str | None:
-    cio_id = identifiers.get("cio_id")
-    if cio_id and cio_id in by_cio_id:
-        return by_cio_id[cio_id]
+def _matches(identifiers: dict, by_email, by_cio_id, by_id) -> set[str]:
+    keys = set(by_cio_id.get(identifiers.get("cio_id") or "", ()))
     email = identifiers.get("email")
     if email:
-        key = by_email.get(customerio_email_key(email))
-        if key is not None:
-            return key
+        keys |= by_email.get(customerio_email_key(email), set())
     person_id = identifiers.get("id")
-    return by_id.get(str(person_id)) if person_id not in (None, "") else None
+    if person_id not in (None, ""):
+        keys |= by_id.get(str(person_id), set())
+    return keys
 
 
 # Applying tags in bulk ---------------------------------------------------------------------------------------------
@@ -246,11 +245,17 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         and not plan.users[work.key].owed
         and _identity_settled(work.contact, plan.users[work.key])
     }
+    # One user named by two of the batch's contacts (email only, and email with cio_id) is processed one by one:
+    # in bulk, one contact's segments would replace the other's.
+    named = Counter(plan.users[key].pk for key in chosen)
+    chosen = {key: work for key, work in chosen.items() if named[plan.users[key].pk] == 1}
     if not chosen:
         return set()
     with transaction.atomic():
-        for chunk in batched(sorted(chosen), CHUNK):  # the locks in key order, as lock_contacts takes them
-            lock_contacts([chosen[key].contact for key in chunk])
+        lock_contacts([work.contact for work in chosen.values()])
+        # What was read of the users before the locks may have changed since (made staff, owed a password, renamed,
+        # deleted): they are checked again under the locks, and any that changed are left to the one-by-one path.
+        chosen = _still_as_planned(chosen, plan)
         # Only deliveries this worker still holds: with its lease lost, another processing has them now.
         delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
         held = set()
@@ -274,6 +279,23 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         _log_loaded_tags(done, plan, names, outcome.changes)
         _record_done(done, plan, names, started)
     return set(done)
+
+
+def _still_as_planned(chosen: dict, plan: ReadPlan) -> dict:
+    """The chosen contacts whose users still are as the plan read them, their rows locked until the commit."""
+    by_pk = {plan.users[key].pk: key for key in chosen}
+    fields = ("pk", "email_normalized", "cio_id", "is_staff", "is_superuser", "password_return_due")
+    fields += ("welcome_email_due",)
+    still = {}
+    for chunk in batched(sorted(by_pk), CHUNK):
+        rows = User.objects.select_for_update(no_key=True).filter(pk__in=chunk).values_list(*fields)
+        for pk, normalized, cio_id, staff, superuser, return_due, welcome_due in rows:
+            key = by_pk[pk]
+            planned = plan.users[key]
+            unchanged = (normalized, cio_id) == (planned.email_normalized, planned.cio_id)
+            if unchanged and not (staff or superuser or return_due or welcome_due):
+                still[key] = chosen[key]
+    return still
 
 
 def _identity_settled(contact, user: LocalUser) -> bool:

@@ -106,6 +106,47 @@ def test_many_contacts_are_read_by_scans_and_written_in_bulk(client, cio_emulato
     assert line.message == "Loaded tags for p3@example.com: VIP" and line.user.email == "p3@example.com"
 
 
+def test_one_person_named_two_ways_in_a_scanned_batch_keeps_their_tags(client, cio_emulator):
+    # p4 is named by email alone in one delivery and by email and cio_id in another: two contacts, one user. The
+    # scan serves both; neither may replace the other's segments with none.
+    customers = people(30)
+    customers[4]["cio_id"] = "cio-p4"
+    cio_emulator.reset({"segments": SEGMENTS, "customers": customers})
+    make_users(30)
+    User.objects.filter(email="p4@example.com").update(cio_id="cio-p4")
+    queued(client, "update_tags", body={"email": "p4@example.com", "cio_id": "cio-p4"})
+    for n in range(30):
+        queued(client, "update_tags", email=f"p{n}@example.com")
+    process_all()
+    assert "membership" in calls(cio_emulator)
+    assert tag_names("p4@example.com") == ["Newsletter"]
+    rows = WebhookDelivery.objects.filter(contact__iexact="p4@example.com")
+    assert [row.result["tags"] for row in rows] == [["Newsletter"], ["Newsletter"]]
+    assert {row.status for row in rows} == {"succeeded"}
+
+
+def test_a_staff_account_made_so_after_planning_is_not_written_in_bulk(client, cio_emulator, monkeypatch):
+    cio_emulator.reset({"segments": SEGMENTS, "customers": people(30)})
+    make_users(30)
+    for n in range(30):
+        queued(client, "update_tags", email=f"p{n}@example.com")
+    from webhooks import planning
+
+    real_scan = planning.scan
+
+    def scan_then_promote(*args, **kwargs):
+        found = real_scan(*args, **kwargs)
+        User.objects.filter(email="p7@example.com").update(is_staff=True)  # during the scan
+        return found
+
+    monkeypatch.setattr(planning, "scan", scan_then_promote)
+    process_all()
+    assert tag_names("p7@example.com") == []
+    row = WebhookDelivery.objects.get(contact="p7@example.com")
+    assert row.result["reason"] == "protected_account"
+    assert tag_names("p8@example.com") == ["Active customers"]
+
+
 def test_a_few_contacts_in_big_segments_are_read_one_call_each(client, cio_emulator):
     # 60,001 people in one segment: a scan is 3 pages, dearer than three contacts' own calls.
     big = [{"email": f"m{n}@example.com", "segments": [1]} for n in range(60_001)]

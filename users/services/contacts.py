@@ -177,6 +177,15 @@ def lock_contacts(contacts: list[Contact]) -> None:
     """Hold the locks of many contacts, taken in key order so that two processes locking overlapping sets cannot
     deadlock. Must be called inside transaction.atomic()."""
     keys = sorted({key for contact in contacts for key in contact.lock_keys})
+    # In slices of the one sorted list (SQLite caps a statement's parameters), so the order holds across slices.
+    for start in range(0, len(keys), LOCK_SLICE):
+        _lock_keys(keys[start : start + LOCK_SLICE])
+
+
+LOCK_SLICE = 1000
+
+
+def _lock_keys(keys: list[str]) -> None:
     # Lock rows are pruned now and then (prune_webhook_data); one deleted between our insert and our lock is simply
     # inserted again.
     for _ in range(3):
