@@ -83,6 +83,35 @@ def test_a_delivery_received_before_anothers_read_answers_with_its_result(cio_em
     assert len(cio_emulator.requests("/api/v1/customers/")) == 1  # one password returned
 
 
+def test_a_delivery_carrying_a_new_email_is_not_answered_with_the_old_emails_result(cio_emulator):
+    bob = {"email": "bob@example.com", "id": "bob", "cio_id": "cio-bob", "segments": [3]}
+    cio_emulator.reset({"segments": FIXTURE["segments"], "customers": [bob]})
+    User.objects.create(username="bob", email="bob@example.com", cio_id="cio-bob")
+    received_before = timezone.now()
+    update_tags(
+        ActionRequest(
+            Contact("email", "bob@example.com", cio_id="cio-bob"),
+            received_at=timezone.now(),
+            strength=1,
+            may_reuse=True,
+        )
+    )
+    cio_emulator.load({"customers": [{"cio_id": "cio-bob", "email": "bob.new@example.com", "segments": [3]}]})
+
+    # Received before that read, but naming the person by their new email: it follows the change itself.
+    renamed = update_tags(
+        ActionRequest(
+            Contact("email", "bob.new@example.com", cio_id="cio-bob"),
+            received_at=received_before,
+            strength=1,
+            may_reuse=True,
+        )
+    )
+
+    assert "reused" not in renamed.as_dict()
+    assert User.objects.get().email == "bob.new@example.com"
+
+
 def test_a_delivery_received_after_anothers_read_reads_again(cio_emulator):
     cio_emulator.reset(FIXTURE)
     contact = Contact.email("bob@example.com")

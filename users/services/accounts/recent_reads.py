@@ -18,6 +18,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from ...emails import normalize_email
 from ...models import ContactLock, User
 
 
@@ -58,6 +59,12 @@ def recent_result(request, action: str) -> tuple[dict, User | None] | None:
         user = User.objects.select_related("role").filter(pk=row["read_user_id"]).first()
         if user is None:
             return None  # deleted since: read again
+    contact = request.contact
+    if contact.known_cio_id and contact.known_email:
+        # Named by cio_id with an email beside it: when that email is not the user's as the last processing left
+        # them, the person's email changed in between, and this delivery settles it (settle_identity) itself.
+        if user is None or normalize_email(contact.known_email) != user.email_normalized:
+            return None
     return row["read_result"], user
 
 
