@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connection, connections
+from django.views.decorators.debug import sensitive_variables
 
 # Reads of one person are two calls; a few web threads may read at once.
 _THREADS = 8
@@ -49,6 +50,8 @@ def _outcome(call):
         return None, exc
 
 
+# Error reports walk this thread's frames too: the call's closure holds request headers and bodies.
+@sensitive_variables()
 def _on_pool_thread(call):
     try:
         return call()

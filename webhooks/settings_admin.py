@@ -7,6 +7,8 @@ from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from solo.admin import SingletonModelAdmin
 
 from settings_app import access_keys
@@ -80,6 +82,11 @@ class WebhookSettingsAdmin(SingletonModelAdmin):
         )
         return [regenerate, end_grace, *super().get_urls()]
 
+    @method_decorator(sensitive_post_parameters("new_access_key", "access_key"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @method_decorator(sensitive_variables("typed_key"))
     def save_model(self, request, obj, form, change):
         # Only the form's own fields are written: the key and the previous keys belong to access_keys.rotate,
         # and a save must not overwrite a rotation that happened since this request read the row.

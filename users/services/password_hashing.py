@@ -16,10 +16,11 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.hashers import get_hasher
+from django.views.decorators.debug import sensitive_variables
 
 
 def usable_cores() -> int:
@@ -36,6 +37,7 @@ def _start_worker(settings_module: str) -> None:
     django.setup()
 
 
+@sensitive_variables("password")  # an error report of a failed hash must not show it
 def _hash(password: str, algorithm: str) -> str:
     from django.contrib.auth.hashers import make_password
 
@@ -46,7 +48,7 @@ def _hash(password: str, algorithm: str) -> str:
 class HashedAhead:
     """A password with its hash being computed elsewhere (a thread or a pool process)."""
 
-    password: str
+    password: str = field(repr=False)  # never in a log line or error report that shows the object
     hashed: Future
     generated: bool = False  # made up here (owed to Customer.io's Return Password field), not mapped from it
 

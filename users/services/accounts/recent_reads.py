@@ -60,11 +60,11 @@ def recent_result(request, action: str) -> tuple[dict, User | None] | None:
         if user is None:
             return None  # deleted since: read again
     contact = request.contact
-    if contact.known_cio_id and contact.known_email:
-        # Named by cio_id with an email beside it: when that email is not the user's as the last processing left
-        # them, the person's email changed in between, and this delivery settles it (settle_identity) itself.
-        if user is None or normalize_email(contact.known_email) != user.email_normalized:
-            return None
+    # Named by cio_id with an email beside it: when that email is not the user's as the last processing left them,
+    # the person's email changed in between, and this delivery settles it (settle_identity) itself.
+    renamed = user is None or normalize_email(contact.known_email) != user.email_normalized
+    if contact.known_cio_id and contact.known_email and renamed:
+        return None
     return row["read_result"], user
 
 
