@@ -3,6 +3,7 @@ processing came to — the same writer for the synchronous webhook and the backg
 
 import contextlib
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -174,12 +175,55 @@ def record_outcome(
     if retry_at is not None:
         written.update(status=Status.RETRYING, next_attempt_at=retry_at)
     count = held.update(**written)
+    _note_progress()
     for delivery in deliveries:
         for name, value in written.items():
             setattr(delivery, name, value)
     if count and retry_at is None and outcome.status == Status.FAILED:
         log_failure(leading or deliveries[0], deliveries, outcome, error)
     return count
+
+
+def record_successes(successes: list[tuple[list[WebhookDelivery], dict, int]], *, duration_ms: int) -> None:
+    """Write many processings' successes at once (a scanned batch's update_tags written in bulk): each is (its
+    deliveries, its result, its user's id). The caller holds the deliveries: locked, still processing, in its
+    transaction."""
+    now = timezone.now()
+    rows = []
+    for batch, result, user_id in successes:
+        for delivery in batch:
+            delivery.result, delivery.user_id = result, user_id
+            rows.append(delivery)
+    for start in range(0, len(rows), BULK_CHUNK):
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in rows[start : start + BULK_CHUNK]]).update(
+            status=Status.SUCCEEDED,
+            http_status=200,
+            error="",
+            traceback="",
+            lease_expires_at=None,
+            next_attempt_at=None,
+            duration_ms=max(0, duration_ms),
+            updated_at=now,
+        )
+    WebhookDelivery.objects.bulk_update(rows, ["result", "user"], batch_size=BULK_CHUNK)
+    for delivery in rows:
+        delivery.status = Status.SUCCEEDED
+    _note_progress()
+
+
+BULK_CHUNK = 1000  # ids per IN (...) list: SQLite caps the parameters of one statement
+_last_recorded = 0.0
+
+
+def _note_progress() -> None:
+    global _last_recorded
+    _last_recorded = time.monotonic()
+
+
+def last_recorded_at() -> float:
+    """time.monotonic() of the last outcome this process wrote: the worker's sign of progress inside a long task
+    (one task may process a batch of thousands of deliveries)."""
+    return _last_recorded
 
 
 def _outcome_fields(outcome, duration_ms: int, error: str | None = None) -> dict:

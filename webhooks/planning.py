@@ -41,6 +41,7 @@ from users.services.backfills.tag_resync import Memberships, apply_memberships
 from users.services.contacts import lock_contacts
 
 from .actions import ACTIONS
+from .deliveries import record_successes
 from .models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -346,9 +347,7 @@ def _log_loaded_tags(done, plan: ReadPlan, names, changes) -> None:
 
 
 def _record_done(done, plan: ReadPlan, names, started: float) -> None:
-    now = timezone.now()
-    duration_ms = int((time.monotonic() - started) * 1000)
-    rows = []
+    successes = []
     for key, work in done.items():
         user = plan.users[key]
         result = {
@@ -359,20 +358,5 @@ def _record_done(done, plan: ReadPlan, names, started: float) -> None:
             "tags": names[user.pk],
             "updated_fields": [],
         }
-        for delivery in work.deliveries:
-            delivery.result, delivery.user_id = result, user.pk
-            rows.append(delivery)
-    for chunk in batched([d.pk for d in rows], CHUNK):
-        WebhookDelivery.objects.filter(pk__in=chunk).update(
-            status=Status.SUCCEEDED,
-            http_status=200,
-            error="",
-            traceback="",
-            lease_expires_at=None,
-            next_attempt_at=None,
-            duration_ms=duration_ms,
-            updated_at=now,
-        )
-    WebhookDelivery.objects.bulk_update(rows, ["result", "user"], batch_size=CHUNK)
-    for delivery in rows:
-        delivery.status = Status.SUCCEEDED
+        successes.append((work.deliveries, result, user.pk))
+    record_successes(successes, duration_ms=int((time.monotonic() - started) * 1000))

@@ -2,8 +2,8 @@
 
 The heartbeat must say "this worker is taking and finishing tasks", not merely "its process exists": a worker stuck
 inside one task (a hung call, a lock that never comes) must stop beating so that /healthz shows the heartbeat
-ageing. So the loop notes its own progress — each idle pass, each task taken, each task finished — and the heartbeat
-is written only while that progress is recent.
+ageing. So the loop notes its own progress — each idle pass, each task taken, each task finished, and inside a task
+each delivery outcome written — and the heartbeat is written only while that progress is recent.
 """
 
 import logging
@@ -13,6 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django_tasks_db.management.commands.db_worker import Worker
 
+from .deliveries import last_recorded_at
 from .health import record_heartbeat
 
 logger = logging.getLogger("webhooks.worker")
@@ -47,7 +48,9 @@ class ProgressWorker(Worker):
     def stalled_for(self, now: float | None = None) -> float:
         """Seconds since the loop last made progress beyond what a task may take (0: not stalled)."""
         now = time.monotonic() if now is None else now
-        return max(0.0, now - self.last_progress - settings.WEBHOOK_WORKER_STALL_SECONDS)
+        # Inside a long task (a batch of thousands of deliveries), each outcome written counts as progress too.
+        progress = max(self.last_progress, last_recorded_at())
+        return max(0.0, now - progress - settings.WEBHOOK_WORKER_STALL_SECONDS)
 
 
 def beat(worker: ProgressWorker, worker_id: str, started_at: datetime) -> bool:

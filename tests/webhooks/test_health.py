@@ -149,3 +149,35 @@ def test_a_worker_stuck_in_a_task_stops_beating_and_beats_again_once_it_moves(cl
     assert beat(worker, "stuck", started)  # finished the task: progress again
     assert WorkerHeartbeat.objects.get(worker_id="stuck").seen_at > seen
     assert WebhookDelivery.objects.get().status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_a_worker_writing_outcomes_inside_one_long_task_keeps_beating(settings):
+    """One task may process thousands of deliveries: each outcome it writes is progress, so a long batch is not
+    reported as a stuck worker."""
+    import time
+
+    from webhooks import deliveries
+    from webhooks.processing import Outcome
+    from webhooks.worker import ProgressWorker, beat
+
+    settings.WEBHOOK_WORKER_STALL_SECONDS = 0.5
+    worker = ProgressWorker(
+        queue_names=["default"],
+        interval=0.1,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="busy",
+        excluded_queue_names=[],
+    )
+    worker.last_progress = worker.task_started = time.monotonic() - 60  # inside a task for a minute
+    started = timezone.now()
+    assert not beat(worker, "busy", started)
+
+    delivery = WebhookDelivery.objects.create(action="update_tags", status="processing")
+    deliveries.record_outcome([delivery], Outcome("succeeded", 200, {"status": "ok"}), duration_ms=5)
+
+    assert beat(worker, "busy", started)
+    assert WorkerHeartbeat.objects.filter(worker_id="busy").exists()
