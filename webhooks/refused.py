@@ -262,23 +262,23 @@ def _write_window(window_start: datetime, tallies: list[Tally]) -> None:
         else:
             by_address[tally.address] = _absorbed(by_address.get(tally.address), tally, tally.address)
     rows = RefusedRequestWindow.objects.select_for_update()
-    # Locked in address order, so two processes writing the same hour cannot deadlock.
-    existing = {
-        row.address: row
-        for row in rows.filter(window_start=window_start, address__in=list(by_address)).order_by("address")
-    }
+    # One address at a time, in address order — its row locked, or inserted (which locks its key) — so that two
+    # processes writing overlapping addresses of one hour always take their locks in the same order: no deadlock.
     room = None
     for address in sorted(by_address):
         tally = by_address[address]
-        if address not in existing:
+        row = rows.filter(window_start=window_start, address=address).first()
+        if row is None:
             if room is None:
                 room = settings.WEBHOOK_REFUSED_MAX_ROWS - RefusedRequestWindow.objects.filter(overflow=False).count()
             if room <= 0:
                 overflow = _absorbed(overflow, tally)
                 continue
             room -= 1
-        _add_or_create(window_start, tally, existing.get(address))
+        _add_or_create(window_start, tally, row)
     if overflow is not None:
+        # The overflow row's address sorts before every real one, but it is taken last here: a process holding
+        # it holds no other row's lock it could wait for afterwards, so the order stays acyclic.
         _add_or_create(window_start, overflow, rows.filter(window_start=window_start, address=OVERFLOW).first())
 
 
