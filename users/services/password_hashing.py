@@ -1,4 +1,6 @@
-"""Password hashing off the caller's path: never under a contact's lock or inside a transaction.
+"""Password hashing off the caller's path: generated passwords are never hashed under a contact's lock or inside a
+transaction. (A password mapped from Customer.io's attributes is known only after the reads, which on PostgreSQL are
+made under the contact's lock: it is hashed there, holding up only that person's deliveries.)
 
 A hash costs tens of milliseconds (Argon2 as sized here) to a second (PBKDF2's million iterations). Held inside a
 transaction it stalls every other writer on SQLite; held under a contact's lock, every delivery for that person.
