@@ -16,7 +16,7 @@ from django.utils import timezone
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
-from . import task_rows
+from . import row_inserts, task_rows
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
@@ -89,7 +89,7 @@ def open_delivery(
             if lease is None:
                 task_rows.insert_delivery_with_task(delivery)
             else:
-                delivery.save(force_insert=True)
+                row_inserts.insert(delivery)
             return Opened(delivery, OpenState.NEW)
     except IntegrityError:
         if key is None:
@@ -107,10 +107,8 @@ def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int)
     failed or refused attempt gets this outcome."""
     try:
         with _savepoint_if_in_transaction():
-            delivery = WebhookDelivery.objects.create(
-                **fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1
-            )
-            return Opened(delivery, OpenState.NEW)
+            delivery = WebhookDelivery(**fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1)
+            return Opened(row_inserts.insert(delivery), OpenState.NEW)
     except IntegrityError:
         if key is None:
             raise

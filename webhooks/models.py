@@ -21,21 +21,26 @@ class WebhookDelivery(models.Model):
     # Accepted and not yet processed: the background worker owes them a run.
     WAITING = (Status.QUEUED, Status.RETRYING)
 
+    # Indexed: the admin's and settings page's newest-first lists, the admin's date filter, prune_webhook_data's
+    # "finished and older than --days". (Text columns are indexed in Meta.indexes below, never with db_index=True:
+    # on PostgreSQL that also builds a varchar_pattern_ops twin for LIKE "prefix%", which no query here runs, and
+    # every index is kept up to date by every accepted webhook's INSERT.)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
-    action = models.CharField(max_length=32, blank=True, db_index=True)
-    contact = models.CharField(max_length=254, blank=True, db_index=True, help_text="Email, cio_id or id.")
+    action = models.CharField(max_length=32, blank=True)
+    contact = models.CharField(max_length=254, blank=True, help_text="Email, cio_id or id.")
     contact_type = models.CharField(max_length=8, blank=True)
     # The contact as the per-contact lock names it ("email:ann@example.com"): groups one person's deliveries.
-    contact_key = models.CharField(max_length=300, blank=True, db_index=True)
+    contact_key = models.CharField(max_length=300, blank=True)
     query = models.JSONField(default=dict, blank=True, help_text="Query parameters, access_key removed.")
     body = models.JSONField(null=True, blank=True, help_text="Parsed body, password-like fields masked.")
     remote_ip = models.GenericIPAddressField(null=True, blank=True)
-    cio_delivery_id = models.CharField(max_length=200, blank=True, db_index=True)
+    cio_delivery_id = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     # "key:<x-cio-idempotency-key>" or "delivery:<x-cio-delivery-id>": one row per Customer.io delivery.
-    dedup_key = models.CharField(max_length=220, null=True, blank=True, unique=True, editable=False)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    # Unique through Meta.constraints (the same UNIQUE index, without unique=True's pattern-ops twin).
+    dedup_key = models.CharField(max_length=220, null=True, blank=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -55,8 +60,19 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name_plural = "webhook deliveries"
+        # Only what a query needs: each index is one more write per accepted webhook. Not indexed: action and
+        # contact (an admin filter on a handful of values, walked along received_at; the admin's search is a
+        # substring match no B-tree serves), cio_delivery_id (retries are found by dedup_key).
         indexes = [
+            # The queue: waiting deliveries (status IN queued/retrying), the sweep's expired leases, /healthz and
+            # webhook_queue's counts by status, prune's finished ones — status first covers status alone.
             models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),
+            # A worker's claim of a person's waiting deliveries (contact_key IN ...), the planner's recent ones.
+            models.Index(fields=["contact_key"], name="delivery_contact_key"),
+        ]
+        constraints = [
+            # One row per Customer.io delivery: a retry's INSERT fails on it and the first row is looked up by it.
+            models.UniqueConstraint(fields=["dedup_key"], name="delivery_dedup_key"),
         ]
 
     def __str__(self):

@@ -21,10 +21,10 @@ import uuid
 
 from django.db import connections, router, transaction
 from django.db.models.expressions import RawSQL
-from django.db.models.sql import InsertQuery
 from django_tasks_db.models import DBTaskResult, get_date_max
 
 from .models import WebhookDelivery
+from .row_inserts import insert_sql
 
 # The model fields written here; the others take their model defaults (the test compares both with the model).
 WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
@@ -75,9 +75,9 @@ def insert_delivery_with_task(delivery: WebhookDelivery) -> WebhookDelivery:
             insert_task(delivery.task_id, delivery.pk)
         return delivery
     postgresql = connection.vendor == "postgresql"
-    delivery_sql, delivery_params = _insert_sql(alias, delivery, returning=postgresql)
+    delivery_sql, delivery_params = insert_sql(alias, delivery, returning=postgresql)
     args_kwargs = RawSQL(args_sql, ())  # noqa: S611 (a constant of this module, no value in it)
-    task_sql, task_params = _insert_sql(alias, _task_row(delivery.task_id, args_kwargs))
+    task_sql, task_params = insert_sql(alias, _task_row(delivery.task_id, args_kwargs))
     with connection.cursor() as cursor:
         if postgresql:
             # One statement, atomic on its own. Both parts are the ORM's own INSERTs, every value a parameter.
@@ -93,16 +93,3 @@ def insert_delivery_with_task(delivery: WebhookDelivery) -> WebhookDelivery:
     delivery._state.adding = False
     delivery._state.db = alias
     return delivery
-
-
-def _insert_sql(alias: str, row, *, returning: bool = False) -> tuple[str, tuple]:
-    """The ORM's own INSERT of `row` (every concrete field but an auto-incremented key; auto_now values filled in)."""
-    meta = row._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
-    query = InsertQuery(type(row))
-    query.insert_values(fields, [row])
-    compiler = query.get_compiler(using=alias)
-    if returning:
-        compiler.returning_fields = [meta.pk]
-    ((sql, params),) = compiler.as_sql()
-    return sql, tuple(params)

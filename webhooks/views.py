@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # How long a synchronous processing holds its delivery before a retry may take it over (it must have died).
 SYNC_LEASE = timedelta(seconds=60)
 IN_PROGRESS_RETRY_AFTER = "5"
+JSON_MEDIA_TYPE = JSONRenderer.media_type
 
 
 class CustomerIOWebhookView(APIView):
@@ -46,7 +47,13 @@ class CustomerIOWebhookView(APIView):
     authentication_classes = []
     permission_classes = []
     renderer_classes = [JSONRenderer]
+    _json_renderer = JSONRenderer()
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def perform_content_negotiation(self, request, force=False):
+        # Always JSON, whatever Accept says: Customer.io reads nothing else, and DRF's negotiation (parsing Accept on
+        # every request) would answer a journey sending only "Accept: text/html" 406 without processing it.
+        return self._json_renderer, JSON_MEDIA_TYPE
 
     def get(self, request):
         return self.handle_webhook(request)

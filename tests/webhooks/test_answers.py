@@ -17,6 +17,16 @@ def test_the_test_action_answers_ok_without_touching_anyone(hook, emulator):
     assert WebhookDelivery.objects.get().status == "succeeded"
 
 
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*"])
+def test_the_answer_is_json_whatever_accept_says(hook, emulator, accept):
+    # Customer.io lets a journey set any header: a webhook is never left unprocessed for what it says it accepts.
+    response = hook("test", body={}, headers={"accept": accept})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.content == b'{"status":"ok","action":"test"}'
+    assert WebhookDelivery.objects.get().status == "succeeded"
+
+
 @pytest.mark.parametrize("key", ["wrong-key", ""])
 def test_a_wrong_or_missing_key_is_refused_without_storing_or_logging_anything(hook, emulator, key, caplog):
     response = hook("add", key=key)
