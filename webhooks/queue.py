@@ -120,10 +120,37 @@ def _due(now):
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
+def _batch_contact_keys(now) -> set[str]:
+    """The contacts of the other waiting deliveries that change users, oldest first, up to WEBHOOK_PLAN_CLAIM_LIMIT
+    deliveries — but at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an `update` or `add`. update_tags are
+    written in bulk, so one worker takes a whole broadcast of them; an update or add is processed one contact at a
+    time, so the rest wait for the next claim, by whichever worker is free, instead of queueing behind this one
+    while the other worker idles. (A contact is taken with all its waiting deliveries or not at all: one whose
+    update comes after the limit is left whole, even for its update_tags.)"""
+    rows = (
+        WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
+        .filter(_due(now))
+        .order_by("received_at", "pk")
+        .values_list("contact_key", "action")
+    )
+    limit = settings.WEBHOOK_PLAN_ONE_BY_ONE_LIMIT
+    in_bulk: set[str] = set()
+    one_by_one: set[str] = set()
+    left: set[str] = set()
+    for key, action in rows[: settings.WEBHOOK_PLAN_CLAIM_LIMIT]:
+        if action == "update_tags" or key in one_by_one:
+            in_bulk.add(key)
+        elif len(one_by_one) < limit:
+            one_by_one.add(key)
+        else:
+            left.add(key)
+    return (in_bulk - left) | one_by_one
+
+
 def claim_work(delivery_id: int) -> list[ContactWork]:
     """Claim the delivery, its contact's other waiting deliveries and — when it changes a user — the other waiting
-    deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts).
-    Returns nothing when someone else holds or finished it."""
+    deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts;
+    see _batch_contact_keys). Returns nothing when someone else holds or finished it."""
     action = WebhookDelivery.objects.filter(pk=delivery_id).values_list("action", flat=True).first()
     batch = action in ACTIONS and ACTIONS[action].touches_user
     with transaction.atomic():
@@ -143,13 +170,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
             return []
         contact_keys = {seed.contact_key}
         if batch:
-            others = (
-                WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
-                .filter(_due(now))
-                .order_by("received_at", "pk")
-                .values_list("contact_key", flat=True)
-            )
-            contact_keys.update(others[: settings.WEBHOOK_PLAN_CLAIM_LIMIT])
+            contact_keys |= _batch_contact_keys(now)
         claimed = [seed]
         for chunk in planning.batched(sorted(contact_keys), planning.CHUNK):
             claimed += (
