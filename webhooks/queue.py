@@ -6,7 +6,8 @@ whose lease expired or whose task went missing; a failure that may pass is retri
 
 One task processes more than its own delivery: every waiting delivery of the same contact (the strongest action
 wins, so an old failure never blocks a newer delivery) and, for the actions that change users, the other waiting
-ones up to WEBHOOK_PLAN_CLAIM_LIMIT: their attributes come 100 contacts a call, and their segments from the cheaper
+ones up to WEBHOOK_PLAN_CLAIM_LIMIT (of which at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an update or add,
+so that workers share a broadcast): their attributes come 100 contacts a call, and their segments from the cheaper
 of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk).
 """
 
