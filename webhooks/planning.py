@@ -244,39 +244,50 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         and work.key in plan.users
         and not plan.users[work.key].protected
         and not plan.users[work.key].owed
-        and _identity_settled(work.contact, plan.users[work.key])
+        and identity_settled(work.contact, plan.users[work.key])
     }
     if not chosen:
         return set()
     with transaction.atomic():
-        for chunk in batched(sorted(chosen), CHUNK):  # the locks in key order, as lock_contacts takes them
-            lock_contacts([chosen[key].contact for key in chunk])
-        # Only deliveries this worker still holds: with its lease lost, another processing has them now.
-        delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
-        held = set()
-        for chunk in batched(delivery_ids, CHUNK):
-            rows = WebhookDelivery.objects.select_for_update().filter(pk__in=chunk, status=Status.PROCESSING)
-            held.update(rows.values_list("pk", flat=True))
-        done = {key: work for key, work in chosen.items() if all(d.pk in held for d in work.deliveries)}
+        done = lock_and_hold(chosen)
         if not done:
             return set()
         # A contact processed meanwhile for a delivery received after this batch was claimed (the synchronous
         # webhook, another worker) has tags read after every delivery here was received, maybe later than the
         # scan: they stay as they are.
-        fresher = _processed_since(done, plan.started_at)
-        user_ids = {plan.users[key].pk: key for key in done if key not in fresher}
-        by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
-        for user_id, key in user_ids.items():
-            for segment in plan.segments_by_key.get(key, []):
-                by_segment[int(segment["id"])].add(user_id)
-        outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
-        names = _tag_names([plan.users[key].pk for key in done])
-        _log_loaded_tags(done, plan, names, outcome.changes)
-        _record_done(done, plan, names, started)
+        fresher = processed_since(done, plan.started_at)
+        write_scanned_tags(done, plan, started, action="update_tags", keep=fresher)
     return set(done)
 
 
-def _identity_settled(contact, user: LocalUser) -> bool:
+def lock_and_hold(chosen: dict) -> dict:
+    """Take the chosen contacts' locks (in the caller's transaction) and return those whose deliveries this worker
+    still holds all of: with its lease lost, another processing has them now."""
+    for chunk in batched(sorted(chosen), CHUNK):  # the locks in key order, as lock_contacts takes them
+        lock_contacts([chosen[key].contact for key in chunk])
+    delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
+    held = set()
+    for chunk in batched(delivery_ids, CHUNK):
+        rows = WebhookDelivery.objects.select_for_update().filter(pk__in=chunk, status=Status.PROCESSING)
+        held.update(rows.values_list("pk", flat=True))
+    return {key: work for key, work in chosen.items() if all(d.pk in held for d in work.deliveries)}
+
+
+def write_scanned_tags(done: dict, plan: ReadPlan, started: float, *, action: str, updated_fields=None, keep=()):
+    """Under the contacts' locks: the scan's tags for the users of `done` (but those in `keep`, left as they are),
+    their "Loaded tags" lines and their deliveries recorded as succeeded with `action`'s result."""
+    user_ids = {plan.users[key].pk: key for key in done if key not in keep}
+    by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
+    for user_id, key in user_ids.items():
+        for segment in plan.segments_by_key.get(key, []):
+            by_segment[int(segment["id"])].add(user_id)
+    outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
+    names = _tag_names([plan.users[key].pk for key in done])
+    _log_loaded_tags(done, plan, names, outcome.changes)
+    _record_done(done, plan, names, started, action, updated_fields or {})
+
+
+def identity_settled(contact, user: LocalUser) -> bool:
     """Whether the contact is already the user as they stand: a cio_id to link or an email changed in Customer.io
     is settled one by one (users.services.contacts.settle_identity), never in bulk."""
     if not contact.known_cio_id:
@@ -285,7 +296,7 @@ def _identity_settled(contact, user: LocalUser) -> bool:
     return user.cio_id == contact.known_cio_id and email_same
 
 
-def _processed_since(done: dict, since: datetime) -> set[str]:
+def processed_since(done: dict, since: datetime) -> set[str]:
     """Contacts with a delivery received after `since` and finished (this batch's are still processing)."""
     fresher = set()
     for chunk in batched(sorted(done), CHUNK):
@@ -323,7 +334,7 @@ def _log_loaded_tags(done, plan: ReadPlan, names, changes) -> None:
     log_activities(ActivityLog.Source.WEBHOOK, activities)
 
 
-def _record_done(done, plan: ReadPlan, names, started: float) -> None:
+def _record_done(done, plan: ReadPlan, names, started: float, action: str, updated_fields: dict) -> None:
     now = timezone.now()
     duration_ms = int((time.monotonic() - started) * 1000)
     rows = []
@@ -331,11 +342,11 @@ def _record_done(done, plan: ReadPlan, names, started: float) -> None:
         user = plan.users[key]
         result = {
             "status": "ok",
-            "action": "update_tags",
+            "action": action,
             "user_id": user.pk,
             "created": False,
             "tags": names[user.pk],
-            "updated_fields": [],
+            "updated_fields": updated_fields.get(key, []),
         }
         for delivery in work.deliveries:
             delivery.result, delivery.user_id = result, user.pk

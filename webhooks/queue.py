@@ -32,7 +32,7 @@ from users.services.accounts import AccountRules, generate_password
 from users.services.contacts import Contact, lock_contacts
 from users.services.password_hashing import HashedAhead, shared_pool
 
-from . import planning, task_rows
+from . import bulk_updates, planning, task_rows
 from .actions import ACTIONS, strongest
 from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
@@ -231,6 +231,8 @@ def process(delivery_id: int) -> None:
         done = planning.bulk_update_tags(works, plan, started)
         rest = [work for work in works if work.key not in done]
         persons = _fetch_people_in_batch(rest)
+        done = bulk_updates.bulk_update_people(rest, plan, persons, started)
+        rest = [work for work in rest if work.key not in done]
         hashed_ahead = _hash_generated_passwords_ahead(rest)
         for work in rest:
             _process_contact(work, persons, plan.segments_for(work), hashed_ahead.get(work.contact.lock_key))
