@@ -8,7 +8,8 @@ One task processes more than its own delivery: every waiting delivery of the sam
 wins, so an old failure never blocks a newer delivery) and, for the actions that change users, the other waiting
 ones up to WEBHOOK_PLAN_CLAIM_LIMIT (of which at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an update or add,
 so that workers share a broadcast): their attributes come 100 contacts a call, and their segments from the cheaper
-of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk).
+of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk, as
+webhooks.bulk_updates writes plain updates).
 """
 
 import logging
