@@ -236,7 +236,12 @@ def process(delivery_id: int) -> None:
         rest = [work for work in rest if work.key not in done]
         hashed_ahead = _hash_generated_passwords_ahead(rest)
         for work in rest:
-            _process_contact(work, persons, plan.segments_for(work), hashed_ahead.get(work.contact.lock_key))
+            segments, people = plan.segments_for(work), persons
+            if segments is not None and planning.processed_since({work.key: work}, plan.started_at):
+                # Processed meanwhile (a later delivery, synchronously): the scan's and the batch's data may be
+                # older than what it applied, so this contact reads its own.
+                segments, people = None, {}
+            _process_contact(work, people, segments, hashed_ahead.get(work.contact.lock_key))
 
 
 def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:

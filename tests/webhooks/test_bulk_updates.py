@@ -1,15 +1,18 @@
 """Queued `update`s of a scanned batch written in bulk: each user's mapped fields, tags and activity lines and each
 delivery's own result as one by one; anything unusual (a staff account, an email owed) still one by one."""
 
+import threading
+
 import pytest
 from django.core.cache import cache
 
 from users.models import ActivityLog, User
 from users.signals import tags_modified
+from webhooks import queue
 from webhooks.models import WebhookDelivery
 
 from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
-from .test_queue import queued
+from .test_queue import queued, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -93,3 +96,29 @@ def test_a_user_owed_a_welcome_email_is_updated_one_by_one_and_gets_it(client, c
     assert User.objects.get(email="p8@example.com").welcome_email_due is False
     assert [message.to for message in mailoutbox] == [["p8@example.com"]]
     assert "Updated 29 users in bulk (1 others one by one)" in caplog.messages
+
+
+@pytest.mark.concurrency
+def test_a_bulk_update_does_not_undo_a_contact_processed_meanwhile(client, hook, cio_emulator, caplog):
+    caplog.set_level("INFO", logger="webhooks.bulk_updates")
+    everyone_vip = [{**person, "segments": [1]} for person in customers(10)]
+    cio_emulator.reset({"segments": SEGMENTS, "customers": everyone_vip})
+    make_users(10)
+    first = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
+    # The emulator answers segment 1's page as it is when asked, then waits: the page still has p0 in VIP.
+    cio_emulator.set_faults(latency_ms=1500, path_prefix="/v1/segments/1/membership")
+    worker = threading.Thread(target=queue.process, args=(first[0],))
+    worker.start()
+    try:
+        wait_for(lambda: cio_emulator.requests("/v1/segments/1/membership"), 30, "the scan")
+        cio_emulator.add_customer(email="p0@example.com", segments=[2], attributes={"first_name": "Renamed"})
+        answer = hook("update", email="p0@example.com")  # processed now, synchronously
+        assert answer.status_code == 200 and answer.json()["tags"] == ["Newsletter"]
+    finally:
+        worker.join(timeout=60)
+    cio_emulator.set_faults()
+    assert set(WebhookDelivery.objects.filter(pk__in=first).values_list("status", flat=True)) == {"succeeded"}
+    p0 = User.objects.get(email="p0@example.com")
+    assert (p0.first_name, tag_names("p0@example.com")) == ("Renamed", ["Newsletter"])  # not undone
+    assert User.objects.get(email="p4@example.com").first_name == "First4" and tag_names("p4@example.com") == ["VIP"]
+    assert "Updated 9 users in bulk (1 others one by one)" in caplog.messages
