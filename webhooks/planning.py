@@ -14,7 +14,7 @@ WEBHOOK_PLAN_MAX_WAIT_SECONDS after the oldest waiting delivery was received.
 
 The update_tags contacts of a scanned batch get their tags in bulk (tag_resync.apply_memberships, the resync's
 writer), their deliveries recorded in the same transaction under the contacts' locks; the others are processed one
-by one as before, with the segments the scan found.
+by one as before, with the segments the scan found (webhooks.bulk_updates writes plain updates the same way).
 """
 
 import logging
