@@ -14,7 +14,7 @@ WEBHOOK_PLAN_MAX_WAIT_SECONDS after the oldest waiting delivery was received.
 
 The update_tags contacts of a scanned batch get their tags in bulk (tag_resync.apply_memberships, the resync's
 writer), their deliveries recorded in the same transaction under the contacts' locks; the others are processed one
-by one as before, with the segments the scan found.
+by one as before, with the segments the scan found (webhooks.bulk_updates writes plain updates the same way).
 """
 
 import logging
@@ -244,41 +244,19 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         and work.key in plan.users
         and not plan.users[work.key].protected
         and not plan.users[work.key].owed
-        and _identity_settled(work.contact, plan.users[work.key])
+        and identity_settled(work.contact, plan.users[work.key])
     }
-    # One user named by two of the batch's contacts (email only, and email with cio_id) is processed one by one:
-    # in bulk, one contact's segments would replace the other's.
-    named = Counter(plan.users[key].pk for key in chosen)
-    chosen = {key: work for key, work in chosen.items() if named[plan.users[key].pk] == 1}
     if not chosen:
         return set()
     with transaction.atomic():
-        lock_contacts([work.contact for work in chosen.values()])
-        # What was read of the users before the locks may have changed since (made staff, owed a password, renamed,
-        # deleted): they are checked again under the locks, and any that changed are left to the one-by-one path.
-        chosen = _still_as_planned(chosen, plan)
-        # Only deliveries this worker still holds: with its lease lost, another processing has them now.
-        delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
-        held = set()
-        for chunk in batched(delivery_ids, CHUNK):
-            rows = WebhookDelivery.objects.select_for_update().filter(pk__in=chunk, status=Status.PROCESSING)
-            held.update(rows.values_list("pk", flat=True))
-        done = {key: work for key, work in chosen.items() if all(d.pk in held for d in work.deliveries)}
+        done = lock_and_hold(chosen, plan)
         if not done:
             return set()
         # A contact processed meanwhile for a delivery received after this batch was claimed (the synchronous
         # webhook, another worker) has tags read after every delivery here was received, maybe later than the
         # scan: they stay as they are.
-        fresher = _processed_since(done, plan.started_at)
-        user_ids = {plan.users[key].pk: key for key in done if key not in fresher}
-        by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
-        for user_id, key in user_ids.items():
-            for segment in plan.segments_by_key.get(key, []):
-                by_segment[int(segment["id"])].add(user_id)
-        outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
-        names = _tag_names([plan.users[key].pk for key in done])
-        _log_loaded_tags(done, plan, names, outcome.changes)
-        _record_done(done, plan, names, started)
+        fresher = processed_since(done, plan.started_at)
+        write_scanned_tags(done, plan, started, action="update_tags", keep=fresher)
     return set(done)
 
 
@@ -299,7 +277,40 @@ def _still_as_planned(chosen: dict, plan: ReadPlan) -> dict:
     return still
 
 
-def _identity_settled(contact, user: LocalUser) -> bool:
+def lock_and_hold(chosen: dict, plan: ReadPlan) -> dict:
+    """Take the chosen contacts' locks (in the caller's transaction) and return those still to be written in bulk:
+    their users as the plan read them (checked again under the locks: made staff, owed a password, renamed or
+    deleted since, they are left to the one-by-one path), and all their deliveries still held by this worker (with
+    its lease lost, another processing has them now)."""
+    # One user named by two of the batch's contacts (email only, and email with cio_id) is processed one by one:
+    # in bulk, one contact's data would replace the other's.
+    named = Counter(plan.users[key].pk for key in chosen)
+    chosen = {key: work for key, work in chosen.items() if named[plan.users[key].pk] == 1}
+    lock_contacts([work.contact for work in chosen.values()])
+    chosen = _still_as_planned(chosen, plan)
+    delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
+    held = set()
+    for chunk in batched(delivery_ids, CHUNK):
+        rows = WebhookDelivery.objects.select_for_update().filter(pk__in=chunk, status=Status.PROCESSING)
+        held.update(rows.values_list("pk", flat=True))
+    return {key: work for key, work in chosen.items() if all(d.pk in held for d in work.deliveries)}
+
+
+def write_scanned_tags(done: dict, plan: ReadPlan, started: float, *, action: str, updated_fields=None, keep=()):
+    """Under the contacts' locks: the scan's tags for the users of `done` (but those in `keep`, left as they are),
+    their "Loaded tags" lines and their deliveries recorded as succeeded with `action`'s result."""
+    user_ids = {plan.users[key].pk: key for key in done if key not in keep}
+    by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
+    for user_id, key in user_ids.items():
+        for segment in plan.segments_by_key.get(key, []):
+            by_segment[int(segment["id"])].add(user_id)
+    outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
+    names = _tag_names([plan.users[key].pk for key in done])
+    _log_loaded_tags(done, plan, names, outcome.changes)
+    _record_done(done, plan, names, started, action, updated_fields or {})
+
+
+def identity_settled(contact, user: LocalUser) -> bool:
     """Whether the contact is already the user as they stand: a cio_id to link or an email changed in Customer.io
     is settled one by one (users.services.contacts.settle_identity), never in bulk."""
     if not contact.known_cio_id:
@@ -308,7 +319,7 @@ def _identity_settled(contact, user: LocalUser) -> bool:
     return user.cio_id == contact.known_cio_id and email_same
 
 
-def _processed_since(done: dict, since: datetime) -> set[str]:
+def processed_since(done: dict, since: datetime) -> set[str]:
     """Contacts with a delivery received after `since` and finished (this batch's are still processing)."""
     fresher = set()
     for chunk in batched(sorted(done), CHUNK):
@@ -346,17 +357,17 @@ def _log_loaded_tags(done, plan: ReadPlan, names, changes) -> None:
     log_activities(ActivityLog.Source.WEBHOOK, activities)
 
 
-def _record_done(done, plan: ReadPlan, names, started: float) -> None:
+def _record_done(done, plan: ReadPlan, names, started: float, action: str, updated_fields: dict) -> None:
     successes = []
     for key, work in done.items():
         user = plan.users[key]
         result = {
             "status": "ok",
-            "action": "update_tags",
+            "action": action,
             "user_id": user.pk,
             "created": False,
             "tags": names[user.pk],
-            "updated_fields": [],
+            "updated_fields": updated_fields.get(key, []),
         }
         successes.append((work.deliveries, result, user.pk))
     record_successes(successes, duration_ms=int((time.monotonic() - started) * 1000))

@@ -6,8 +6,10 @@ whose lease expired or whose task went missing; a failure that may pass is retri
 
 One task processes more than its own delivery: every waiting delivery of the same contact (the strongest action
 wins, so an old failure never blocks a newer delivery) and, for the actions that change users, the other waiting
-ones up to WEBHOOK_PLAN_CLAIM_LIMIT: their attributes come 100 contacts a call, and their segments from the cheaper
-of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk).
+ones up to WEBHOOK_PLAN_CLAIM_LIMIT (of which at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an update or add,
+so that workers share a broadcast): their attributes come 100 contacts a call, and their segments from the cheaper
+of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk, as
+webhooks.bulk_updates writes plain updates).
 """
 
 import logging
@@ -31,7 +33,7 @@ from users.services.accounts import AccountRules, generate_password
 from users.services.contacts import Contact, lock_contacts
 from users.services.password_hashing import HashedAhead, shared_pool
 
-from . import planning, task_rows
+from . import bulk_updates, planning, task_rows
 from .actions import ACTIONS, strongest
 from .deliveries import log_failure, record_outcome
 from .models import WebhookDelivery
@@ -120,10 +122,37 @@ def _due(now):
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
+def _batch_contact_keys(now) -> set[str]:
+    """The contacts of the other waiting deliveries that change users, oldest first, up to WEBHOOK_PLAN_CLAIM_LIMIT
+    deliveries — but at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an `update` or `add`. update_tags are
+    written in bulk, so one worker takes a whole broadcast of them; an update or add is processed one contact at a
+    time, so the rest wait for the next claim, by whichever worker is free, instead of queueing behind this one
+    while the other worker idles. (A contact is taken with all its waiting deliveries or not at all: one whose
+    update comes after the limit is left whole, even for its update_tags.)"""
+    rows = (
+        WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
+        .filter(_due(now))
+        .order_by("received_at", "pk")
+        .values_list("contact_key", "action")
+    )
+    limit = settings.WEBHOOK_PLAN_ONE_BY_ONE_LIMIT
+    in_bulk: set[str] = set()
+    one_by_one: set[str] = set()
+    left: set[str] = set()
+    for key, action in rows[: settings.WEBHOOK_PLAN_CLAIM_LIMIT]:
+        if action == "update_tags" or key in one_by_one:
+            in_bulk.add(key)
+        elif len(one_by_one) < limit:
+            one_by_one.add(key)
+        else:
+            left.add(key)
+    return (in_bulk - left) | one_by_one
+
+
 def claim_work(delivery_id: int) -> list[ContactWork]:
     """Claim the delivery, its contact's other waiting deliveries and — when it changes a user — the other waiting
-    deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts).
-    Returns nothing when someone else holds or finished it."""
+    deliveries that change users, up to WEBHOOK_PLAN_CLAIM_LIMIT (with every waiting delivery of their contacts;
+    see _batch_contact_keys). Returns nothing when someone else holds or finished it."""
     action = WebhookDelivery.objects.filter(pk=delivery_id).values_list("action", flat=True).first()
     batch = action in ACTIONS and ACTIONS[action].touches_user
     with transaction.atomic():
@@ -143,13 +172,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
             return []
         contact_keys = {seed.contact_key}
         if batch:
-            others = (
-                WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
-                .filter(_due(now))
-                .order_by("received_at", "pk")
-                .values_list("contact_key", flat=True)
-            )
-            contact_keys.update(others[: settings.WEBHOOK_PLAN_CLAIM_LIMIT])
+            contact_keys |= _batch_contact_keys(now)
         claimed = [seed]
         for chunk in planning.batched(sorted(contact_keys), planning.CHUNK):
             claimed += (
@@ -209,9 +232,16 @@ def process(delivery_id: int) -> None:
         done = planning.bulk_update_tags(works, plan, started)
         rest = [work for work in works if work.key not in done]
         persons = _fetch_people_in_batch(rest)
+        done = bulk_updates.bulk_update_people(rest, plan, persons, started)
+        rest = [work for work in rest if work.key not in done]
         hashed_ahead = _hash_generated_passwords_ahead(rest)
         for work in rest:
-            _process_contact(work, persons, plan.segments_for(work), hashed_ahead.get(work.contact.lock_key))
+            segments, people = plan.segments_for(work), persons
+            if segments is not None and planning.processed_since({work.key: work}, plan.started_at):
+                # Processed meanwhile (a later delivery, synchronously): the scan's and the batch's data may be
+                # older than what it applied, so this contact reads its own.
+                segments, people = None, {}
+            _process_contact(work, people, segments, hashed_ahead.get(work.contact.lock_key))
 
 
 def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:

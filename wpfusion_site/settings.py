@@ -293,6 +293,11 @@ WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 # Most waiting deliveries one worker claims at once when they change users: their segments are read for the whole
 # batch at once, one call per contact or membership scans, whichever is cheaper (webhooks.planning).
 WEBHOOK_PLAN_CLAIM_LIMIT = env.int("WEBHOOK_PLAN_CLAIM_LIMIT", default=25_000)
+# Of those, at most this many contacts with an `update` or `add` (processed one at a time, ~25 ms each; update_tags
+# are written in bulk): the rest are left to the next claim by any worker, so that a broadcast of updates is shared
+# out rather than held by one worker while the others idle. Each claim costs a scan round (a call per segment
+# page), so 2,000 keeps a 20,000-person broadcast near 10 rounds.
+WEBHOOK_PLAN_ONE_BY_ONE_LIMIT = env.int("WEBHOOK_PLAN_ONE_BY_ONE_LIMIT", default=2_000)
 # A burst still arriving is let settle (this long without a new delivery) before a batch big enough for scans is
 # claimed, but the oldest waiting delivery never waits longer than WEBHOOK_PLAN_MAX_WAIT_SECONDS for it.
 WEBHOOK_PLAN_SETTLE_SECONDS = env.float("WEBHOOK_PLAN_SETTLE_SECONDS", default=1.0)
