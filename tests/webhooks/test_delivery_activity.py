@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, Role, User
-from webhooks import queue
+from webhooks import queue, recovery
 from webhooks.models import WebhookDelivery
 
 from .conftest import set_settings
@@ -108,12 +108,12 @@ def test_a_delivery_whose_worker_keeps_dying_is_logged_and_its_task_error_reads(
         contact_type="email",
         contact_key="email:ann@example.com",
         status="processing",
-        attempts=queue.MAX_DEAD_ATTEMPTS,
+        attempts=recovery.MAX_DEAD_ATTEMPTS,
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
     queue.enqueue(delivery)
     DBTaskResult.objects.update(status="RUNNING", started_at=timezone.now())
-    queue.sweep()
+    recovery.sweep()
     task = DBTaskResult.objects.get()
     [error] = task.task_result.errors
     assert error.exception_class is queue.WorkerDied

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, User
-from webhooks import actions, queue
+from webhooks import actions, queue, recovery
 from webhooks.models import WebhookDelivery
 
 from .conftest import set_settings
@@ -69,10 +69,10 @@ def test_a_delivery_whose_worker_keeps_dying_ends_failed(emulator):
         contact_type="email",
         contact_key="email:ann@example.com",
         status="processing",
-        attempts=queue.MAX_DEAD_ATTEMPTS,
+        attempts=recovery.MAX_DEAD_ATTEMPTS,
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
-    queue.sweep()
+    recovery.sweep()
     delivery.refresh_from_db()
     assert delivery.status == "failed" and "worker_died" in delivery.error
 

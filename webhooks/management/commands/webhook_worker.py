@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from users.services import segment_changes
-from webhooks import queue
+from webhooks import recovery
 from webhooks.health import record_heartbeat
 from webhooks.worker import ProgressWorker, beat
 
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             target=self._sweep_forever, args=(stop_sweeping, worker, worker_id, started_at), daemon=True, name="sweep"
         )
         record_heartbeat(worker_id, started_at)
-        queue.sweep()
+        recovery.sweep()
         segment_changes.wake_if_due()
         if not batch:
             sweeper.start()
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                     close_old_connections()  # a long-lived thread: drop a connection the database closed
                     # Written here, every few seconds, but only while the worker loop is making progress.
                     beat(worker, worker_id, started_at)
-                    queue.sweep()
+                    recovery.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
