@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/burst.py            (after `make test` has created .venv; or `make bench-burst`)
 
-Starts the Customer.io emulator (App API limit 10 requests/s), the site (runserver, DEBUG off) and two
-`webhook_worker` processes on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g. an empty
-PostgreSQL database), fires 1,000 queued webhooks — mixed actions over 700 distinct contacts, 300 repeats — waits
-for the queue to drain and prints figures. A second run does the same with 30 % of Customer.io requests failing
-(500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded. `--postgres`: on a fresh PostgreSQL
-database (`make bench-burst` runs both), so the accept latency is printed for PostgreSQL too.
+Starts the Customer.io emulator (App API limit 10 requests/s), the site (gunicorn with gunicorn.conf.py, DEBUG off)
+and two `webhook_worker` processes on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g.
+an empty PostgreSQL database), fires 1,000 queued webhooks — mixed actions over 700 distinct contacts, 300 repeats —
+waits for the queue to drain and prints figures. A second run does the same with 30 % of Customer.io requests
+failing (500s, 429s and timeouts mixed). Figures, not pass/fail; every loop is bounded. `--postgres`: on a fresh
+PostgreSQL database (`make bench-burst` runs both), so the accept latency is printed for PostgreSQL too.
 
 `--broadcast [--contacts N]`: 20,000 webhooks for 20,000 people in 20 segments instead (see bench/broadcast.py).
 
@@ -114,16 +114,17 @@ class Site:
     def manage(self, *args):
         subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
 
-    def start(self, workers: int = 2):
+    def start(self, workers: int = 2, server: str = "gunicorn"):
+        """The site and `workers` webhook workers. `server`: gunicorn as production runs it (gunicorn.conf.py), or
+        runserver (one process: what bench/sync.py measures coalescing in). runserver's listen backlog is 10, so 32
+        senders at once get connections reset now and then: the bursts use gunicorn."""
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.processes.append(
-            subprocess.Popen(
-                [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
-                cwd=ROOT,
-                env=self.env,
-                **quiet,
-            )
-        )
+        if server == "gunicorn":
+            command = [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wpfusion_site.wsgi:application"]
+        else:
+            command = [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        env = {**self.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, **quiet))
         for _ in range(workers):
             self.processes.append(
                 subprocess.Popen([PYTHON, "manage.py", "webhook_worker"], cwd=ROOT, env=self.env, **quiet)

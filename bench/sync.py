@@ -112,7 +112,7 @@ def main():
         control = EmulatorControl(emulator.url)
         print(f"Synchronous webhooks, database {site.env['DATABASE_URL'].split(':')[0]}, App API limit 10/s")
         try:
-            site.start(workers=0)
+            site.start(workers=0, server="runserver")
             url = f"http://127.0.0.1:{site.port}"
             slow_customerio(url, access_key, control)
             concurrent_adds(url, access_key, control)
