@@ -4,12 +4,13 @@ rules       AccountRules: what the rules read from settings (webhook settings, f
 usernames   a new user's username, valid and unique whatever the concurrency
 passwords   generated passwords and their return to Customer.io (one by one, or in batches for imports)
 people      a person's attributes applied to a user: new accounts planned, existing users updated
+requests    ActionRequest and ActionResult: what an action is asked and answers
 actions     update_tags, update and add, reading top to bottom
 recent_reads  a delivery answered with the result of a concurrent one's processing (coalescing)
 errors      AccountError and its kinds
 """
 
-from .actions import ActionRequest, ActionResult, ResultStatus, add, update, update_tags
+from .actions import add, update, update_tags
 from .errors import AccountError, ContactHasNoEmail, PasswordReturnFailed
 from .passwords import (
     PASSWORD_RETURN_CLAIM,
@@ -29,6 +30,7 @@ from .people import (
     person_email,
     plan_new_account,
 )
+from .requests import ActionRequest, ActionResult, ResultStatus
 from .rules import AccountRules, secret_attribute_names
 from .usernames import new_username_base, pick_usernames
 

@@ -10,10 +10,7 @@ transaction), and a delivery that waited behind another for the same person may 
 (recent_reads).
 """
 
-import enum
 import functools
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -24,8 +21,7 @@ from cio.parallel import call_together
 from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
-from ..contacts import Contact, find_user, find_user_for_person, is_protected, lock_contact, settle_identity
-from ..password_hashing import HashedAhead
+from ..contacts import find_user, find_user_for_person, is_protected, lock_contact, settle_identity
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
@@ -38,66 +34,9 @@ from .passwords import (
 )
 from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
 from .recent_reads import Reads, one_reader_at_a_time, recent_result, remember
+from .requests import ActionRequest, ActionResult, ResultStatus
 from .rules import AccountRules
 from .usernames import save_new_user
-
-WEBHOOK = ActivityLog.Source.WEBHOOK
-
-
-@dataclass
-class ActionRequest:
-    contact: Contact
-    role: str = ""  # the URL's role= parameter
-    send_notification: bool = False
-    deadline: float | None = None  # time.monotonic() value covering every Customer.io call of this processing
-    delivery: object = None  # the WebhookDelivery, passed on to user_imported
-    source: str = WEBHOOK
-    # The person's attributes when the caller already has them (sent in the webhook body, or fetched for many
-    # contacts in one batch call): {"identifiers": {...}, "attributes": {...}}. Saves the attributes call.
-    person: dict | None = None
-    # The person's segments when already read (see _read_before_writing).
-    segments: list[dict] | None = None
-    # Coalescing (see recent_reads): when the delivery was received, how much its action does (webhooks.actions
-    # strength), and whether it may answer with the result of a processing that read Customer.io after that.
-    received_at: datetime | None = None
-    strength: int = 0
-    may_reuse: bool = False
-    # Passwords already being hashed (a generated one when a new user is likely, a mapped one read early): used
-    # when the new account gets that password, dropped otherwise. The caller may hash ahead (the queue, on its
-    # process pool); else `add` does, on a thread.
-    hashed_ahead: list[HashedAhead] = field(default_factory=list)
-
-
-class ResultStatus(enum.StrEnum):
-    OK = "ok"
-    SKIPPED = "skipped"  # nobody to change: no such user, or a staff account
-
-
-@dataclass
-class ActionResult:
-    action: str
-    status: ResultStatus = ResultStatus.OK
-    user: User | None = None
-    created: bool = False
-    tags: list[str] = field(default_factory=list)
-    updated_fields: list[str] = field(default_factory=list)
-    reason: str = ""
-    reused: bool = False  # the result of another delivery's processing (see recent_reads)
-
-    def as_dict(self) -> dict:
-        if self.status == ResultStatus.SKIPPED:
-            answer = {"status": "skipped", "action": self.action, "reason": self.reason}
-        else:
-            answer = {
-                "status": "ok",
-                "action": self.action,
-                "user_id": self.user.pk if self.user else None,
-                "created": self.created,
-                "tags": self.tags,
-                "updated_fields": self.updated_fields,
-            }
-        return {**answer, "reused": True} if self.reused else answer
-
 
 # The actions ------------------------------------------------------------------------------------------------------
 

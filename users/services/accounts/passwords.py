@@ -101,7 +101,7 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
     log_activity(source, f"Returned generated password to Customer.io field {field_name}", user=user)
 
 
-# Hashing ahead (an account action's request: users.services.accounts.actions.ActionRequest) -----------------------
+# Hashing ahead (an account action's request: users.services.accounts.requests.ActionRequest) -----------------------
 
 
 def hash_generated_password_ahead(request, rules) -> None:
