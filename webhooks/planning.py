@@ -34,7 +34,7 @@ from cio import get_client
 from cio.client import MEMBERSHIP_PAGE_LIMIT, deadline_in
 from cio.errors import ContactNotFound
 from users.emails import customerio_email_key, normalize_email
-from users.models import ActivityLog, Tag, User, UserTag
+from users.models import ActivityLog, ContactLock, Tag, User, UserTag
 from users.services.activity import Activity, log_activities
 from users.services.backfills.common import batched
 from users.services.backfills.tag_resync import Memberships, apply_memberships
@@ -320,13 +320,16 @@ def identity_settled(contact, user: LocalUser) -> bool:
 
 
 def processed_since(done: dict, since: datetime) -> set[str]:
-    """Contacts with a delivery received after `since` and finished (this batch's are still processing)."""
+    """Contacts processed since `since` by another processing: a delivery received after it and finished (this
+    batch's are still processing), or a processing that read Customer.io after it (a synchronous delivery received
+    earlier, say; its read is kept on the contact's lock row, see users.services.accounts.recent_reads)."""
     fresher = set()
     for chunk in batched(sorted(done), CHUNK):
         rows = WebhookDelivery.objects.filter(
             contact_key__in=chunk, received_at__gt=since, status__in=WebhookDelivery.FINISHED_OK
         )
         fresher.update(rows.values_list("contact_key", flat=True))
+        fresher.update(ContactLock.objects.filter(key__in=chunk, read_at__gt=since).values_list("key", flat=True))
     return fresher
 
 

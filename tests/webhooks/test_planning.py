@@ -147,6 +147,35 @@ def test_a_staff_account_made_so_after_planning_is_not_written_in_bulk(client, c
     assert tag_names("p8@example.com") == ["Active customers"]
 
 
+@pytest.mark.concurrency
+def test_a_scan_does_not_undo_a_synchronous_read_made_after_it(client, cio_emulator, monkeypatch):
+    # A synchronous update_tags received before the batch was planned, but reading Customer.io after the scan did:
+    # its tags are newer than the scan's, and the bulk write leaves them alone.
+    from django.utils import timezone
+
+    from users.services.accounts import ActionRequest, update_tags
+    from users.services.contacts import Contact
+    from webhooks import planning
+
+    cio_emulator.reset({"segments": SEGMENTS, "customers": people(30)})
+    make_users(30)
+    received_before = timezone.now()
+    for n in range(30):
+        queued(client, "update_tags", email=f"p{n}@example.com")
+    real_scan = planning.scan
+
+    def scan_then_read_synchronously(*args, **kwargs):
+        found = real_scan(*args, **kwargs)
+        cio_emulator.load({"customers": [{"email": "p5@example.com", "id": "p5", "segments": [1]}]})
+        update_tags(ActionRequest(Contact.email("p5@example.com"), received_at=received_before, strength=1))
+        return found
+
+    monkeypatch.setattr(planning, "scan", scan_then_read_synchronously)
+    process_all()
+    assert tag_names("p5@example.com") == ["VIP"]
+    assert tag_names("p8@example.com") == ["Active customers"]
+
+
 def test_a_few_contacts_in_big_segments_are_read_one_call_each(client, cio_emulator):
     # 60,001 people in one segment: a scan is 3 pages, dearer than three contacts' own calls.
     big = [{"email": f"m{n}@example.com", "segments": [1]} for n in range(60_001)]
