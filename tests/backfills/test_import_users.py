@@ -321,6 +321,37 @@ def test_an_interrupted_run_resumes_where_it_stopped(emulator, segment):
     assert len(attribute_lookups(emulator)) == MEMBERS + 100
 
 
+def test_an_interruption_just_after_a_step_committed_keeps_that_step_counted(emulator, segment, monkeypatch):
+    """Ctrl-C (or SIGTERM) may land just after a step's commit: that step was written, so the run's row counts it,
+    and the resumed run neither imports nor counts its members twice."""
+    from users.services.accounts.people import NoPasswordSummary
+
+    counted = []
+    real_count = NoPasswordSummary.count
+
+    def press_ctrl_c_after_the_second_steps_commit(summary, account):
+        counted.append(account)
+        if len(counted) == 200:  # the second step's last user, counted once its transaction has committed
+            raise KeyboardInterrupt
+        return real_count(summary, account)
+
+    monkeypatch.setattr(NoPasswordSummary, "count", press_ctrl_c_after_the_second_steps_commit)
+    interrupted = run("cio_import_users", "--segment", "1")
+    monkeypatch.setattr(NoPasswordSummary, "count", real_count)
+
+    assert interrupted.code == 130
+    run_row = ImportRun.objects.get()
+    assert User.objects.count() == 200
+    assert (run_row.status, run_row.members_done, run_row.created) == ("interrupted", 200, 200)
+
+    resumed = run("cio_import_users", "--segment", "1", "--resume")
+
+    assert resumed.code == 0, resumed.text
+    run_row.refresh_from_db()
+    assert (run_row.status, run_row.created, run_row.members_done) == ("finished", MEMBERS, MEMBERS)
+    assert User.objects.count() == MEMBERS
+
+
 def test_customerio_going_down_mid_run_is_a_clear_line_and_resumable(emulator, segment):
     def fail_from_the_5th_attributes_call(sender, path, **kwargs):
         if path == "/v1/customers/attributes" and len(emulator.requests("/v1/customers/attributes")) == 4:

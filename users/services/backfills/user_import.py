@@ -171,12 +171,18 @@ class _Importer:
         welcome: list[User] = []
         owing: list[tuple[User, str]] = []
         counted_before = {name: getattr(self.result, name) for name in COUNTS}
+        done_before = self.members_done
         try:
             self._write_step(members, people, position, mapped_passwords, welcome, owing)
         except BaseException:
-            # Nothing of the step was written: it is not counted either.
-            for name, value in counted_before.items():
-                setattr(self.result, name, value)
+            if self._step_committed(done_before + len(members)):
+                # Interrupted after the step's commit (Ctrl-C or SIGTERM during its on-commit signals, say): it was
+                # written, so its counts stand and the run's row must say so too.
+                self.members_done = done_before + len(members)
+            else:
+                # Nothing of the step was written: it is not counted either.
+                for name, value in counted_before.items():
+                    setattr(self.result, name, value)
             raise
         if self.dry_run:
             return
@@ -184,6 +190,17 @@ class _Importer:
         # Users who are owed no password get their welcome email now; the others once it is returned.
         for user in welcome:
             send_due_welcome_email(user, BACKFILL)
+
+    def _step_committed(self, members_done: int) -> bool:
+        """Whether the run's row holds the position a step saves: a KeyboardInterrupt can land at any point, the
+        moments after its commit included, so the database says whether the step was written."""
+        if self.dry_run:
+            return False
+        try:
+            saved = ImportRun.objects.filter(pk=self.run.pk).values_list("members_done", flat=True).first()
+        except DatabaseError:
+            return False  # the connection failed with the step: it was not written
+        return saved == self.record.base["members_done"] + members_done
 
     def _write_step(self, members, people, position, mapped_passwords, welcome, owing) -> None:
         """The step's users, activity lines and position, in one transaction."""
