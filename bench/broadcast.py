@@ -9,15 +9,13 @@ run). Use BENCH_DATABASE_URL=postgres://... for PostgreSQL. Figures, not pass/fa
 
 import math
 import random
-import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
-from burst import SENDERS, Site, percentile, wait_for_drain
+from burst import SENDERS, Site, emulated_site, percentile, wait_for_drain
 
 SEGMENTS = 20
 RATE = 10  # the emulator's App API limit, requests/s
@@ -144,18 +142,7 @@ def run(action: str, contacts: int, site: Site, control, access_key: str) -> Non
 
 
 def main(contacts: int) -> None:
-    from cio_emulator import EmulatorControl, EmulatorServer
-
-    with tempfile.TemporaryDirectory(prefix="broadcast-") as workdir, EmulatorServer(port=0, rate_limit=RATE) as emu:
-        site = Site(Path(workdir), emu.url)
-        site.manage("migrate", "--noinput")
-        import django
-
-        django.setup()
-        from settings_app.models import WebhookSettings
-
-        access_key = WebhookSettings.load().access_key
-        control = EmulatorControl(emu.url)
+    with emulated_site("broadcast-", RATE) as (site, _emulator, control, access_key):
         print(
             f"Broadcast: {contacts} contacts, {SENDERS} senders, 2 workers, emulator App API limit {RATE}/s, "
             f"database {site.env['DATABASE_URL'].split(':')[0]}"
