@@ -12,6 +12,7 @@ from cio.client import CustomerIOClient, api_call_finished
 
 from ...emails import normalize_email
 from ...models import ActivityLog, User
+from ..accounts import person_email
 
 BACKFILL = ActivityLog.Source.BACKFILL
 
@@ -187,3 +188,17 @@ def lookup_identifier(identifiers: dict) -> tuple[str, str]:
     if identifiers.get("cio_id"):
         return "cio_id", identifiers["cio_id"]
     return "id", str(identifiers.get("id") or "")
+
+
+def match_people(people: list[dict]) -> tuple[dict[str, User], set[str]]:
+    """The existing users of these people, by person_key — matched by cio_id, then by email, as the webhooks do —
+    and the Customer.io ids that users hold among theirs."""
+    cio_ids = [cio_id for person in people if (cio_id := (person.get("identifiers") or {}).get("cio_id"))]
+    emails = {normalize_email(email): person_key(person) for person in people if (email := person_email(person))}
+    found: dict[str, User] = {}
+    by_cio_id = User.objects.select_related("role").filter(cio_id__in=cio_ids)
+    for user in by_cio_id:
+        found[user.cio_id] = user
+    for user in User.objects.select_related("role").filter(email_normalized__in=list(emails)):
+        found.setdefault(emails[user.email_normalized], user)
+    return found, {user.cio_id for user in by_cio_id}

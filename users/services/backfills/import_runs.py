@@ -4,7 +4,7 @@ outcome. One live run per segment."""
 
 from datetime import timedelta
 
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from ...models import ActivityLog, ImportRun
@@ -86,6 +86,16 @@ class RunRecord:
         run.heartbeat_at = self.last_beat = timezone.now()
         if not self.dry_run:
             run.save()
+
+    def saved(self, members_done: int) -> bool:
+        """Whether the run's row holds the position a step saves once it has done `members_done` members. A
+        KeyboardInterrupt can land at any point, the moments after a step's commit included, so the database says
+        whether the step was written."""
+        try:
+            saved = ImportRun.objects.filter(pk=self.run.pk).values_list("members_done", flat=True).first()
+        except DatabaseError:
+            return False  # the connection failed with the step: it was not written
+        return saved == self.base["members_done"] + members_done
 
     def beat(self) -> None:
         """Tell other processes this run is alive, during long waits for password hashes."""

@@ -50,6 +50,7 @@ from .common import (
     batched,
     counting_calls,
     lookup_identifier,
+    match_people,
     person_key,
 )
 from .import_runs import COUNTS, RunRecord, open_run
@@ -175,7 +176,7 @@ class _Importer:
         try:
             self._write_step(members, people, position, mapped_passwords, welcome, owing)
         except BaseException:
-            if self._step_committed(done_before + len(members)):
+            if not self.dry_run and self.record.saved(done_before + len(members)):
                 # Interrupted after the step's commit (Ctrl-C or SIGTERM during its on-commit signals, say): it was
                 # written, so its counts stand and the run's row must say so too.
                 self.members_done = done_before + len(members)
@@ -191,17 +192,6 @@ class _Importer:
         for user in welcome:
             send_due_welcome_email(user, BACKFILL)
 
-    def _step_committed(self, members_done: int) -> bool:
-        """Whether the run's row holds the position a step saves: a KeyboardInterrupt can land at any point, the
-        moments after its commit included, so the database says whether the step was written."""
-        if self.dry_run:
-            return False
-        try:
-            saved = ImportRun.objects.filter(pk=self.run.pk).values_list("members_done", flat=True).first()
-        except DatabaseError:
-            return False  # the connection failed with the step: it was not written
-        return saved == self.record.base["members_done"] + members_done
-
     def _write_step(self, members, people, position, mapped_passwords, welcome, owing) -> None:
         """The step's users, activity lines and position, in one transaction."""
         missing = len(members) - len(people)
@@ -210,7 +200,7 @@ class _Importer:
             # step for it, so that both see the other's user.
             lock_contacts([Contact.email(email) for person in people if (email := person_email(person))])
             activities: list[Activity] = []
-            existing, taken_cio_ids = _match(people)
+            existing, taken_cio_ids = match_people(people)
             new_people = []
             for person in people:
                 user = existing.get(person_key(person))
@@ -277,7 +267,7 @@ class _Importer:
         field_names = [m.cio_attribute for m in self.rules.mappings if m.user_field == "password"]
         if not field_names or self.dry_run:
             return {}
-        existing, _ = _match(people)
+        existing, _ = match_people(people)
         passwords = sorted(
             {
                 str(value)
@@ -344,7 +334,7 @@ class _Importer:
         created = []
         for (person, _), account in zip(new_people, accounts, strict=True):
             for _attempt in range(CREATE_ATTEMPTS):
-                existing = _match([person])[0].get(person_key(person))
+                existing = match_people([person])[0].get(person_key(person))
                 if existing is not None:
                     if is_protected(existing):
                         self.result.skipped += 1
@@ -416,17 +406,3 @@ class _Importer:
         except DatabaseError:
             # Called on the way out of a failed run too: its own error must not be hidden by this one.
             logger.exception("Could not record the summary of users without a usable password")
-
-
-def _match(people: list[dict]) -> tuple[dict[str, User], set[str]]:
-    """The existing users of these people, by person_key — matched by cio_id, then by email, as the webhooks do —
-    and the Customer.io ids that users hold among theirs."""
-    cio_ids = [cio_id for person in people if (cio_id := (person.get("identifiers") or {}).get("cio_id"))]
-    emails = {normalize_email(email): person_key(person) for person in people if (email := person_email(person))}
-    found: dict[str, User] = {}
-    by_cio_id = User.objects.select_related("role").filter(cio_id__in=cio_ids)
-    for user in by_cio_id:
-        found[user.cio_id] = user
-    for user in User.objects.select_related("role").filter(email_normalized__in=list(emails)):
-        found.setdefault(emails[user.email_normalized], user)
-    return found, {user.cio_id for user in by_cio_id}
