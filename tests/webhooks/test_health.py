@@ -109,7 +109,7 @@ def test_a_worker_stuck_in_a_task_stops_beating_and_beats_again_once_it_moves(cl
 
     from settings_app.models import WebhookSettings
     from users.models import User
-    from webhooks.worker import ProgressWorker, beat
+    from webhooks.worker import beat
 
     from .conftest import FIXTURE
 
@@ -124,16 +124,7 @@ def test_a_worker_stuck_in_a_task_stops_beating_and_beats_again_once_it_moves(cl
     )
     assert queued.status_code == 200
     cio_emulator.configure(latency_ms=2500)  # the task hangs in a Customer.io call
-    worker = ProgressWorker(
-        queue_names=["default"],
-        interval=0.1,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="stuck",
-        excluded_queue_names=[],
-    )
+    worker = progress_worker("stuck")
     started = timezone.now()
     assert beat(worker, "stuck", started)
     runner = threading.Thread(target=worker.run)
@@ -159,19 +150,10 @@ def test_a_worker_writing_outcomes_inside_one_long_task_keeps_beating(settings, 
 
     from webhooks import deliveries
     from webhooks.processing import Outcome
-    from webhooks.worker import ProgressWorker, beat
+    from webhooks.worker import beat
 
     settings.WEBHOOK_WORKER_STALL_SECONDS = 0.5
-    worker = ProgressWorker(
-        queue_names=["default"],
-        interval=0.1,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="busy",
-        excluded_queue_names=[],
-    )
+    worker = progress_worker("busy")
     worker.last_progress = worker.task_started = time.monotonic() - 60  # inside a task for a minute
     monkeypatch.setattr(deliveries, "_last_recorded", time.monotonic() - 60)  # and no outcome written since
     started = timezone.now()
@@ -182,3 +164,19 @@ def test_a_worker_writing_outcomes_inside_one_long_task_keeps_beating(settings, 
 
     assert beat(worker, "busy", started)
     assert WorkerHeartbeat.objects.filter(worker_id="busy").exists()
+
+
+def progress_worker(worker_id: str):
+    """The webhook worker's loop as `webhook_worker` builds it, polling every 0.1 s."""
+    from webhooks.worker import ProgressWorker
+
+    return ProgressWorker(
+        queue_names=["default"],
+        interval=0.1,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
