@@ -42,4 +42,8 @@ CUSTOMERIO_APP_API_KEY = "emulator-app-key"
 CUSTOMERIO_SITE_ID = "emulator-site"
 CUSTOMERIO_TRACK_API_KEY = "emulator-track-key"
 CUSTOMERIO_RETRY_BACKOFF = 0.05
+# Production keeps the pool at least as large as gunicorn's threads; the tests' live server starts a thread per
+# request (20 at once in the concurrency tests, each holding a connection while it waits for a person's lock).
+if "pool" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["OPTIONS"]["pool"] = {**DATABASES["default"]["OPTIONS"]["pool"], "max_size": 32}
 CACHES["default"]["KEY_PREFIX"] = f"test{_suffix}"  # tests of several checkouts may share one Redis
