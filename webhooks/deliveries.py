@@ -85,12 +85,10 @@ def open_delivery(
         claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
     try:
         with _savepoint_if_in_transaction():
-            delivery = WebhookDelivery(**fields, **claim, dedup_key=key, attempts=attempt)
+            values = {**fields, **claim, "dedup_key": key, "attempts": attempt}
             if lease is None:
-                task_rows.insert_delivery_with_task(delivery)
-            else:
-                row_inserts.insert(delivery)
-            return Opened(delivery, OpenState.NEW)
+                return Opened(task_rows.insert_delivery_with_task(values), OpenState.NEW)
+            return Opened(row_inserts.insert(WebhookDelivery(**values)), OpenState.NEW)
     except IntegrityError:
         if key is None:
             raise

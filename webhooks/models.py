@@ -53,8 +53,14 @@ class WebhookDelivery(models.Model):
     # Which key the caller used (settings_app.access_keys.fingerprint: never the key), shown on the settings page
     # so an admin sees when journeys have moved to a new key.
     access_key_fingerprint = models.CharField(max_length=16, blank=True)
+    # Indexed in Meta.indexes only where set: a delivery is written without a user, so the accept adds no entry.
     user = models.ForeignKey(
-        "users.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries"
+        "users.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhook_deliveries",
+        db_index=False,
     )
 
     class Meta:
@@ -69,6 +75,9 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),
             # A worker's claim of a person's waiting deliveries (contact_key IN ...), the planner's recent ones.
             models.Index(fields=["contact_key"], name="delivery_contact_key"),
+            # A user's deliveries (their admin page; SET NULL when the user is deleted): those with a user only, so
+            # that the accept's INSERT (user still NULL) writes no entry; `user_id = x` implies the condition.
+            models.Index(fields=["user"], condition=models.Q(user__isnull=False), name="delivery_user"),
         ]
         constraints = [
             # One row per Customer.io delivery: a retry's INSERT fails on it and the first row is looked up by it.

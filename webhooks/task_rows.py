@@ -19,12 +19,13 @@ one the Tasks API writes for the same call.
 
 import uuid
 
+import psycopg
 from django.db import connections, router, transaction
 from django.db.models.expressions import RawSQL
 from django_tasks_db.models import DBTaskResult, get_date_max
 
 from .models import WebhookDelivery
-from .row_inserts import insert_sql
+from .row_inserts import PreparedInsert
 
 # The model fields written here; the others take their model defaults (the test compares both with the model).
 WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
@@ -34,24 +35,24 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
-def _task_row(task_id: str, args_kwargs, run_after=None) -> DBTaskResult:
+def _task_fields(run_after=None) -> dict:
+    """What every row of `process_delivery` holds but its id and arguments (django-tasks-db's own values)."""
     from .tasks import process_delivery
 
-    return DBTaskResult(
-        id=task_id,
-        args_kwargs=args_kwargs,
-        priority=process_delivery.priority,
-        task_path=process_delivery.module_path,
-        queue_name=process_delivery.queue_name,
-        backend_name=process_delivery.backend,
-        run_after=run_after if run_after is not None else get_date_max(),
-    )
+    return {
+        "priority": process_delivery.priority,
+        "task_path": process_delivery.module_path,
+        "queue_name": process_delivery.queue_name,
+        "backend_name": process_delivery.backend,
+        "run_after": run_after if run_after is not None else get_date_max(),
+    }
 
 
 def insert_task(task_id: str, delivery_id: int, run_after=None) -> None:
     """The row of `process_delivery(delivery_id)`, to run after `run_after` (at once when None), in the caller's
     transaction."""
-    _task_row(task_id, {"args": [delivery_id], "kwargs": {}}, run_after).save(force_insert=True)
+    args_kwargs = {"args": [delivery_id], "kwargs": {}}
+    DBTaskResult(id=task_id, args_kwargs=args_kwargs, **_task_fields(run_after)).save(force_insert=True)
 
 
 # The task's arguments, {"args": [<the delivery's id>], "kwargs": {}}, built by the database from the id it just gave
@@ -62,34 +63,63 @@ _ARGS_OF_NEW_DELIVERY = {
 }
 
 
-def insert_delivery_with_task(delivery: WebhookDelivery) -> WebhookDelivery:
-    """Insert the (unsaved) delivery and the task that will process it, together: both or neither. Sets the
-    delivery's pk and task_id. Raises IntegrityError (and writes nothing) when its dedup key is taken."""
-    delivery.task_id = new_task_id()
+# Per database vendor: (the delivery's INSERT, the task's INSERT), built at the first accepted webhook.
+_inserts: dict[str, tuple[PreparedInsert, PreparedInsert]] = {}
+
+
+def _prepared_inserts(vendor: str) -> tuple[PreparedInsert, PreparedInsert]:
+    inserts = _inserts.get(vendor)
+    if inserts is None:
+        args_kwargs = RawSQL(_ARGS_OF_NEW_DELIVERY[vendor], ())  # noqa: S611 (a constant of this module, no value in it)
+        inserts = _inserts[vendor] = (
+            # PostgreSQL's statement reads the delivery's id from RETURNING; SQLite's from last_insert_rowid().
+            PreparedInsert(WebhookDelivery, returning=vendor == "postgresql"),
+            PreparedInsert(DBTaskResult, fixed={**_task_fields(), "args_kwargs": args_kwargs}),
+        )
+    return inserts
+
+
+def insert_delivery_with_task(values: dict) -> WebhookDelivery:
+    """Insert a delivery with the fields `values` and the task that will process it, together: both or neither.
+    Returns the delivery, with its pk and task_id. Raises IntegrityError (and writes nothing) when its dedup key is
+    taken."""
+    values = {**values, "task_id": new_task_id()}
     alias = router.db_for_write(WebhookDelivery)
     connection = connections[alias]
-    args_sql = _ARGS_OF_NEW_DELIVERY.get(connection.vendor)
-    if args_sql is None:  # another database: the ORM's two INSERTs
+    if connection.vendor not in _ARGS_OF_NEW_DELIVERY:  # another database: the ORM's two INSERTs
+        delivery = WebhookDelivery(**values)
         with transaction.atomic(using=alias):
             delivery.save(force_insert=True, using=alias)
             insert_task(delivery.task_id, delivery.pk)
         return delivery
     postgresql = connection.vendor == "postgresql"
-    delivery_sql, delivery_params = insert_sql(alias, delivery, returning=postgresql)
-    args_kwargs = RawSQL(args_sql, ())  # noqa: S611 (a constant of this module, no value in it)
-    task_sql, task_params = insert_sql(alias, _task_row(delivery.task_id, args_kwargs))
-    with connection.cursor() as cursor:
-        if postgresql:
-            # One statement, atomic on its own. Both parts are the ORM's own INSERTs, every value a parameter.
-            statement = f"WITH new_delivery AS ({delivery_sql}) {task_sql} RETURNING (SELECT id FROM new_delivery)"  # noqa: S608
+    delivery_insert, task_insert = _prepared_inserts(connection.vendor)
+    delivery_sql, delivery_params = delivery_insert.statement(alias, values)
+    task_sql, task_params = task_insert.statement(alias, {"id": values["task_id"]})
+    if postgresql:
+        # One statement, atomic on its own. Both parts are the ORM's own INSERTs, every value a parameter.
+        statement = f"WITH new_delivery AS ({delivery_sql}) {task_sql} RETURNING (SELECT id FROM new_delivery)"  # noqa: S608
+        with _server_bound_cursor(connection) as cursor:
             cursor.execute(statement, (*delivery_params, *task_params))
-            (delivery.pk,) = cursor.fetchone()
-        else:
-            # SQLite: BEGIN IMMEDIATE takes the write lock; two statements back to back, then COMMIT releases it.
-            with transaction.atomic(using=alias):
-                cursor.execute(delivery_sql, delivery_params)
-                delivery.pk = cursor.lastrowid
-                cursor.execute(task_sql, task_params)
+            (pk,) = cursor.fetchone()
+    else:
+        # SQLite: BEGIN IMMEDIATE takes the write lock; two statements back to back, then COMMIT releases it.
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(delivery_sql, delivery_params)
+            pk = cursor.lastrowid
+            cursor.execute(task_sql, task_params)
+    delivery = WebhookDelivery(pk=pk, **values)
     delivery._state.adding = False
     delivery._state.db = alias
     return delivery
+
+
+def _server_bound_cursor(connection):
+    """A cursor of Django's (its error translation, query logging, thread check) over a psycopg cursor that sends
+    the values apart from the statement. Django's own cursors bind on the client: psycopg then quotes each of the
+    ~40 values into the text in Python, which cost more than anything else the accept does in Python. Nothing is
+    prepared on the server (Django leaves that off so that transaction-pooling proxies keep working)."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)

@@ -174,3 +174,9 @@ def test_the_debug_404_page_never_shows_the_key(client, access_key, settings):
     assert response.status_code == 404
     page = response.content.decode()
     assert "Request URL" in page and access_key not in page
+
+
+def test_a_method_the_endpoint_does_not_take_gets_a_json_405(client):
+    response = client.generic("TRACE", "/webhooks/customerio?wpf_action=test")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed" and "POST" in response["Allow"]
