@@ -31,8 +31,14 @@ class OpenState(enum.StrEnum):
 
 @dataclass
 class Opened:
-    delivery: WebhookDelivery
+    # None for a delivery just queued: nothing reads it again here (the worker loads it); its id is delivery_id.
+    delivery: WebhookDelivery | None
     state: OpenState
+    delivery_id: int | None = None
+
+    def __post_init__(self):
+        if self.delivery is not None:
+            self.delivery_id = self.delivery.pk
 
 
 def dedup_key(idempotency_key: str, delivery_id: str) -> str | None:
@@ -87,7 +93,7 @@ def open_delivery(
         with _savepoint_if_in_transaction():
             values = {**fields, **claim, "dedup_key": key, "attempts": attempt}
             if lease is None:
-                return Opened(task_rows.insert_delivery_with_task(values), OpenState.NEW)
+                return Opened(None, OpenState.NEW, task_rows.insert_delivery_with_task(values).pk)
             return Opened(row_inserts.insert(WebhookDelivery(**values)), OpenState.NEW)
     except IntegrityError:
         if key is None:

@@ -10,7 +10,7 @@ constants): each field keeps the first row's value and its prepared form, and a 
 tests/webhooks/test_row_inserts.py holds all of it to what the compiler produces.
 """
 
-from django.db import connections, router
+from django.db import connections, models, router
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from django.utils import timezone
 #     (statement, [(field, the first row's value, its prepared form) for each field whose value is a parameter])
 _compiled: dict[tuple, tuple[str, list]] = {}
 _SCALARS = (str, int, bool, float, type(None))
+_TEXT_FIELDS = (models.CharField, models.TextField)
 
 
 def insert_sql(alias: str, row, *, returning: bool = False) -> tuple[str, tuple]:
@@ -126,6 +127,10 @@ class PreparedInsert:
                 value = now
             else:
                 value = values[field.attname]
+                if type(field) in _TEXT_FIELDS and type(value) is str:
+                    # What get_db_prep_save gives a str for exactly these two field classes: the str itself.
+                    params[index] = value
+                    continue
             params[index] = field.get_db_prep_save(value, connection)
         return sql, tuple(params)
 

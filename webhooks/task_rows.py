@@ -18,6 +18,7 @@ one the Tasks API writes for the same call.
 """
 
 import uuid
+from typing import NamedTuple
 
 import psycopg
 from django.db import connections, router, transaction
@@ -79,10 +80,15 @@ def _prepared_inserts(vendor: str) -> tuple[PreparedInsert, PreparedInsert]:
     return inserts
 
 
-def insert_delivery_with_task(values: dict) -> WebhookDelivery:
+class QueuedRow(NamedTuple):
+    pk: int  # the delivery's
+    task_id: str
+
+
+def insert_delivery_with_task(values: dict) -> QueuedRow:
     """Insert a delivery with the fields `values` and the task that will process it, together: both or neither.
-    Returns the delivery, with its pk and task_id. Raises IntegrityError (and writes nothing) when its dedup key is
-    taken."""
+    Raises IntegrityError (and writes nothing) when its dedup key is taken. (No model instance is built: the accept
+    answers with the id alone, and the worker loads the row.)"""
     values = {**values, "task_id": new_task_id()}
     alias = router.db_for_write(WebhookDelivery)
     connection = connections[alias]
@@ -91,7 +97,7 @@ def insert_delivery_with_task(values: dict) -> WebhookDelivery:
         with transaction.atomic(using=alias):
             delivery.save(force_insert=True, using=alias)
             insert_task(delivery.task_id, delivery.pk)
-        return delivery
+        return QueuedRow(delivery.pk, delivery.task_id)
     postgresql = connection.vendor == "postgresql"
     delivery_insert, task_insert = _prepared_inserts(connection.vendor)
     delivery_sql, delivery_params = delivery_insert.statement(alias, values)
@@ -108,10 +114,7 @@ def insert_delivery_with_task(values: dict) -> WebhookDelivery:
             cursor.execute(delivery_sql, delivery_params)
             pk = cursor.lastrowid
             cursor.execute(task_sql, task_params)
-    delivery = WebhookDelivery(pk=pk, **values)
-    delivery._state.adding = False
-    delivery._state.db = alias
-    return delivery
+    return QueuedRow(pk, values["task_id"])
 
 
 def _server_bound_cursor(connection):

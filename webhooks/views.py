@@ -159,7 +159,7 @@ class CustomerIOWebhookView(View):
         opened = deliveries.open_delivery(fields, key, lease=None, requeue=queue.enqueue)
         if opened.state == OpenState.DONE:
             return json_answer({**(opened.delivery.result or {}), "duplicate": True}, status=200)
-        answer = {"status": "queued", "delivery_id": opened.delivery.pk}
+        answer = {"status": "queued", "delivery_id": opened.delivery_id}
         if opened.state == OpenState.BUSY:
             answer["duplicate"] = True
         return json_answer(answer, status=200)

@@ -76,6 +76,7 @@ def test_a_row_written_here_is_the_row_the_tasks_api_writes(run_after):
 @pytest.mark.django_db(transaction=True)  # outside any transaction: on PostgreSQL, the one-statement path
 def test_a_delivery_written_with_its_task_names_it_as_the_tasks_api_would():
     delivery = task_rows.insert_delivery_with_task({"action": "update_tags", "contact": "a@example.com"})
+    assert WebhookDelivery.objects.get(pk=delivery.pk).contact == "a@example.com"
     assert WebhookDelivery.objects.get(pk=delivery.pk).task_id == delivery.task_id
     through_api = process_delivery.enqueue(delivery.pk)
     assert _row(delivery.task_id) == _row(through_api.id)
