@@ -40,7 +40,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
     rules = AccountRules.load()
     candidates = {}
     for work in works:
-        person = _person(work, persons)
+        person = person_of(work, persons)
         if work.action == "update" and person is not None and _plain(work, person, plan, rules):
             candidates[work.key] = (work, person)
     if not candidates:
@@ -54,7 +54,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
         users = {}
         for chunk in batched([plan.users[key].pk for key in chosen], planning.CHUNK):
             users.update(User.objects.select_related("role").in_bulk(chunk))
-        taken = _taken_cio_ids([person for _, person in chosen.values()])
+        taken = taken_cio_ids([person for _, person in chosen.values()])
         done, changed, activities, fields = {}, [], [], {}
         for key, (work, person) in chosen.items():
             user = users.get(plan.users[key].pk)
@@ -85,7 +85,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
     return set(done)
 
 
-def _person(work, persons: dict[str, dict]) -> dict | None:
+def person_of(work, persons: dict[str, dict]) -> dict | None:
     person = work.person
     if person is None and work.contact.kind == "email":
         person = persons.get(customerio_email_key(work.contact.value))
@@ -121,7 +121,7 @@ def _still_plain(user: User, work, person: dict, seen) -> bool:
     return not (cio_id and user.cio_id and cio_id != user.cio_id)
 
 
-def _taken_cio_ids(people: list[dict]) -> set[str]:
+def taken_cio_ids(people: list[dict]) -> set[str]:
     wanted = sorted({cio_id for person in people if (cio_id := person_cio_id(person))})
     taken = set()
     for chunk in batched(wanted, planning.CHUNK):

@@ -287,7 +287,12 @@ def lock_and_hold(chosen: dict, plan: ReadPlan) -> dict:
     named = Counter(plan.users[key].pk for key in chosen)
     chosen = {key: work for key, work in chosen.items() if named[plan.users[key].pk] == 1}
     lock_contacts([work.contact for work in chosen.values()])
-    chosen = _still_as_planned(chosen, plan)
+    return still_held(_still_as_planned(chosen, plan))
+
+
+def still_held(chosen: dict) -> dict:
+    """The chosen contacts all of whose deliveries this worker still holds (locked until the commit): with its
+    lease lost, another processing has them now."""
     delivery_ids = [d.pk for work in chosen.values() for d in work.deliveries]
     held = set()
     for chunk in batched(delivery_ids, CHUNK):
@@ -299,6 +304,13 @@ def lock_and_hold(chosen: dict, plan: ReadPlan) -> dict:
 def write_scanned_tags(done: dict, plan: ReadPlan, started: float, *, action: str, updated_fields=None, keep=()):
     """Under the contacts' locks: the scan's tags for the users of `done` (but those in `keep`, left as they are),
     their "Loaded tags" lines and their deliveries recorded as succeeded with `action`'s result."""
+    names = write_tags(done, plan, keep=keep)
+    _record_done(done, plan, names, started, action, updated_fields or {})
+
+
+def write_tags(done: dict, plan: ReadPlan, *, keep=()) -> dict[int, list[str]]:
+    """Under the contacts' locks: the scan's tags for the users of `done` (but those in `keep`) and their "Loaded
+    tags" lines. Returns each user's tag names, by user id."""
     user_ids = {plan.users[key].pk: key for key in done if key not in keep}
     by_segment: dict[int, set[int]] = {int(s["id"]): set() for s in plan.segments}
     for user_id, key in user_ids.items():
@@ -307,7 +319,7 @@ def write_scanned_tags(done: dict, plan: ReadPlan, started: float, *, action: st
     outcome = apply_memberships(plan.segments, Memberships(set(user_ids), by_segment), log_changes=False)
     names = _tag_names([plan.users[key].pk for key in done])
     _log_loaded_tags(done, plan, names, outcome.changes)
-    _record_done(done, plan, names, started, action, updated_fields or {})
+    return names
 
 
 def identity_settled(contact, user: LocalUser) -> bool:

@@ -9,7 +9,7 @@ wins, so an old failure never blocks a newer delivery) and, for the actions that
 ones up to WEBHOOK_PLAN_CLAIM_LIMIT (of which at most WEBHOOK_PLAN_ONE_BY_ONE_LIMIT contacts with an update or add,
 so that workers share a broadcast): their attributes come 100 contacts a call, and their segments from the cheaper
 of one call per contact or membership scans (webhooks.planning, which also writes update_tags in bulk, as
-webhooks.bulk_updates writes plain updates).
+webhooks.bulk_updates writes plain updates and webhooks.bulk_adds creates new people with Return Password on).
 """
 
 import logging
@@ -33,7 +33,7 @@ from users.services.accounts import AccountRules, generate_password
 from users.services.contacts import Contact, lock_contacts
 from users.services.password_hashing import HashedAhead, shared_pool
 
-from . import bulk_updates, planning, task_rows
+from . import bulk_adds, bulk_updates, planning, task_rows
 from .actions import ACTIONS, strongest
 from .deliveries import record_outcome
 from .models import WebhookDelivery
@@ -222,10 +222,14 @@ def process(delivery_id: int) -> None:
     all_ids = [d.pk for work in works for d in work.deliveries]
     with LeaseKeeper(all_ids):
         started = time.monotonic()
+        # First, so that the pool hashes while the reads are made: generated passwords depend on nothing read.
+        hashed_ahead = _hash_generated_passwords_ahead(works)
         try:
             plan = planning.plan_reads(works)
         except CustomerIOError as exc:
             logger.warning("Planned reads for %d contacts failed: %s", len(works), exc)
+            for ahead in hashed_ahead.values():
+                ahead.hashed.cancel()  # those not started yet: the retry hashes its own
             for work in works:
                 _record(work, failure(502, "upstream_error", f"Customer.io: {exc}", retryable=True), started)
             return
@@ -234,7 +238,10 @@ def process(delivery_id: int) -> None:
         persons = _fetch_people_in_batch(rest)
         done = bulk_updates.bulk_update_people(rest, plan, persons, started)
         rest = [work for work in rest if work.key not in done]
-        hashed_ahead = _hash_generated_passwords_ahead(rest)
+        done, failed = bulk_adds.bulk_add_new_people(rest, plan, persons, hashed_ahead)
+        for work, outcome in failed:
+            _record(work, outcome, started)
+        rest = [work for work in rest if work.key not in done]
         for work in rest:
             segments, people = plan.segments_for(work), persons
             if segments is not None and planning.processed_since({work.key: work}, plan.started_at):
@@ -303,8 +310,8 @@ def _process_contact(
 
 def _hash_generated_passwords_ahead(works: list[ContactWork]) -> dict[str, HashedAhead]:
     """For a batch of `add`s of people new to the site with Return Password on: a generated password each, hashed
-    now in the worker's process pool (one process per core) while the contacts are processed one by one — outside
-    any transaction or lock, and at the machine's hashing speed rather than one hash at a time. Keyed by contact
+    from the claim on in the worker's process pool (one process per core) while the batch is read and processed —
+    outside any transaction or lock, and at the machine's hashing speed rather than one hash at a time. Keyed by contact
     lock key; a hash the processing finds no use for (the user appeared meanwhile) is dropped. A lone `add` hashes
     its own on a thread (see accounts.add)."""
     adds = [work for work in works if work.action == "add" and work.contact.kind in ("email", "cio_id")]

@@ -1,0 +1,90 @@
+"""CPU time spent by the benchmark's own processes, read from /proc (Linux): the machine is shared, so its overall
+load says nothing about what the site spent.
+
+snapshot() -> {pid: (kind, cpu seconds)} for this process (the emulator and the senders run in it), its
+descendants (the web server, the queue workers, their password-hashing pools) and the PostgreSQL backends serving the
+site's database, with the machine's busy time. spent(before, after) sums by kind what was used between two
+snapshots, and tells what the rest of the machine used meanwhile."""
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _kind(cmdline: str, parent_kind: str) -> str:
+    if "spawn_main" in cmdline:
+        return "password hashing"
+    if "webhook_worker" in cmdline:
+        return "queue workers"
+    if "gunicorn" in cmdline or "runserver" in cmdline:
+        return "web server"
+    return parent_kind
+
+
+def _backends() -> set[int]:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def snapshot() -> dict[int, tuple[str, float]]:
+    if not Path("/proc/self/stat").exists():
+        return {}
+    stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
+    me = os.getpid()
+    found = {me: ("bench and emulator", stats[me][1])}
+    pending = [me]
+    while pending:
+        parent = pending.pop()
+        for pid, (ppid, cpu) in stats.items():
+            if ppid == parent and pid not in found:
+                # The hashing pools' processes are spawned by multiprocessing; everything else is the site.
+                kind = _kind(_cmdline(pid), found[parent][0])
+                found[pid] = (kind, cpu)
+                pending.append(pid)
+    for pid in _backends():
+        if pid in stats:
+            found[pid] = ("database", stats[pid][1])
+    found[MACHINE] = ("machine", _machine_busy())
+    return found
+
+
+MACHINE = -1  # the key of the machine's busy time, every process's together
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O) since boot."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK
+
+
+def spent(before: dict, after: dict) -> tuple[dict[str, float], float]:
+    """CPU seconds by kind between two snapshots (a process that ended between them is not counted), and what the
+    machine's other processes used meanwhile (other work on a shared machine slows the run's wall time)."""
+    totals: dict[str, float] = defaultdict(float)
+    for pid, (kind, cpu) in after.items():
+        totals[kind] += cpu - (before[pid][1] if pid in before else 0.0)
+    machine = totals.pop("machine", 0.0)
+    return dict(totals), max(0.0, machine - sum(totals.values()))
