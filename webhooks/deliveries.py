@@ -94,7 +94,11 @@ def open_delivery(
             values = {**fields, **claim, "dedup_key": key, "attempts": attempt}
             if lease is None:
                 return Opened(None, OpenState.NEW, task_rows.insert_delivery_with_task(values).pk)
-            return Opened(row_inserts.insert(WebhookDelivery(**values)), OpenState.NEW)
+            now = timezone.now()
+            pk = row_inserts.insert(WebhookDelivery, values, now=now)
+            delivery = WebhookDelivery(pk=pk, received_at=now, updated_at=now, **values)
+            delivery._state.adding = False  # it is in the database: a later save() updates it
+            return Opened(delivery, OpenState.NEW)
     except IntegrityError:
         if key is None:
             raise
@@ -111,8 +115,10 @@ def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int)
     failed or refused attempt gets this outcome."""
     try:
         with _savepoint_if_in_transaction():
-            delivery = WebhookDelivery(**fields, **_outcome_fields(outcome, duration_ms), dedup_key=key, attempts=1)
-            return Opened(row_inserts.insert(delivery), OpenState.NEW)
+            values = {**fields, **_outcome_fields(outcome, duration_ms), "dedup_key": key, "attempts": 1}
+            if "user" in values:
+                values["user_id"] = values.pop("user").pk
+            return Opened(None, OpenState.NEW, row_inserts.insert(WebhookDelivery, values))
     except IntegrityError:
         if key is None:
             raise

@@ -1,102 +1,23 @@
 """The INSERT statements every accepted webhook runs, compiled once per process instead of once per request.
 
-Django's compiler builds an INSERT's text anew on every save: for the delivery's 24 columns (and the task's 15) that
-was the largest share of an accept's CPU. The text depends only on the model, its columns, the database and any
-expression written in place of a value — never on the values — so it is built by the ORM's own compiler the first
-time and kept; the values are then prepared exactly as that compiler prepares them (each field's pre_save, then its
-get_db_prep_save). Most of an accepted webhook's values are the same on every row (empty strings, NULLs, the queue's
-constants): each field keeps the first row's value and its prepared form, and a later row whose value is the same
-(same type, equal; containers only when both are empty) reuses the prepared form instead of preparing it again.
-tests/webhooks/test_row_inserts.py holds all of it to what the compiler produces.
+Django's compiler builds an INSERT's text anew on every save, and a save builds a model instance and runs each of
+its fields' pre_save and preparation: for the delivery's 24 columns (and the task's 15) that was the largest share of
+an accept's CPU. The text depends only on the model, the fields a row sets, the database and any expression written
+in place of a value — never on the values — so it is built by the ORM's own compiler the first time and kept, with
+the parameters of every field the rows do not set; per row only its own values are prepared, each by its field as
+the compiler does. tests/webhooks/test_row_inserts.py holds every statement to what the compiler produces.
 """
 
 from django.db import connections, models, router
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-# (alias, model, returning, {field: expression SQL}) ->
-#     (statement, [(field, the first row's value, its prepared form) for each field whose value is a parameter])
-_compiled: dict[tuple, tuple[str, list]] = {}
-_SCALARS = (str, int, bool, float, type(None))
 _TEXT_FIELDS = (models.CharField, models.TextField)
-
-
-def insert_sql(alias: str, row, *, returning: bool = False) -> tuple[str, tuple]:
-    """The ORM's INSERT of `row` (every concrete field but an auto-incremented key; auto_now values filled in on
-    `row`) and its parameters. A field may hold an expression without parameters (e.g. RawSQL built from a
-    constant): its SQL is part of the statement."""
-    meta = row._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
-    expressions = tuple(
-        (field.attname, str(value))
-        for field in fields
-        if hasattr(value := getattr(row, field.attname), "resolve_expression")
-    )
-    key = (alias, type(row), returning, expressions)
-    compiled = _compiled.get(key)
-    if compiled is None:
-        return _compile(key, alias, row, fields, returning)
-    statement, valued = compiled
-    connection = connections[alias]
-    return statement, tuple(
-        prepared if _same(value := field.pre_save(row, True), first) else field.get_db_prep_save(value, connection)
-        for field, first, prepared in valued
-    )
-
-
-def _same(value, first) -> bool:
-    """Whether `value` prepares exactly as `first` did. Equality alone is not enough: 1 == True == 1.0, and a JSON
-    {"a": 1} equals {"a": True} but is not written the same; so a scalar must be of the same type, and a container
-    (JSON) only reuses when both are empty."""
-    if value is first:
-        return True
-    kind = type(value)
-    if kind is not type(first):
-        return False
-    if kind in _SCALARS:
-        return value == first
-    return kind in (dict, list) and not value and not first
-
-
-def _compile(key: tuple, alias: str, row, fields: list, returning: bool) -> tuple[str, tuple]:
-    query = InsertQuery(type(row))
-    query.insert_values(fields, [row])
-    compiler = query.get_compiler(using=alias)
-    if returning:
-        compiler.returning_fields = [row._meta.pk]
-    ((sql, params),) = compiler.as_sql()
-    valued = [field for field in fields if not hasattr(getattr(row, field.attname), "resolve_expression")]
-    # Kept only when every value is one plain parameter of its own (no field with its own placeholder, no
-    # expression bringing parameters): then preparing the values alone gives the compiler's parameters.
-    if len(params) == len(valued) and not any(hasattr(field, "get_placeholder") for field in fields):
-        # pre_save has run: each field's value on the row is the one the compiler prepared.
-        _compiled[key] = (
-            sql,
-            [(field, getattr(row, field.attname), param) for field, param in zip(valued, params, strict=True)],
-        )
-    return sql, tuple(params)
-
-
-def insert(row):
-    """Save a new row with one INSERT, as `save(force_insert=True)` would but without its per-call work (no save
-    signals: none listens on the models written here; auto_now values are filled in). Sets the row's pk."""
-    alias = router.db_for_write(type(row))
-    connection = connections[alias]
-    returning = row._meta.auto_field is not None and connection.vendor in ("postgresql", "sqlite")
-    sql, params = insert_sql(alias, row, returning=returning)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if row._meta.auto_field is not None:
-            (row.pk,) = cursor.fetchone() if returning else (cursor.lastrowid,)
-    row._state.adding = False
-    row._state.db = alias
-    return row
 
 
 class PreparedInsert:
     """The INSERT of rows of one model that set the same fields, built from a dict of values, with no model
-    instance: for a row written on every accepted webhook, where building two model instances and running each of
-    ~40 fields' pre_save and comparisons cost more Python than anything else the accept did.
+    instance.
 
     The statement is the ORM's, compiled from the first row. `fixed` values (plain values, or expressions without
     parameters such as a RawSQL constant) and every field the rows do not set (its model default) are prepared once;
@@ -114,13 +35,14 @@ class PreparedInsert:
         # (alias, the fields a row sets) -> (statement, parameters, [(parameter index, field, auto_now)])
         self._compiled: dict[tuple, tuple[str, list, list]] = {}
 
-    def statement(self, alias: str, values: dict) -> tuple[str, tuple]:
+    def statement(self, alias: str, values: dict, *, now=None) -> tuple[str, tuple]:
+        """The statement and its parameters for a row of `values`; auto_now fields take `now` (the time of the call
+        when None)."""
         key = (alias, frozenset(values))
         compiled = self._compiled.get(key) or self._compile(key, alias, values)
         sql, params, per_row = compiled
         params = params.copy()
         connection = connections[alias]
-        now = None
         for index, field, auto_now in per_row:
             if auto_now:
                 now = now or timezone.now()
@@ -167,3 +89,23 @@ class PreparedInsert:
 
 def _auto_now(field) -> bool:
     return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+
+
+# (model, alias, returning) -> its PreparedInsert, for insert().
+_inserts: dict[tuple, PreparedInsert] = {}
+
+
+def insert(model, values: dict, *, now=None) -> int:
+    """INSERT one row of `model` with the fields `values` (the others: their defaults; auto_now ones: `now`, or the
+    time of the call), as `model(**values).save(force_insert=True)` would but without its per-call work (no save
+    signals: none listens on the models written here). Returns the new row's pk (an auto-incremented one)."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    returning = connection.vendor in ("postgresql", "sqlite")
+    key = (model, alias, returning)
+    prepared = _inserts.get(key) or _inserts.setdefault(key, PreparedInsert(model, returning=returning))
+    sql, params = prepared.statement(alias, values, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (pk,) = cursor.fetchone() if returning else (cursor.lastrowid,)
+    return pk

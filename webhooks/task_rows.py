@@ -122,6 +122,8 @@ def _server_bound_cursor(connection):
     the values apart from the statement. Django's own cursors bind on the client: psycopg then quotes each of the
     ~40 values into the text in Python, which cost more than anything else the accept does in Python. Nothing is
     prepared on the server (Django leaves that off so that transaction-pooling proxies keep working)."""
+    # As Django's own cursor(): a kept connection the database closed (a restart) is replaced, not used and failed.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = psycopg.Cursor(connection.connection)

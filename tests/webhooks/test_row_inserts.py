@@ -48,34 +48,38 @@ def user():
     return User.objects.create(username="ann", email="ann@example.com")
 
 
-def _delivery(n, user):
-    return WebhookDelivery(
-        action="update_tags",
-        contact=f"p{n}@example.com",
-        contact_type="email",
-        contact_key=f"email:p{n}@example.com",
-        query={"wpf_action": "update_tags", "async": "true"},
-        body={"email": f"p{n}@example.com", "tags": ["a", "b"], "user_pass": "********"},
-        remote_ip="203.0.113.9",
-        cio_delivery_id=f"d-{n}",
-        dedup_key=f"delivery:d-{n}",
-        status="succeeded",
-        http_status=200,
-        result={"status": "ok"},
-        attempts=1,
-        duration_ms=3,
-        lease_expires_at=FROZEN,
-        task_id="t",
-        access_key_fingerprint="abc",
-        user=user,
-    )
+def _finished(n, user):
+    """The fields of a delivery written with its outcome (a `test`, a synchronous processing's row)."""
+    return {
+        "action": "update_tags",
+        "contact": f"p{n}@example.com",
+        "contact_type": "email",
+        "contact_key": f"email:p{n}@example.com",
+        "query": {"wpf_action": "update_tags", "async": "true"},
+        "body": {"email": f"p{n}@example.com", "tags": ["a", "b"], "user_pass": "********"},
+        "remote_ip": "203.0.113.9",
+        "cio_delivery_id": f"d-{n}",
+        "dedup_key": f"delivery:d-{n}",
+        "status": "succeeded",
+        "http_status": 200,
+        "result": {"status": "ok"},
+        "attempts": 1,
+        "duration_ms": 3,
+        "lease_expires_at": FROZEN,
+        "task_id": "t",
+        "access_key_fingerprint": "abc",
+        "user_id": user.pk,
+    }
 
 
 @pytest.mark.parametrize("returning", [False, True])
-def test_a_delivery_s_insert_is_the_compilers_on_every_call(returning, user):
-    for n in range(3):  # the first call compiles, the next ones reuse the text
-        ours = row_inserts.insert_sql("default", _delivery(n, user), returning=returning)
-        assert _comparable(ours) == _comparable(_compiled_by_django(_delivery(n, user), returning=returning))
+def test_a_finished_delivery_s_insert_is_the_compilers_for_every_row(returning, user):
+    prepared = row_inserts.PreparedInsert(WebhookDelivery, returning=returning)
+    for n in range(3):  # the first row compiles, the next ones reuse the statement
+        ours = prepared.statement("default", _finished(n, user))
+        assert _comparable(ours) == _comparable(
+            _compiled_by_django(WebhookDelivery(**_finished(n, user)), returning=returning)
+        )
 
 
 def _queued(n):
@@ -134,18 +138,18 @@ def test_a_prepared_insert_refuses_what_it_would_get_wrong():
 
 
 def test_insert_writes_the_row_and_gives_it_its_key(user):
-    delivery = row_inserts.insert(_delivery(7, user))
-    stored = WebhookDelivery.objects.get(pk=delivery.pk)
+    pk = row_inserts.insert(WebhookDelivery, _finished(7, user))
+    stored = WebhookDelivery.objects.get(pk=pk)
     assert (stored.contact, stored.body["tags"], stored.remote_ip, stored.received_at) == (
         "p7@example.com",
         ["a", "b"],
         "203.0.113.9",
         FROZEN,
     )
-    another = row_inserts.insert(_delivery(8, user))
-    assert another.pk != delivery.pk
-    assert WebhookDelivery.objects.get(pk=another.pk).cio_delivery_id == "d-8"
-    assert (stored.user, stored.status, delivery._state.adding) == (user, "succeeded", False)
+    another = row_inserts.insert(WebhookDelivery, _finished(8, user))
+    assert another != pk
+    assert WebhookDelivery.objects.get(pk=another).cio_delivery_id == "d-8"
+    assert (stored.user, stored.status) == (user, "succeeded")
 
 
 @pytest.mark.parametrize(
@@ -157,27 +161,16 @@ def test_insert_writes_the_row_and_gives_it_its_key(user):
         ("", None),  # an empty string is not NULL
     ],
 )
-def test_a_value_equal_to_the_first_rows_but_written_differently_is_prepared_again(monkeypatch, user, first, then):
-    """Values equal to the first row's reuse its prepared form; values that compare equal but are written
-    differently must not."""
-    monkeypatch.setattr(row_inserts, "_compiled", {})
-    row = _delivery(1, user)
-    row.result = first
-    row_inserts.insert_sql("default", row)
-    again = _delivery(2, user)
-    again.result = then
-    expected = _compiled_by_django(_delivery_with_result(2, user, then))
-    assert _comparable(row_inserts.insert_sql("default", again)) == _comparable(expected)
-    stored = row_inserts.insert(_delivery_with_result(3, user, then))
+def test_a_value_equal_to_the_first_rows_but_written_differently_is_written_as_given(user, first, then):
+    """A row's own values are prepared for it: never taken from an earlier row they compare equal to."""
+    prepared = row_inserts.PreparedInsert(WebhookDelivery, returning=True)
+    prepared.statement("default", {**_finished(1, user), "result": first})
+    expected = _compiled_by_django(WebhookDelivery(**{**_finished(2, user), "result": then}), returning=True)
+    assert _comparable(prepared.statement("default", {**_finished(2, user), "result": then})) == _comparable(expected)
+    pk = row_inserts.insert(WebhookDelivery, {**_finished(3, user), "result": then})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT CAST(result AS TEXT) FROM webhooks_webhookdelivery WHERE id = %s", [stored.pk])
+        cursor.execute("SELECT CAST(result AS TEXT) FROM webhooks_webhookdelivery WHERE id = %s", [pk])
         (text,) = cursor.fetchone()
     assert (None if text is None else "".join(text.split())) == (
         None if then is None else json.dumps(then, separators=(",", ":"))
     )
-
-
-def _delivery_with_result(n, user, result):
-    row = _delivery(n, user)
-    row.result = result
-    return row
