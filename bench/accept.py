@@ -12,13 +12,15 @@ gunicorns are started on loopback, both with gunicorn.conf.py (2 processes x 8 t
 the other:
   bare     a DRF POST view that parses the JSON body and answers, no database (bench/floor_urls.py);
   floor    the same view plus one INSERT committed into a table of its own: the durable floor, on the site's
-           database and connection settings (PostgreSQL: Django's pool, the production default);
+           database and connection settings (PostgreSQL: Django's pool, the production default); and the same
+           floor as a plain Django view (the webhook is one: it does without DRF), the ratio's second reference;
   the site, for `update_tags&async=true` (accept, record, enqueue), `test`, a wrong key (the refused-request throttle
            off: the load comes from one address) and a synchronous `update_tags` for an email with no site user.
 Each gets the same load — wrk when installed (`apt-get install wrk`), else Python clients — from the same number of
 keep-alive connections, for the same time after a warm-up; every webhook carries its own x-cio-delivery-id, as
 Customer.io's do. `--rounds N` measures them all N times in turn (on a busy machine the noise then hits each alike).
-Printed: requests/s, p50, p99 (medians over the rounds) and the ratio to the floor (the median of each round's).
+Printed: requests/s, p50, p99 (medians over the rounds) and the ratios to the floor and to the plain Django floor
+(the median of each round's).
 --connection-modes also measures the floor and the queued accept on PostgreSQL with persistent connections
 (CONN_MAX_AGE=60) and with a new connection per request.
 
@@ -96,6 +98,7 @@ def endpoints(key: str) -> list[tuple[str, str, str, str]]:
     return [
         ("bare DRF POST view (no database)", "floor", "/bare", ann),
         ("durable floor (1 INSERT, 1 commit)", "floor", "/floor", ann),
+        ("the floor as a plain Django view", "floor", "/plain-floor", ann),
         ("update_tags&async=true (accept)", "site", f"/?wpf_action=update_tags&async=true&access_key={key}", ann),
         ("test", "site", f"/?wpf_action=test&access_key={key}", ann),
         ("wrong key (403)", "site", "/?wpf_action=test&access_key=not-the-key-0123456789", ann),
@@ -130,6 +133,7 @@ def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments,
 
 
 FLOOR = "durable floor (1 INSERT, 1 commit)"
+PLAIN_FLOOR = "the floor as a plain Django view"
 
 
 def print_throughput(title: str, results: dict[str, list], arguments) -> None:
@@ -140,19 +144,20 @@ def print_throughput(title: str, results: dict[str, list], arguments) -> None:
         f"settings; {load}, {arguments.connections} connections, {arguments.seconds:.0f} s after "
         f"{arguments.warm_up:.0f} s warm-up, {arguments.rounds} round(s) in turn: medians"
     )
-    floor = [figures["rate"] for figures in results.get(FLOOR, [])]
-    print(f"{'endpoint':<38}{'req/s':>8}{'p50':>10}{'p99':>10}{'x floor':>9}  answers")
+    floors = [[figures["rate"] for figures in results.get(reference, [])] for reference in (FLOOR, PLAIN_FLOOR)]
+    print(f"{'endpoint':<38}{'req/s':>8}{'p50':>10}{'p99':>10}{'x floor':>9}{'x plain':>9}  answers")
     for label, runs in results.items():
         rate = statistics.median(run["rate"] for run in runs)
         p50 = statistics.median(run["p50"] for run in runs)
         p99 = statistics.median(run["p99"] for run in runs)
-        # The ratio of each round (the same conditions), then their median.
-        ratio = (
+        # The ratio of each round (the same conditions), then their median: to the DRF floor, to the plain one.
+        ratios = [
             f"{statistics.median(run['rate'] / f for run, f in zip(runs, floor, strict=False)):.2f}" if floor else "-"
-        )
+            for floor in floors
+        ]
         not_2xx, total = sum(run["non_2xx"] for run in runs), sum(run["requests"] for run in runs)
         answers = f"{not_2xx} of {total} not 2xx" if not_2xx else "all 2xx"
-        print(f"{label:<38}{rate:>8.0f}{p50:>8.1f}ms{p99:>8.1f}ms{ratio:>9}  {answers}")
+        print(f"{label:<38}{rate:>8.0f}{p50:>8.1f}ms{p99:>8.1f}ms{ratios[0]:>9}{ratios[1]:>9}  {answers}")
 
 
 # Open loop ----------------------------------------------------------------------------------------------------------

@@ -47,3 +47,18 @@ def test_error_reports_lose_the_access_key():
         text = reporter.get_traceback_text() + reporter.get_traceback_html()
     assert REPORT_KEY not in text
     assert "boom" in text
+
+
+@pytest.mark.django_db
+def test_a_planned_account_and_a_hash_under_way_never_show_their_password():
+    """Objects that hold a plaintext password (a generated one is kept until Customer.io has it) may end up in a
+    log line or an error report through their repr."""
+    from concurrent.futures import Future
+
+    from users.models import User
+    from users.services.accounts.people import NewAccount
+    from users.services.password_hashing import HashedAhead
+
+    account = NewAccount(User(username="ann"), "Pl41ntext-Secret", True, "", [], "ann")
+    assert "Pl41ntext-Secret" not in repr(account)
+    assert "Pl41ntext-Secret" not in repr(HashedAhead("Pl41ntext-Secret", Future(), generated=True))

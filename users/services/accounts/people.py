@@ -2,7 +2,7 @@
 through the field mappings — and how that is logged (never a password)."""
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from settings_app.redaction import redact
 
@@ -20,7 +20,9 @@ class NewAccount:
     caller chooses where it happens)."""
 
     user: User
-    password: str | None  # to hash: mapped from Customer.io, or generated; None leaves the password unusable
+    # To hash: mapped from Customer.io, or generated; None leaves the password unusable. Never in a repr (a log line
+    # or an error report that shows the object).
+    password: str | None = field(repr=False)
     generated: bool  # generated here, so owed to Customer.io's Return Password field
     role_notice: str  # why the requested role was not used, when it was not
     filled_fields: list[str]  # the mapped fields Customer.io filled
