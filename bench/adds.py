@@ -100,7 +100,7 @@ def run_adds(count: int) -> None:
             # accepts, the processing, the database, the emulator standing in for Customer.io) share the cores.
             per_add = (hashing + sum(cpu.values())) / max(count, 1)
             print(f"  CPU bound                     {cores / per_add:.1f} adds/s  (cores / all CPU used per add)")
-            print(f"  CPU used by other processes   {others:.1f} s  (not this run's: 0 on a quiet machine)")
+            print(f"  CPU used by other processes   {others:.1f} s  (not this run's: near 0 on a quiet machine)")
         if app_rate:
             print(
                 f"  Customer.io bound             {count / max(app_calls / app_rate, 1e-9):.1f} adds/s  "

@@ -2,8 +2,8 @@
 load says nothing about what the site spent.
 
 snapshot() -> {pid: (kind, cpu seconds)} for this process (the emulator and the senders run in it), its
-descendants (the web server, the queue workers, their password-hashing pools) and the PostgreSQL backends serving the
-site's database, with the machine's busy time. spent(before, after) sums by kind what was used between two
+descendants (the web server, the queue workers, their password-hashing pools) and the PostgreSQL server's processes
+(see _database), with the machine's busy time. spent(before, after) sums by kind what was used between two
 snapshots, and tells what the rest of the machine used meanwhile."""
 
 import os
@@ -39,14 +39,25 @@ def _kind(cmdline: str, parent_kind: str) -> str:
     return parent_kind
 
 
-def _backends() -> set[int]:
+def _database(stats: dict[int, tuple[int, float]]) -> set[int]:
+    """The PostgreSQL server's processes: the postmaster and every child of it (the site's backends, and the WAL
+    writer, checkpointer, background writer and autovacuum the site's writes keep busy), but the backends and
+    autovacuum workers of the server's other databases (other runs' test databases on a shared machine)."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         return set()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT pg_backend_pid()")
+        own_backend = cursor.fetchone()[0]
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname IS NOT NULL AND datname <> current_database()")
+        elsewhere = {row[0] for row in cursor.fetchall()}
+    # Read now: the connection may be younger than `stats`.
+    own = _stat(own_backend)
+    if own is None:
+        return set()  # the server runs elsewhere (another machine or container): its CPU is not this machine's
+    postmaster = own[0]
+    return ({postmaster} | {pid for pid, (ppid, _) in stats.items() if ppid == postmaster}) - elsewhere
 
 
 def snapshot() -> dict[int, tuple[str, float]]:
@@ -64,7 +75,7 @@ def snapshot() -> dict[int, tuple[str, float]]:
                 kind = _kind(_cmdline(pid), found[parent][0])
                 found[pid] = (kind, cpu)
                 pending.append(pid)
-    for pid in _backends():
+    for pid in _database(stats):
         if pid in stats:
             found[pid] = ("database", stats[pid][1])
     found[MACHINE] = ("machine", _machine_busy())

@@ -27,16 +27,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import deadline_in, identify_operation
-from cio.errors import CustomerIOError
+from cio.client import deadline_in
 from users.emails import normalize_email
 from users.models import ActivityLog, User
 from users.services.accounts import AccountRules, ActionResult
-from users.services.accounts.passwords import (
-    PASSWORD_RETURN_CLAIM,
-    password_return_failed_message,
-    settle_password_returns,
-)
+from users.services.accounts.passwords import PASSWORD_RETURN_CLAIM, return_passwords_in_batch
 from users.services.accounts.people import meta_log_context, meta_log_message, plan_new_account
 from users.services.accounts.usernames import new_username_base, pick_usernames
 from users.services.activity import Activity, log_activities
@@ -44,8 +39,7 @@ from users.services.attributes import mapped_values
 from users.services.backfills.common import batched
 from users.services.contacts import lock_contacts, person_cio_id
 from users.services.roles import add_role_groups
-from users.services.tags import send_on_commit
-from users.services.welcome import send_due_welcome_email
+from users.services.tags import send_on_commit, send_tag_signals
 from users.signals import user_imported
 
 from . import planning
@@ -63,8 +57,11 @@ WEBHOOK = ActivityLog.Source.WEBHOOK
 
 
 def bulk_add_new_people(works, plan, persons: dict[str, dict], hashed_ahead: dict) -> tuple[set[str], list]:
-    """The batch's plain adds of new people created in bulk, chunk by chunk. Returns the keys of the contacts done
-    (recorded here) and the (work, outcome) failures for the caller to record; the rest are processed one by one."""
+    """The batch's plain adds of new people created in bulk, chunk by chunk. Returns the keys of the contacts whose
+    users were created here, and the (work, outcome) failures among them for the caller to record (a password
+    Customer.io refused). The others created were recorded here as succeeded, but those whose lease was lost
+    meanwhile: nobody records them here, the processing that took them over does. The contacts whose keys are not
+    returned are left to the one-by-one processing."""
     if plan.method != planning.SCAN or not hashed_ahead:
         return set(), []
     rules = AccountRules.load()
@@ -116,7 +113,9 @@ def _plain_new(work, person: dict, plan, rules: AccountRules, hashed_ahead: dict
 
 def _still_new(chosen: dict, persons: dict) -> dict:
     """Under the locks: the contacts nobody on the site holds yet, by their email or the person's Customer.io id
-    (somebody else, a synchronous webhook say, may have created them since the plan looked)."""
+    (somebody else, a synchronous webhook say, may have created them since the plan looked). Two contacts of the
+    chunk naming one person (by email alone, and by email and cio_id: two contact keys) would insert one email twice
+    and fail the whole chunk: only the first is kept, the others are left to one by one (which finds the user)."""
     emails = {key: normalize_email(work.contact.value) for key, work in chosen.items()}
     cio_ids = {key: cio_id for key in chosen if (cio_id := person_cio_id(persons[key]) or chosen[key].contact.cio_id)}
     taken_emails, taken_ids = set(), set()
@@ -124,11 +123,16 @@ def _still_new(chosen: dict, persons: dict) -> dict:
         taken_emails.update(User.objects.filter(email_normalized__in=chunk).values_list("email_normalized", flat=True))
     for chunk in batched(sorted(set(cio_ids.values())), planning.CHUNK):
         taken_ids.update(User.objects.filter(cio_id__in=chunk).values_list("cio_id", flat=True))
-    return {
-        key: work
-        for key, work in chosen.items()
-        if emails[key] not in taken_emails and cio_ids.get(key) not in taken_ids
-    }
+    still_new = {}
+    for key, work in chosen.items():
+        cio_id = cio_ids.get(key)
+        if emails[key] in taken_emails or (cio_id and cio_id in taken_ids):
+            continue
+        still_new[key] = work
+        taken_emails.add(emails[key])
+        if cio_id:
+            taken_ids.add(cio_id)
+    return still_new
 
 
 def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
@@ -192,42 +196,28 @@ def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
         log_activities(WEBHOOK, activities)
         done = {key: chosen[key] for key in accounts}
         names = planning.write_tags(done, plan)
+        # write_tags signals only users whose tags changed; one by one, every tag load sends tags_modified, so a new
+        # user in no segment (whose tags, none before, did not change) gets it here.
+        untagged = {account.user.pk: ([], []) for account in accounts.values() if not names[account.user.pk]}
+        if untagged:
+            transaction.on_commit(lambda: send_tag_signals(untagged))
     return {key: (work, accounts[key], names[accounts[key].user.pk]) for key, work in done.items()}
 
 
 def _return_passwords(created: dict, rules: AccountRules) -> dict[str, Outcome]:
-    """The chunk's generated passwords, returned with one /api/v2/batch call. Returns the failed outcomes of those
-    Customer.io did not take: their users stay owed a return (the claim let go), their deliveries are retried."""
+    """The chunk's generated passwords, returned with one /api/v2/batch call (as the import does). Returns the failed
+    outcomes of those Customer.io did not take: their users stay owed a return, their deliveries are retried."""
     keys = list(created)
-    operations = []
-    for key in keys:
-        user, password = created[key][1].user, created[key][1].password
-        # By cio_id when known, as one by one: an update for an email nobody has would be "accepted" for no one.
-        identifiers = {"cio_id": user.cio_id} if user.cio_id else {"email": user.email}
-        operations.append(identify_operation(identifiers, {rules.return_field: password}))
-    try:
-        outcome = get_client().batch(operations, deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
-        refused = {failure.index: failure.reason for failure in outcome.failures}
-    except CustomerIOError as exc:
-        refused = {index: str(exc) for index in range(len(keys))}
-    returned = [created[key][1].user for index, key in enumerate(keys) if index not in refused]
-    settle_password_returns(returned)
-    failed_users = [created[keys[index]][1].user for index in refused]
-    User.objects.filter(pk__in=[user.pk for user in failed_users]).update(password_return_claimed_until=None)
-    activities = []
-    for index, key in enumerate(keys):
-        work, account, _ = created[key]
-        if index in refused:
-            message = password_return_failed_message(rules.return_field, refused[index])
-            level = ActivityLog.Level.ERROR
-        else:
-            message = f"Returned generated password to Customer.io field {rules.return_field}"
-            level = ActivityLog.Level.INFO
-        activities.append(Activity(message, level=level, user=account.user, delivery_id=work.leading.pk))
-    log_activities(WEBHOOK, activities)
-    for user in returned:
-        if user.welcome_email_due:
-            send_due_welcome_email(user, WEBHOOK)  # once the password is final, as one by one
+    accounts = [created[key][1] for key in keys]
+    refused = return_passwords_in_batch(
+        get_client(),
+        rules,
+        [(account.user, account.password) for account in accounts],
+        source=WEBHOOK,
+        deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE),
+        delivery_ids=[created[key][0].leading.pk for key in keys],
+        refuse_all_on_error=True,
+    )
     detail = "Customer.io did not accept the returned password (refused in a batch)"
     return {keys[index]: failure(502, "upstream_error", detail, retryable=True) for index in refused}
 

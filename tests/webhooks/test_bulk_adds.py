@@ -5,10 +5,13 @@ their delivery's own result, as one by one; a refused return is retried and sett
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
+from django.core import mail
 from django.core.cache import cache
 from django.utils import timezone
 
-from users.models import ActivityLog, User
+from users.models import ActivityLog, Role, User
+from users.signals import tags_modified, user_imported
 from webhooks import queue
 from webhooks.models import WebhookDelivery
 
@@ -29,8 +32,8 @@ def planning_settings(settings):
     cache.clear()
 
 
-def new_people(count):
-    found = people(count)
+def new_people(count, segments_of=lambda n: [1 + n % 3]):
+    found = people(count, segments_of)
     for n, person in enumerate(found):
         person["cio_id"] = f"c{n}"
         person["attributes"] = {"first_name": f"First{n}"}
@@ -146,3 +149,106 @@ def test_a_person_who_became_a_user_meanwhile_is_updated_not_duplicated(client, 
     # The others were still created together: their returns went in one batch call.
     [batch] = cio_emulator.requests("/api/v2/batch")
     assert len(batch["body"]["batch"]) == 19
+
+
+@pytest.fixture
+def signals():
+    """The emails user_imported and tags_modified (with the tags named) were sent for, in order."""
+    sent = {"imported": [], "modified": []}
+
+    def imported(sender, user, delivery, **kwargs):
+        sent["imported"].append(user.email)
+
+    def modified(sender, user, tags, **kwargs):
+        sent["modified"].append((user.email, sorted(tag.name for tag in tags)))
+
+    user_imported.connect(imported, weak=False)
+    tags_modified.connect(modified, weak=False)
+    yield sent
+    user_imported.disconnect(imported)
+    tags_modified.disconnect(modified)
+
+
+def created_line(user):
+    [line] = ActivityLog.objects.filter(user=user, message__startswith="Created user")
+    message = line.message.replace(f"({user.email})", "(EMAIL)").replace(f"user {user.username} ", "user USERNAME ")
+    return message, line.context
+
+
+def test_users_created_in_bulk_get_role_welcome_email_and_signals_as_one_by_one(client, cio_emulator, signals):
+    # p5 is in no segment: one by one, a tag load signals tags_modified even when nothing changed.
+    customers = new_people(20, segments_of=lambda n: [] if n == 5 else [1 + n % 3])
+    solo = {"email": "solo@example.com", "id": "solo", "cio_id": "csolo", "segments": [], "attributes": {}}
+    cio_emulator.reset({"segments": SEGMENTS, "customers": [*customers, solo]})
+    set_settings(return_password=True, return_password_field=FIELD)
+    Role.objects.create(
+        slug="customer", name="Customer", webhook_assignable=True, group=Group.objects.create(name="Customers")
+    )
+    cio_emulator.set_faults(reject_identifiers=["c4"])
+    add = {"role": "customer", "send_notification": "true"}
+    ids = [queued(client, "add", email=f"p{n}@example.com", **add)["delivery_id"] for n in range(20)]
+
+    process_all()
+
+    # Created in bulk: every return in one batch call, none one by one.
+    [batch] = cio_emulator.requests("/api/v2/batch")
+    assert len(batch["body"]["batch"]) == 20 and not cio_emulator.requests("/api/v1/customers/")
+    emails = [f"p{n}@example.com" for n in range(20)]
+    users = {user.email: user for user in User.objects.filter(email__in=emails)}
+    assert len(users) == 20
+    for email, user in users.items():
+        assert user.role.slug == "customer", email
+        assert list(user.groups.values_list("name", flat=True)) == ["Customers"], email
+    # One welcome email each once the password is final; none for p4, whose return was refused.
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(set(emails) - {"p4@example.com"})
+    assert sorted(signals["imported"]) == sorted(emails)
+    # tags_modified once each, p5 (in no segment) too.
+    assert sorted(signals["modified"]) == sorted(
+        (f"p{n}@example.com", [] if n == 5 else [SEGMENTS[n % 3]["name"]]) for n in range(20)
+    )
+
+    # The refused one's retry settles it and sends the welcome email then.
+    cio_emulator.set_faults()
+    WebhookDelivery.objects.filter(pk=ids[4]).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    queue.process(ids[4])
+    assert WebhookDelivery.objects.get(pk=ids[4]).status == "succeeded"
+    assert [message.to for message in mail.outbox].count(["p4@example.com"]) == 1 and len(mail.outbox) == 20
+    assert sorted(signals["imported"]) == sorted(emails)  # not created again
+
+    # The same add for one new person, processed one by one, gives the same.
+    mail.outbox.clear()
+    signals["imported"].clear()
+    signals["modified"].clear()
+    queue.process(queued(client, "add", email="solo@example.com", **add)["delivery_id"])
+    assert len(cio_emulator.requests("/api/v2/batch")) == 1  # not in bulk
+    one_by_one = User.objects.get(email="solo@example.com")
+    assert list(one_by_one.groups.values_list("name", flat=True)) == ["Customers"]
+    assert [message.to for message in mail.outbox] == [["solo@example.com"]]
+    assert signals == {"imported": ["solo@example.com"], "modified": [("solo@example.com", [])]}
+    assert created_line(one_by_one) == (
+        "Created user USERNAME (EMAIL) with role Customer",
+        {"created": True, "role": "customer"},
+    )
+    for user in users.values():
+        assert created_line(user) == created_line(one_by_one), user.email
+
+
+def test_two_contacts_of_one_new_person_in_a_chunk_leave_the_second_to_one_by_one(client, cio_emulator):
+    cio_emulator.reset({"segments": SEGMENTS, "customers": new_people(20)})
+    set_settings(return_password=True, return_password_field=FIELD)
+    ids = [queued(client, "add", email=f"p{n}@example.com")["delivery_id"] for n in range(20)]
+    # p3 again, by email and cio_id: another contact key, the same person.
+    ids.append(queued(client, "add", body={"email": "p3@example.com", "cio_id": "c3"})["delivery_id"])
+
+    process_all()
+
+    assert User.objects.count() == 20 and User.objects.filter(email_normalized="p3@example.com").count() == 1
+    rows = list(WebhookDelivery.objects.filter(pk__in=ids))
+    assert all(row.status == "succeeded" for row in rows)
+    p3 = User.objects.get(email="p3@example.com")
+    assert sorted(row.result["created"] for row in rows if row.user_id == p3.pk) == [False, True]
+    # The other nineteen and one of p3's contacts were still created together: one batch call, none one by one.
+    [batch] = cio_emulator.requests("/api/v2/batch")
+    assert len(batch["body"]["batch"]) == 20 and not cio_emulator.requests("/api/v1/customers/")
+    [(_, password)] = [(person, password) for person, password in returned_passwords(cio_emulator) if person == "c3"]
+    assert p3.check_password(password) and not p3.password_return_due

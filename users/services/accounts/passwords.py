@@ -101,6 +101,56 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
     log_activity(source, f"Returned generated password to Customer.io field {field_name}", user=user)
 
 
+def return_passwords_in_batch(
+    client,
+    rules,
+    sending: list[tuple[User, str]],
+    *,
+    source,
+    deadline: float | None = None,
+    delivery_ids: list[int | None] | None = None,
+    refuse_all_on_error: bool = False,
+) -> dict[int, str]:
+    """Return these users' passwords (already theirs, committed) with /api/v2/batch, then settle what Customer.io
+    answered: those it took owe nothing any more and get a welcome email still due (once the password is final);
+    those it refused stay owed, their claim let go so that a later attempt settles them with a fresh password. Each
+    user gets the activity line one by one writes (naming `delivery_ids[index]` when given). Returns the refusals'
+    reasons by index in `sending`. `refuse_all_on_error`: a call that fails as a whole (NotConfigured,
+    Unauthorized) counts as refusing every password instead of raising."""
+    if not sending:
+        return {}
+    field_name = rules.return_field
+    # By cio_id when known, as one by one: an update for an email nobody has would be "accepted" for no one.
+    operations = [
+        identify_operation({"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password})
+        for user, password in sending
+    ]
+    try:
+        outcome = client.batch(operations, deadline=deadline)
+        refused = {failure.index: failure.reason for failure in outcome.failures}
+    except CustomerIOError as exc:
+        if not refuse_all_on_error:
+            raise
+        refused = {index: str(exc) for index in range(len(sending))}
+    returned = [user for index, (user, _) in enumerate(sending) if index not in refused]
+    settle_password_returns(returned)
+    User.objects.filter(pk__in=[sending[index][0].pk for index in refused]).update(password_return_claimed_until=None)
+    activities = []
+    for index, (user, _) in enumerate(sending):
+        delivery_id = delivery_ids[index] if delivery_ids else None
+        if index in refused:
+            message = password_return_failed_message(field_name, refused[index])
+            activities.append(Activity(message, level=ActivityLog.Level.ERROR, user=user, delivery_id=delivery_id))
+        else:
+            message = f"Returned generated password to Customer.io field {field_name}"
+            activities.append(Activity(message, user=user, delivery_id=delivery_id))
+    log_activities(source, activities)
+    for user in returned:
+        if user.welcome_email_due:
+            send_due_welcome_email(user, source)
+    return refused
+
+
 # Hashing ahead (an account action's request: users.services.accounts.requests.ActionRequest) -----------------------
 
 
@@ -188,8 +238,6 @@ class BatchPasswordReturns:
                     break
                 except TimeoutError:
                     self.heartbeat()
-        field_name = self.rules.return_field
-        activities: list[Activity] = []
         with transaction.atomic():
             claimed = [
                 (user, password, encoded) for user, password, encoded in hashed if claim_owed_password_return(user)
@@ -199,36 +247,11 @@ class BatchPasswordReturns:
             )
             logged_in = [user for user, _, _ in claimed if last_logins.get(user.pk)]
             settle_password_returns(logged_in)
-            activities += [
-                Activity(logged_in_meanwhile_message(user), level=ActivityLog.Level.NOTICE, user=user)
-                for user in logged_in
-            ]
             sending = [(user, password, encoded) for user, password, encoded in claimed if not last_logins.get(user.pk)]
             for user, _, encoded in sending:
                 user.password = encoded
             User.objects.bulk_update([user for user, _, _ in sending], ["password"], batch_size=RETURN_GROUP)
-        operations = [
-            identify_operation(
-                {"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password}
-            )
-            for user, password, _ in sending
-        ]
-        outcome = self.client.batch(operations) if operations else None
-        refused = {failure.index: failure.reason for failure in (outcome.failures if outcome else [])}
-        returned = [user for index, (user, _, _) in enumerate(sending) if index not in refused]
-        failed = [(user, refused[index]) for index, (user, _, _) in enumerate(sending) if index in refused]
-        settle_password_returns(returned)
-        # The claim is let go so that the next run or webhook may try again with a fresh password.
-        User.objects.filter(pk__in=[user.pk for user, _ in failed]).update(password_return_claimed_until=None)
-        self.on_failed(len(failed))
-        activities += [
-            Activity(f"Returned generated password to Customer.io field {field_name}", user=user) for user in returned
-        ]
-        activities += [
-            Activity(password_return_failed_message(field_name, reason), level=ActivityLog.Level.ERROR, user=user)
-            for user, reason in failed
-        ]
-        log_activities(self.source, activities)
-        for user in returned:
-            if user.welcome_email_due:
-                send_due_welcome_email(user, self.source)
+        notice = ActivityLog.Level.NOTICE
+        log_activities(self.source, [Activity(logged_in_meanwhile_message(u), level=notice, user=u) for u in logged_in])
+        owed = [(user, password) for user, password, _ in sending]
+        self.on_failed(len(return_passwords_in_batch(self.client, self.rules, owed, source=self.source)))
