@@ -181,19 +181,30 @@ def send_open_loop(site: str, key: str, rate: int, seconds: float) -> list[tuple
     results: list[tuple[float, int] | None] = [None] * count
 
     def send(n, due):
-        connection = getattr(local, "connection", None) or http.client.HTTPConnection(host, int(port), timeout=60)
-        local.connection = connection
         headers = {**VIA_PROXY, "Content-Type": "application/json", "X-CIO-Delivery-ID": f"open-{n}"}
         body = json.dumps({"email": f"open{n}@example.com"}).encode()
-        try:
-            connection.request("POST", f"/?wpf_action=add&async=true&access_key={key}", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except OSError:
-            connection.close()
-            local.connection = None
-            status = 0
+        status = 0
+        # A kept-alive connection the server closed while idle (gunicorn's keepalive is 5 s) fails before any answer:
+        # sent again once on a new connection, as HTTP clients do (the same delivery id: never accepted twice).
+        for _attempt in range(2):
+            reused = getattr(local, "connection", None)
+            connection = reused or http.client.HTTPConnection(host, int(port), timeout=60)
+            local.connection = connection
+            try:
+                connection.request("POST", f"/?wpf_action=add&async=true&access_key={key}", body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                local.connection = None
+                if reused is None:
+                    break
+            except OSError:
+                connection.close()
+                local.connection = None
+                break
         results[n] = (time.perf_counter() - due, status)
 
     start = time.perf_counter() + 0.2
