@@ -1,7 +1,7 @@
 """Accept-path benchmark: the webhook side by side with a bare DRF view and the durable floor, under gunicorn with
 the production settings; then accept latency while the queue drains, measured open-loop.
 
-    .venv/bin/python bench/accept.py [--seconds 10] [--warm-up 3] [--connections 8] [--rounds 1]
+    .venv/bin/python bench/accept.py [--seconds 5] [--warm-up 2] [--connections 8] [--rounds 3]
         [--databases postgres,sqlite] [--connection-modes] [--skip-throughput] [--skip-open-loop]
         [--postgres postgres://postgres@127.0.0.1:5432/postgres]
     (or `make bench-accept`)
@@ -314,10 +314,15 @@ def main():
     import contextlib
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per endpoint (default 10)")
-    parser.add_argument("--warm-up", type=float, default=3.0, help="seconds of load before each measurement")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per endpoint (default 5)")
+    parser.add_argument("--warm-up", type=float, default=2.0, help="seconds of load before each measurement")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="measure every endpoint this many times, in turn")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every endpoint this many times, in turn (default 3: a busy moment then falls on one round)",
+    )
     parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both (default)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="a PostgreSQL server (its database)")
     parser.add_argument("--open-loop-seconds", type=float, default=10.0, help="seconds of open-loop sending")
