@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from cio import get_client
 from cio.client import identify_operation
@@ -101,6 +102,7 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
     log_activity(source, f"Returned generated password to Customer.io field {field_name}", user=user)
 
 
+@sensitive_variables("sending", "operations")  # plaintext passwords: never in an error report
 def return_passwords_in_batch(
     client,
     rules,
