@@ -36,7 +36,7 @@ from users.services.accounts.people import meta_log_context, meta_log_message, p
 from users.services.accounts.usernames import new_username_base, pick_usernames
 from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
-from users.services.backfills.common import batched
+from users.services.backfills.common import batched, held_identities
 from users.services.contacts import lock_contacts, person_cio_id
 from users.services.roles import add_role_groups
 from users.services.tags import send_on_commit, send_tag_signals
@@ -118,11 +118,7 @@ def _still_new(chosen: dict, persons: dict) -> dict:
     and fail the whole chunk: only the first is kept, the others are left to one by one (which finds the user)."""
     emails = {key: normalize_email(work.contact.value) for key, work in chosen.items()}
     cio_ids = {key: cio_id for key in chosen if (cio_id := person_cio_id(persons[key]) or chosen[key].contact.cio_id)}
-    taken_emails, taken_ids = set(), set()
-    for chunk in batched(sorted(set(emails.values())), planning.CHUNK):
-        taken_emails.update(User.objects.filter(email_normalized__in=chunk).values_list("email_normalized", flat=True))
-    for chunk in batched(sorted(set(cio_ids.values())), planning.CHUNK):
-        taken_ids.update(User.objects.filter(cio_id__in=chunk).values_list("cio_id", flat=True))
+    taken_emails, taken_ids = held_identities(emails.values(), cio_ids.values())
     still_new = {}
     for key, work in chosen.items():
         cio_id = cio_ids.get(key)

@@ -19,7 +19,7 @@ from users.services.accounts import AccountRules
 from users.services.accounts.people import apply_person, meta_log_context, meta_log_message
 from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
-from users.services.backfills.common import batched
+from users.services.backfills.common import batched, held_identities
 from users.services.contacts import person_cio_id
 
 from . import planning
@@ -122,8 +122,4 @@ def _still_plain(user: User, work, person: dict, seen) -> bool:
 
 
 def taken_cio_ids(people: list[dict]) -> set[str]:
-    wanted = sorted({cio_id for person in people if (cio_id := person_cio_id(person))})
-    taken = set()
-    for chunk in batched(wanted, planning.CHUNK):
-        taken.update(User.objects.filter(cio_id__in=chunk).values_list("cio_id", flat=True))
-    return taken
+    return held_identities((), (person_cio_id(person) for person in people))[1]

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from users.models import ActivityLog
 from users.services.activity import log_activity
+from users.services.backfills.common import IN_LIST_LIMIT
 
 from . import row_inserts, task_rows
 from .models import WebhookDelivery
@@ -219,7 +220,7 @@ def record_successes(successes: list[tuple[list[WebhookDelivery], dict, int]], *
     _note_progress()
 
 
-BULK_CHUNK = 1000  # ids per IN (...) list: SQLite caps the parameters of one statement
+BULK_CHUNK = IN_LIST_LIMIT
 _last_recorded = 0.0
 
 

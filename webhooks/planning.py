@@ -36,7 +36,7 @@ from cio.errors import ContactNotFound
 from users.emails import customerio_email_key, normalize_email
 from users.models import ActivityLog, ContactLock, Tag, User, UserTag
 from users.services.activity import Activity, log_activities
-from users.services.backfills.common import batched
+from users.services.backfills.common import IN_LIST_LIMIT, batched
 from users.services.backfills.tag_resync import Memberships, apply_memberships
 from users.services.contacts import lock_contacts
 
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
 PER_CONTACT, SCAN = "per_contact", "scan"
 SIZE_CACHE_SECONDS = 60
-CHUNK = 1000  # ids per IN (...) list: SQLite caps the parameters of one statement
+CHUNK = IN_LIST_LIMIT
 
 
 def user_actions() -> list[str]:

@@ -28,8 +28,8 @@ from cio import get_client
 from cio.client import ATTRIBUTES_BATCH_LIMIT, deadline_in
 from cio.errors import CustomerIOError
 from users.emails import customerio_email_key, normalize_email
-from users.models import User
 from users.services.accounts import AccountRules, generate_password
+from users.services.backfills.common import held_identities
 from users.services.contacts import Contact, lock_contacts
 from users.services.password_hashing import HashedAhead, shared_pool
 
@@ -319,8 +319,7 @@ def _hash_generated_passwords_ahead(works: list[ContactWork]) -> dict[str, Hashe
         return {}
     emails = {normalize_email(w.contact.known_email) for w in adds if w.contact.known_email}
     cio_ids = {w.contact.known_cio_id for w in adds if w.contact.known_cio_id}
-    known_emails = set(User.objects.filter(email_normalized__in=emails).values_list("email_normalized", flat=True))
-    known_cio_ids = set(User.objects.filter(cio_id__in=cio_ids).values_list("cio_id", flat=True))
+    known_emails, known_cio_ids = held_identities(emails, cio_ids)
     new = [
         work
         for work in adds

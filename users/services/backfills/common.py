@@ -146,6 +146,19 @@ def batched(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+IN_LIST_LIMIT = 1000  # values per IN (...) list: SQLite caps the parameters of one statement
+
+
+def held_identities(emails: Iterable[str], cio_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Of these normalized emails and Customer.io ids, the ones a site user already holds: (emails, cio_ids)."""
+    held_emails, held_cio_ids = set(), set()
+    for chunk in batched(sorted({email for email in emails if email}), IN_LIST_LIMIT):
+        held_emails.update(User.objects.filter(email_normalized__in=chunk).values_list("email_normalized", flat=True))
+    for chunk in batched(sorted({cio_id for cio_id in cio_ids if cio_id}), IN_LIST_LIMIT):
+        held_cio_ids.update(User.objects.filter(cio_id__in=chunk).values_list("cio_id", flat=True))
+    return held_emails, held_cio_ids
+
+
 class UserIndex:
     """Which local user a Customer.io identifier names — by cio_id, then by email, as find_user_for_person — held
     in memory as two dicts, so that a membership scan of 100,000 people needs no query per person."""
