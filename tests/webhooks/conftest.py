@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.core.cache import cache
 
 from settings_app import freshness
 from settings_app.models import WebhookSettings
@@ -76,3 +77,13 @@ def set_settings(**values):
     WebhookSettings.load()
     WebhookSettings.objects.update(**values)
     freshness.changed("webhook_settings")  # update() sends no signal
+
+
+@pytest.fixture
+def planning_settings(settings):
+    """For tests of planned reads: no wait for a burst to settle, and no segment sizes reused from another test (the
+    planner keeps them a minute)."""
+    cache.clear()
+    settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
+    yield
+    cache.clear()

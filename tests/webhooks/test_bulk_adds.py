@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
-from django.core.cache import cache
 from django.utils import timezone
 
 from users.models import ActivityLog, Role, User
@@ -19,17 +18,9 @@ from .conftest import set_settings
 from .test_planning import SEGMENTS, calls, people, process_all, tag_names
 from .test_queue import queued
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
 FIELD = "site_password"
-
-
-@pytest.fixture(autouse=True)
-def planning_settings(settings):
-    cache.clear()  # segment sizes are reused for a minute: not from one test to the next
-    settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
-    yield
-    cache.clear()
 
 
 def new_people(count, segments_of=lambda n: [1 + n % 3]):

@@ -4,7 +4,6 @@ delivery's own result as one by one; anything unusual (a staff account, an email
 import threading
 
 import pytest
-from django.core.cache import cache
 
 from users.models import ActivityLog, User
 from users.signals import tags_modified
@@ -14,15 +13,7 @@ from webhooks.models import WebhookDelivery
 from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
 from .test_queue import queued, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def planning_settings(settings):
-    cache.clear()  # segment sizes are reused for a minute: not from one test to the next
-    settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
 
 def customers(count, overrides=None):

@@ -2,7 +2,6 @@
 an update or add (processed one at a time), and leaves the rest waiting, with their tasks, for any worker."""
 
 import pytest
-from django.core.cache import cache
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, User
@@ -16,12 +15,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
-def sharing_settings(settings):
-    cache.clear()  # segment sizes are reused for a minute: not from one test to the next
-    settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
+def sharing_settings(planning_settings, settings):
     settings.WEBHOOK_PLAN_ONE_BY_ONE_LIMIT = 10
-    yield
-    cache.clear()
+
+
+def named_people(count):
+    """People with a first name each: an update of theirs has an attribute to write."""
+    return [{**person, "attributes": {"first_name": person["id"].upper()}} for person in people(count)]
 
 
 def statuses(ids):
@@ -29,10 +29,7 @@ def statuses(ids):
 
 
 def test_one_claim_takes_at_most_the_limit_of_updates_and_leaves_the_rest_to_any_worker(client, cio_emulator):
-    customers = people(30)
-    for person in customers:
-        person["attributes"] = {"first_name": person["id"].upper()}
-    cio_emulator.reset({"segments": SEGMENTS, "customers": customers})
+    cio_emulator.reset({"segments": SEGMENTS, "customers": named_people(30)})
     make_users(30)
     ids = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(30)]
 
@@ -82,10 +79,7 @@ def test_a_contact_whose_update_is_past_the_limit_is_left_whole(client, cio_emul
 @pytest.mark.concurrency
 def test_two_workers_share_a_broadcast_of_updates(client, emulator_env, cio_emulator):
     env = {**emulator_env, "WEBHOOK_PLAN_SETTLE_SECONDS": "0", "WEBHOOK_PLAN_ONE_BY_ONE_LIMIT": "5"}
-    customers = people(60)
-    for person in customers:
-        person["attributes"] = {"first_name": person["id"].upper()}
-    cio_emulator.reset({"segments": SEGMENTS, "customers": customers})
+    cio_emulator.reset({"segments": SEGMENTS, "customers": named_people(60)})
     make_users(60)
     ids = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(60)]
     workers = [start_worker(env) for _ in range(2)]

@@ -16,21 +16,13 @@ from webhooks.models import WebhookDelivery
 
 from .test_queue import queued, run_worker_until_idle, start_worker, stop, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
 SEGMENTS = [
     {"id": 1, "name": "VIP", "type": "manual"},
     {"id": 2, "name": "Newsletter", "type": "manual"},
     {"id": 3, "name": "Active customers", "type": "dynamic"},
 ]
-
-
-@pytest.fixture(autouse=True)
-def planning_settings(settings):
-    cache.clear()  # segment sizes are reused for a minute: not from one test to the next
-    settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
-    yield
-    cache.clear()
 
 
 def people(count, segments_of=lambda n: [1 + n % 3]):
