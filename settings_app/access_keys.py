@@ -7,6 +7,7 @@ nearly matched. A delivery records a short fingerprint of the key it used — an
 8-character WP Fusion key cannot be recovered from it.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from .models import WebhookSettings, generate_access_key
 FINGERPRINT_LENGTH = 8
 
 
+@functools.lru_cache(maxsize=16)  # a few valid keys at a time; an HMAC per webhook request is worth saving
 def fingerprint(key: str) -> str:
     return salted_hmac("settings_app.access_key.fingerprint", key).hexdigest()[:FINGERPRINT_LENGTH]
 
@@ -47,17 +49,37 @@ def previous_keys(site_settings: WebhookSettings, now: datetime | None = None) -
     return sorted(keys, key=lambda previous: previous.valid_until)
 
 
+@dataclass(frozen=True)
+class KeyMatch:
+    """Which valid key a request presented — never the key itself."""
+
+    fingerprint: str
+    valid_until: datetime | None = None  # None: the current key; else a previous key in its grace period
+
+    @property
+    def is_current(self) -> bool:
+        return self.valid_until is None
+
+    def describe(self) -> str:
+        """ "current", or "previous, valid until …": what the activity log and the webhook's browser page say."""
+        if self.is_current:
+            return "current"
+        return f"previous, valid until {timezone.localtime(self.valid_until):%Y-%m-%d %H:%M %Z}"
+
+
 @sensitive_variables()  # the key in its locals must never reach an error report
-def match_access_key(candidate: str, site_settings: WebhookSettings, now: datetime | None = None) -> str | None:
-    """The fingerprint of the valid key `candidate` equals, or None. Every valid key is compared, whatever matched."""
+def match_access_key(candidate: str, site_settings: WebhookSettings, now: datetime | None = None) -> KeyMatch | None:
+    """The valid key `candidate` equals, or None. Every valid key is compared, whatever matched."""
     if not isinstance(candidate, str):
         return None
     matched = None
-    for key in [site_settings.access_key, *(previous.key for previous in previous_keys(site_settings, now))]:
+    candidates = [(site_settings.access_key, None)]
+    candidates += [(previous.key, previous.valid_until) for previous in previous_keys(site_settings, now)]
+    for key, valid_until in candidates:
         # Each comparison runs in full; remembering the match instead of returning keeps the loop's length fixed.
         if constant_time_compare(candidate, key or "\x00no-key") and matched is None:
-            matched = key
-    return fingerprint(matched) if matched else None
+            matched = KeyMatch(fingerprint(key), valid_until)
+    return matched
 
 
 def default_grace() -> timedelta:

@@ -55,7 +55,7 @@ def _forget_refused_requests():
     from django.core.cache import cache
 
     from settings_app.freshness import cache_is_shared
-    from webhooks import refused
+    from webhooks.intake import refusals as refused
 
     refused.forget()
     if not cache_is_shared():

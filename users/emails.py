@@ -12,9 +12,21 @@ def normalize_email(email: str) -> str:
     """The form every email lookup and the uniqueness rule use.
 
     Lowercased in Python (not by the database) so that non-ASCII letters fold the same way on SQLite and
-    PostgreSQL; NFC first so that the same address typed with combining accents matches too.
+    PostgreSQL; NFC first so that the same address typed with combining accents matches too. An internationalised
+    domain is written in its ASCII form (`bücher.example` -> `xn--bcher-kva.example`): both spellings name one
+    mailbox, and Customer.io or a signup form may send either.
     """
-    return unicodedata.normalize("NFC", (email or "").strip()).lower()
+    normalized = unicodedata.normalize("NFC", (email or "").strip()).lower()
+    local, at, domain = normalized.rpartition("@")
+    if at and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:  # not a valid domain name: compared as typed, like any other text
+            return normalized
+        # The column holds 254 characters; an ASCII form longer than that keeps the address as typed.
+        if len(local) + 1 + len(domain) <= 254:
+            normalized = f"{local}@{domain}"
+    return normalized
 
 
 # Unicode categories never allowed in an address: separators (spaces) and "other" (controls, invisible formatting such

@@ -124,7 +124,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(RefusedRequestWindow)
 class RefusedRequestWindowAdmin(admin.ModelAdmin):
-    """Requests refused for their key, per address and hour (webhooks.refused writes them): read-only."""
+    """Requests refused for their key, per address and hour (webhooks.intake.refusals writes them): read-only."""
 
     list_display = ["shown_address", "window", "count", "reason", "throttled", "first", "last", "asked_for"]
     list_filter = ["overflow", "window_start"]

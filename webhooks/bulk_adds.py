@@ -45,7 +45,7 @@ from users.signals import user_imported
 from . import planning
 from .bulk_updates import person_of, taken_cio_ids
 from .deliveries import record_successes
-from .parsing import WebhookOptions
+from .payload import WebhookOptions
 from .processing import Outcome, failure
 
 logger = logging.getLogger(__name__)

@@ -44,6 +44,15 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class OneLineWarning(logging.Filter):
+    """Logs a record as one WARNING line: its level lowered, its traceback dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
 class SafeReporterFilter(SafeExceptionReporterFilter):
     def cleanse_special_types(self, request, value):
         # Frame variables: a request's repr (Django's or DRF's), a parsed query dict and any string may carry the

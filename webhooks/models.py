@@ -106,7 +106,7 @@ class WorkerHeartbeat(models.Model):
 
 class RefusedRequestWindow(models.Model):
     """Requests refused for a wrong or missing access key from one client address (IPv6: its /64) in one hour,
-    counted — never stored one by one, since anyone can send them (see webhooks.refused). The table is capped
+    counted — never stored one by one, since anyone can send them (see webhooks.intake.refusals). The table is capped
     (WEBHOOK_REFUSED_MAX_ROWS address rows); addresses past the cap are counted together in the hour's overflow row
     (`overflow`, with no address). Deleted by prune_webhook_data like deliveries."""
 

@@ -63,8 +63,11 @@ MIDDLEWARE = [
     # Outermost: with DEBUG on, takes every access key out of Django's 404/500 debug pages.
     "webhooks.logging.ScrubDebugPagesMiddleware",
     # First: X-Forwarded-Proto counts only from TRUSTED_PROXIES, before anything asks whether the request is secure.
-    "webhooks.client_address.TrustedProxyHeadersMiddleware",
+    "webhooks.intake.client_address.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Customer.io's webhook is served here: the middleware below (sessions, CSRF, logins, messages, access rules,
+    # clickjacking, django-axes) has nothing to do for it and never runs for it.
+    "webhooks.intake.middleware.WebhookShortcutMiddleware",
     # The admin's CSS and JavaScript in production (collectstatic first): compressed, hashed names, cached for a year.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -137,7 +140,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # REMOTE_ADDR values of reverse proxies whose X-Forwarded-For (and X-Forwarded-Proto) may be believed: the one list
-# behind the client address (webhooks.client_address.client_ip) everywhere. WEBHOOK_TRUSTED_PROXIES is its old,
+# behind the client address (webhooks.intake.client_address.client_ip) everywhere. WEBHOOK_TRUSTED_PROXIES is its old,
 # deprecated name, still read when TRUSTED_PROXIES is not set.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=env.list("WEBHOOK_TRUSTED_PROXIES", default=[]))
 
@@ -157,7 +160,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 # Load balancers and monitors probe over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Behind a proxy that terminates TLS: believe its X-Forwarded-Proto (only from TRUSTED_PROXIES, see
-# webhooks.client_address.TrustedProxyHeadersMiddleware) to know a request came over HTTPS.
+# webhooks.intake.client_address.TrustedProxyHeadersMiddleware) to know a request came over HTTPS.
 BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
 if BEHIND_TLS_PROXY:
     if not TRUSTED_PROXIES:
@@ -182,7 +185,7 @@ AXES_RESET_ON_SUCCESS = True
 # password field is always masked by django-axes.
 AXES_SENSITIVE_PARAMETERS = []
 # The client address as the webhook sees it: REMOTE_ADDR, or X-Forwarded-For from a trusted proxy only.
-AXES_CLIENT_IP_CALLABLE = "webhooks.client_address.client_ip"
+AXES_CLIENT_IP_CALLABLE = "webhooks.intake.client_address.client_ip"
 
 # Argon2id first: memory-hard, and far cheaper in CPU per hash than PBKDF2's 1,000,000 iterations (which bound how
 # fast imports can make users with generated passwords). PBKDF2 stays so existing hashes verify; Django re-hashes
@@ -251,6 +254,8 @@ CUSTOMERIO_RETRY_BACKOFF = env.float("CUSTOMERIO_RETRY_BACKOFF", default=0.5)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    # Every error in the project's JSON shape, {"error": code, "detail": text}: never DRF's {"detail": ...} alone.
+    "EXCEPTION_HANDLER": "webhooks.intake.exceptions.handle_exception",
 }
 
 # The webhook.
@@ -260,9 +265,9 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
 # gives up after 4 s and retries.
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 
-# Requests refused for a wrong or missing key (webhooks.refused): after this many in a minute from one address (IPv6:
-# its /64), the rest of the minute get 429 with Retry-After instead of 403; 0 turns the throttle off. Counted in the
-# cache (shared through Redis with REDIS_URL, per process otherwise); the right key is never counted or throttled.
+# Requests refused for a wrong or missing key (webhooks.intake.refusals): after this many in a minute from one
+# address (IPv6: its /64), the rest of the minute get 429 with Retry-After instead of 403; 0 turns the throttle off.
+# Counted in the cache (shared through Redis with REDIS_URL, per process otherwise); the right key is never counted or throttled.
 WEBHOOK_REFUSED_PER_MINUTE = env.int("WEBHOOK_REFUSED_PER_MINUTE", default=20)
 # Most address rows in the refused-requests table (one per address per hour); addresses past it are counted together
 # in one overflow row per hour.
@@ -317,6 +322,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "redact_secrets": {"()": "webhooks.logging.RedactSecretsFilter"},
+        "one_line_warning": {"()": "webhooks.logging.OneLineWarning"},
         "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
     },
     "formatters": {
@@ -339,6 +345,14 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        # A request for a host not in ALLOWED_HOSTS is a stranger's probe, not the site's failure: one WARNING line,
+        # not an ERROR with a traceback.
+        "django.security.DisallowedHost": {
+            "handlers": ["console"],
+            "level": "WARNING",
+            "filters": ["one_line_warning"],
+            "propagate": False,
+        },
         # django-axes: lockouts and repeated failures are warnings; its start-up and per-attempt lines are noise.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },

@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from users.forms import SetOrResetPasswordForm
 from webhooks.health import healthz
-from webhooks.views import home, webhook_view
+from webhooks.intake.views import home, webhook_view
 
 urlpatterns = [
     # The root answers Customer.io webhooks in WP Fusion's URL format (/?wpf_action=...&access_key=...).

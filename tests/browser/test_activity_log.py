@@ -3,7 +3,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from webhooks import refused
+from webhooks.intake import refusals as refused
 
 pytestmark = pytest.mark.browser
 

@@ -115,7 +115,9 @@ def test_every_valid_key_is_compared_even_after_a_match(monkeypatch, access_key)
     real = access_keys.constant_time_compare
     monkeypatch.setattr(access_keys, "constant_time_compare", lambda a, b: compared.append(b) or real(a, b))
     site = WebhookSettings.load()
-    assert access_keys.match_access_key(site.access_key, site) == access_keys.fingerprint(site.access_key)
+    assert access_keys.match_access_key(site.access_key, site) == access_keys.KeyMatch(
+        access_keys.fingerprint(site.access_key)
+    )
     assert len(compared) == 3
     compared.clear()
     assert access_keys.match_access_key("wrong", site) is None

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from users.models import ActivityLog
-from webhooks import refused
+from webhooks.intake import refusals as refused
 from webhooks.models import RefusedRequestWindow, WebhookDelivery
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from users.models import ActivityLog
-from webhooks import refused
+from webhooks.intake import refusals as refused
 from webhooks.models import RefusedRequestWindow, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ BODY = json.dumps({"email": "ann@example.com"})
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The time webhooks.refused sees: clock.now (seconds since the epoch), moved by the test."""
+    """The time webhooks.intake.refusals sees: clock.now (seconds since the epoch), moved by the test."""
 
     class Clock:
         now = TEN_OCLOCK

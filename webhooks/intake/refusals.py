@@ -1,4 +1,5 @@
-"""Requests refused for a wrong or missing access key: answered for almost nothing, counted, never stored one by one.
+"""Requests refused for a wrong or missing access key: answered for almost nothing, counted, never stored or logged
+one by one.
 
 Anyone can send them, so a refused request writes nothing of its own anywhere — no delivery row, no activity line:
 
@@ -11,7 +12,9 @@ Anyone can send them, so a refused request writes nothing of its own anywhere �
   address per hour: at most one write per address per minute per process. A process that refuses one request and
   then nothing keeps it in memory until its next refusal or its exit (written then, best effort).
 - The summary. The activity log gets one WARNING line when an address's row for an hour is created — never one per
-  request; later minutes of that hour only add to the row.
+  request; later minutes of that hour only add to the row. The Python log gets one WARNING line per address per
+  minute with its count (the view keeps Django's per-response line out), so a flood cannot fill the disk through
+  the logs either.
 - The cap. The table holds at most WEBHOOK_REFUSED_MAX_ROWS address rows; addresses past it are counted together
   in the hour's overflow row, so the table stays bounded whatever the number of addresses. The same number bounds
   the addresses one process tallies per minute (the rest go to its overflow tally).
@@ -40,7 +43,7 @@ from django.utils import timezone
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
-from .models import RefusedRequestWindow
+from ..models import RefusedRequestWindow
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +242,10 @@ def _flush_at_exit() -> None:
 
 
 def write(tallies: list[Tally]) -> None:
-    """Add finished minutes' tallies to their hours' rows, creating rows (and their activity line) as needed."""
+    """Add finished minutes' tallies to their hours' rows, creating rows (and their activity line) as needed, and
+    log one line per address (or overflow) per minute: never one per refused request."""
+    for tally in tallies:
+        _log_minute(tally)
     windows: dict[int, list[Tally]] = defaultdict(list)
     for tally in tallies:
         windows[tally.minute * MINUTE // WINDOW_SECONDS * WINDOW_SECONDS].append(tally)
@@ -322,6 +328,20 @@ def _add_or_create(window_start: datetime, tally: Tally, row: RefusedRequestWind
         first_seen=min(row.first_seen, _datetime(tally.first_seen)),
         last_seen=max(row.last_seen, _datetime(tally.last_seen)),
         actions=merged_actions(row.actions or [], tally.actions),
+    )
+
+
+def _log_minute(tally: Tally) -> None:
+    who = "addresses past WEBHOOK_REFUSED_MAX_ROWS" if tally.address == OVERFLOW else tally.address
+    throttled = f", {tally.throttled} answered 429" if tally.throttled else ""
+    logger.warning(
+        "Refused %d webhook request%s %s from %s in the minute from %s%s",
+        tally.count,
+        "" if tally.count == 1 else "s",
+        reason(tally.wrong_key, tally.missing_key),
+        who,
+        f"{_datetime(tally.minute * MINUTE):%H:%M} UTC",
+        throttled,
     )
 
 

@@ -1,0 +1,180 @@
+"""Every answer the webhook gives for a request it does not process, and the one DRF exception handler (the
+project's, REST_FRAMEWORK["EXCEPTION_HANDLER"]) that turns any exception raised while serving a DRF view into the
+project's JSON shape, `{"error": code, "detail": text}`.
+
+One class per error code, with its HTTP status and code on the class (as DRF's own APIException subclasses), so
+the code that refuses a request says what is wrong and nothing else. DRF's own exceptions (a parse error, a method
+not allowed, an unexpected failure) are translated here too: Customer.io never sees DRF's `{"detail": ...}` body,
+and never an HTML error page.
+"""
+
+import logging
+import math
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class WebhookError(drf.APIException):
+    """A request answered with a client error. `detail` is plain text: it never holds a key or a password (the
+    messages name fields and limits, never values a caller sent)."""
+
+    status_code = 400
+    default_code = "bad_request"
+    default_detail = "The request is not a webhook this site understands."
+
+    def __init__(self, detail: str | None = None):
+        # Plain text, not DRF's ErrorDetail list machinery: one string, rendered as is.
+        self.detail = detail or self.default_detail
+
+    @property
+    def code(self) -> str:
+        return self.default_code
+
+    def answer(self) -> dict:
+        return {"error": self.default_code, "detail": str(self.detail)}
+
+    def headers(self) -> dict | None:
+        return None
+
+
+class InvalidAccessKey(WebhookError):
+    status_code = 403
+    default_code = "invalid_access_key"
+    # WP Fusion's words: journeys and monitors may match on them.
+    default_detail = "Invalid Access Key"
+
+
+class TooManyRefusedRequests(WebhookError):
+    status_code = 429
+    default_code = "too_many_refused_requests"
+
+    def __init__(self, wait: int):
+        self.wait = wait
+        super().__init__(
+            f"Too many requests with a wrong or missing access key from this address: try again in {wait} s."
+        )
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.wait)}
+
+
+class DuplicateParameter(WebhookError):
+    default_code = "duplicate_parameter"
+
+    def __init__(self, name: str):
+        super().__init__(f"The query string names '{name}' more than once: send it once.")
+
+
+class NoAction(WebhookError):
+    default_code = "no_action"
+    default_detail = "No Action Specified"  # WP Fusion's words
+
+
+class UnknownAction(WebhookError):
+    default_code = "unknown_action"
+
+
+class InvalidPayload(WebhookError):
+    default_code = "invalid_payload"
+    default_detail = "The body is neither JSON nor a form."
+
+
+class PayloadTooLarge(WebhookError):
+    status_code = 413
+    default_code = "payload_too_large"
+
+    def __init__(self):
+        super().__init__(f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
+
+
+class LengthRequired(WebhookError):
+    status_code = 411
+    default_code = "length_required"
+    default_detail = (
+        "This server cannot read a chunked body: send Content-Length (production's gunicorn reads chunked bodies)."
+    )
+
+
+class NoContact(WebhookError):
+    default_code = "no_contact"
+    default_detail = 'No contact in the request: send {"email": "{{customer.email}}", "cio_id": "{{customer.cio_id}}"}.'
+
+
+class InvalidContact(WebhookError):
+    default_code = "invalid_contact"
+
+
+class MethodNotAllowed(WebhookError):
+    status_code = 405
+    default_code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: str = "POST"):
+        self.allowed = allowed
+        super().__init__(f"Method {method!r} is not allowed: use POST.")
+
+    def headers(self) -> dict:
+        return {"Allow": self.allowed}
+
+
+class InternalError(WebhookError):
+    status_code = 500
+    default_code = "internal_error"
+    default_detail = "The site failed to process this webhook."
+
+
+class ApiError(WebhookError):
+    """Any other DRF exception (raised by the site's other DRF views, e.g. users.access.HasTags), in the project's
+    shape with its own status, code and headers."""
+
+    def __init__(self, exc: drf.APIException):
+        self.status_code = exc.status_code
+        self.default_code = _first(exc.get_codes()) or "error"
+        self.extra_headers = {}
+        if getattr(exc, "auth_header", None):
+            self.extra_headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            self.extra_headers["Retry-After"] = str(math.ceil(exc.wait))
+        super().__init__(str(_first(exc.detail)))
+
+    def headers(self) -> dict | None:
+        return self.extra_headers or None
+
+
+def _first(detail):
+    """The first message (or code) of DRF's nested error details."""
+    while isinstance(detail, dict | list) and detail:
+        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
+    return detail
+
+
+# Anything that is not an APIException, raised while serving a DRF view, is a defect: logged with its traceback
+# and answered 500 in JSON.
+def _translated(exc: Exception) -> WebhookError:
+    if isinstance(exc, WebhookError):
+        return exc
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    if isinstance(exc, drf.APIException):
+        return ApiError(exc)
+    logger.error("A DRF view failed", exc_info=exc)
+    return InternalError()
+
+
+def handle_exception(exc: Exception, context: dict) -> Response:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every exception as the project's JSON answer. A client error on a
+    request that had the right key is also stored and logged, for the site admin to see (the view's
+    `record_refusal`); one without the key is only counted (webhooks.intake.refusals)."""
+    view = context.get("view")
+    request = context.get("request")
+    error = _translated(exc)
+    if view is not None and hasattr(view, "record_refusal"):
+        view.record_refusal(request, error)
+    return Response(error.answer(), status=error.status_code, headers=error.headers())

@@ -1,0 +1,37 @@
+"""DRF's throttle slot for the webhook: a thin adapter over webhooks.intake.refusals, which counts requests refused
+for their key in Django's cache (Redis when REDIS_URL is set) and says when an address is over its limit.
+
+Not a SimpleRateThrottle: that one counts every request, the right key included, through a read-modify-write of a
+timestamp list; here only refusals count, with atomic counters, and a request with a valid key is never throttled.
+"""
+
+from rest_framework.throttling import BaseThrottle
+
+from settings_app.access_keys import KeyMatch
+
+from . import refusals
+from .authentication import presented_key
+from .client_address import client_ip
+
+
+class RefusedRequestThrottle(BaseThrottle):
+    def __init__(self):
+        self.refusal: refusals.Refusal | None = None
+
+    def get_ident(self, request) -> str:
+        # The project's one rule for the client's address (TRUSTED_PROXIES), not DRF's NUM_PROXIES.
+        return refusals.address_bucket(client_ip(request._request))
+
+    def allow_request(self, request, view) -> bool:
+        if isinstance(request.auth, KeyMatch):
+            return True
+        django_request = request._request
+        self.refusal = refusals.refuse(
+            client_ip(django_request),
+            django_request.GET.get("wpf_action"),
+            key_sent=bool(presented_key(django_request)),
+        )
+        return not self.refusal.throttled
+
+    def wait(self) -> int | None:
+        return self.refusal.retry_after if self.refusal is not None else None
