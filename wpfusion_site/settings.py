@@ -267,7 +267,8 @@ WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 
 # Requests refused for a wrong or missing key (webhooks.intake.refusals): after this many in a minute from one
 # address (IPv6: its /64), the rest of the minute get 429 with Retry-After instead of 403; 0 turns the throttle off.
-# Counted in the cache (shared through Redis with REDIS_URL, per process otherwise); the right key is never counted or throttled.
+# Counted in the cache (shared through Redis with REDIS_URL, per process otherwise); the right key is never counted
+# or throttled.
 WEBHOOK_REFUSED_PER_MINUTE = env.int("WEBHOOK_REFUSED_PER_MINUTE", default=20)
 # Most address rows in the refused-requests table (one per address per hour); addresses past it are counted together
 # in one overflow row per hour.
