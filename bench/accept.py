@@ -1,28 +1,33 @@
-"""Accept-path benchmark: the webhook side by side with a bare DRF view and the durable floor, under gunicorn with
-the production settings; then accept latency while the queue drains, measured open-loop.
+"""Accept-path benchmark: the webhook side by side with the minimal DRF floor and the full-settings DRF floor, under
+gunicorn with the production settings; then accept latency while the queue drains, measured open-loop.
 
     .venv/bin/python bench/accept.py [--seconds 5] [--warm-up 2] [--connections 8] [--rounds 3]
         [--databases postgres,sqlite] [--connection-modes] [--skip-throughput] [--skip-open-loop]
         [--postgres postgres://postgres@127.0.0.1:5432/postgres]
-    (or `make bench-accept`)
+    (or `make bench-accept`; a short check: --databases postgres --seconds 3 --warm-up 1 --rounds 1
+    --skip-open-loop)
 
-Throughput. For each database — a fresh PostgreSQL database, then a fresh SQLite file (reported separately) — two
-gunicorns are started on loopback, both with gunicorn.conf.py (2 processes x 8 threads) and the production settings
-(bench/floor_settings.py keeps every production setting and swaps only the URLs), and these are measured one after
-the other:
-  bare     a DRF POST view that parses the JSON body and answers, no database (bench/floor_urls.py);
-  floor    the same view plus one INSERT committed into a table of its own: the durable floor, on the site's
-           database and connection settings (PostgreSQL: Django's pool, the production default); and the same
-           floor as a plain Django view (the webhook is one: it does without DRF), the ratio's second reference;
-  the site, for `update_tags&async=true` (accept, record, enqueue), `test`, a wrong key (the refused-request throttle
-           off: the load comes from one address) and a synchronous `update_tags` for an email with no site user.
+Throughput. For each database — a fresh PostgreSQL database, then a fresh SQLite file (reported separately) — three
+gunicorns are started on loopback, all with gunicorn.conf.py (2 processes x 8 threads) and the same environment
+(database, pool and connection settings), and these are measured one after the other:
+  minimal floor  a bare DRF APIView that parses the JSON body and commits one INSERT into a table of its own before
+                 answering (bench/floor_urls.py), in a settings module that is the production one with only
+                 SecurityMiddleware and CommonMiddleware (bench/minimal_floor_settings.py): issue 20's reference;
+  full floor     the same view under every production setting, all of MIDDLEWARE included
+                 (bench/floor_settings.py swaps only the URLs): today's full-settings floor;
+  bare           the minimal floor's view without the INSERT (no database): what the database's share is;
+  the site       (wpfusion_site.settings), for `update_tags&async=true` (accept, record, enqueue), `test`, a wrong
+                 key (the refused-request throttle off: the load comes from one address) and a synchronous
+                 `update_tags` for an email with no site user — whatever view is mounted at `/`.
 Each gets the same load — wrk when installed (`apt-get install wrk`), else Python clients — from the same number of
 keep-alive connections, for the same time after a warm-up; every webhook carries its own x-cio-delivery-id, as
 Customer.io's do. `--rounds N` measures them all N times in turn (on a busy machine the noise then hits each alike).
-Printed: requests/s, p50, p99 (medians over the rounds) and the ratios to the floor and to the plain Django floor
-(the median of each round's).
---connection-modes also measures the floor and the queued accept on PostgreSQL with persistent connections
+Printed: requests/s, p50, p99 (medians over the rounds), the ratios to the minimal floor (`x minimal`) and to the
+full-settings floor (`x full`), each the median of the rounds' ratios, and on PostgreSQL issue 20's targets (on the
+`x minimal` ratio: queued accept >= 0.85, test >= 0.9, wrong key >= 2) with whether the run met them.
+--connection-modes also measures the two floors and the queued accept on PostgreSQL with persistent connections
 (CONN_MAX_AGE=60) and with a new connection per request.
+bench/accept_profile.py shows where the webhook's CPU goes beyond the minimal floor (per middleware, in one process).
 
 Open loop. The site (gunicorn, production settings) and one `webhook_worker` run against the Customer.io emulator;
 `add&async=true` webhooks for new contacts are sent at a fixed 100 a second (each at its scheduled time, however
@@ -92,16 +97,31 @@ def create_floor_table(env: dict, kind: str) -> None:
             connection.execute("CREATE TABLE bench_floor (id integer PRIMARY KEY, received_at text, body text)")
 
 
+MINIMAL_FLOOR = "minimal floor (DRF, 1 INSERT; 2 mw)"
+FULL_FLOOR = "full-settings floor (DRF, 1 INSERT)"
+ENDPOINT_ASYNC = "update_tags&async=true (accept)"
+ENDPOINT_TEST = "test"
+ENDPOINT_WRONG_KEY = "wrong key (403)"
+# Issue 20's targets, on PostgreSQL: at least this many times the minimal floor's requests/s.
+TARGETS = {ENDPOINT_ASYNC: 0.85, ENDPOINT_TEST: 0.9, ENDPOINT_WRONG_KEY: 2.0}
+# Which gunicorn serves what: (settings module) per server name.
+SERVERS = {
+    "minimal": "bench.minimal_floor_settings",
+    "full": "bench.floor_settings",
+    "site": "wpfusion_site.settings",
+}
+
+
 def endpoints(key: str) -> list[tuple[str, str, str, str]]:
-    """(label, which server, path, body) for every measured endpoint, the floor second."""
+    """(label, which server, path, body) for every measured endpoint, the two floors first."""
     ann = json.dumps({"email": "ann@example.com"})
     return [
-        ("bare DRF POST view (no database)", "floor", "/bare", ann),
-        ("durable floor (1 INSERT, 1 commit)", "floor", "/floor", ann),
-        ("the floor as a plain Django view", "floor", "/plain-floor", ann),
-        ("update_tags&async=true (accept)", "site", f"/?wpf_action=update_tags&async=true&access_key={key}", ann),
-        ("test", "site", f"/?wpf_action=test&access_key={key}", ann),
-        ("wrong key (403)", "site", "/?wpf_action=test&access_key=not-the-key-0123456789", ann),
+        (MINIMAL_FLOOR, "minimal", "/floor", ann),
+        (FULL_FLOOR, "full", "/floor", ann),
+        ("bare DRF view (no database; 2 mw)", "minimal", "/bare", ann),
+        (ENDPOINT_ASYNC, "site", f"/?wpf_action=update_tags&async=true&access_key={key}", ann),
+        (ENDPOINT_TEST, "site", f"/?wpf_action=test&access_key={key}", ann),
+        (ENDPOINT_WRONG_KEY, "site", "/?wpf_action=test&access_key=not-the-key-0123456789", ann),
         (
             "update_tags, no site user (sync)",
             "site",
@@ -112,52 +132,60 @@ def endpoints(key: str) -> list[tuple[str, str, str, str]]:
 
 
 def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments, only=None) -> dict[str, list]:
-    """Both servers up (an idle one costs nothing), the endpoints measured one after the other, `--rounds` times
+    """The servers up (an idle one costs nothing), the endpoints measured one after the other, `--rounds` times
     in turn: a busy machine's noise then falls on every endpoint alike. Every measurement of each endpoint."""
     wanted = [e for e in endpoints(key) if only is None or e[0] in only]
+    needed = {server for _, server, _, _ in wanted}
     results: dict[str, list] = {label: [] for label, *_ in wanted}
     processes = Processes(workdir)
     try:
         servers = {
             server: start_gunicorn(processes, {**env, "DJANGO_SETTINGS_MODULE": module}, name=server, **WEB)
-            for server, module in (("floor", "bench.floor_settings"), ("site", "wpfusion_site.settings"))
+            for server, module in SERVERS.items()
+            if server in needed
         }
         for round_number in range(1, arguments.rounds + 1):
             for label, server, path, body in wanted:
                 figures = drive(servers[server] + path, body, arguments, f"{kind}-{server}-{round_number}", workdir)
                 results[label].append(figures)
-                print(f"  round {round_number}: {label:<38} {figures['rate']:7.0f} req/s", flush=True)
+                print(f"  round {round_number}: {label:<40} {figures['rate']:7.0f} req/s", flush=True)
     finally:
         processes.stop_all()
     return results
 
 
-FLOOR = "durable floor (1 INSERT, 1 commit)"
-PLAIN_FLOOR = "the floor as a plain Django view"
-
-
-def print_throughput(title: str, results: dict[str, list], arguments) -> None:
+def print_throughput(title: str, results: dict[str, list], arguments, targets: dict[str, float]) -> None:
     load = "wrk, 2 threads" if shutil.which("wrk") else "Python clients"
     print(f"\n{title}")
     print(
-        f"gunicorn {WEB['WEB_CONCURRENCY']} processes x {WEB['GUNICORN_THREADS']} threads (gthread), production "
-        f"settings; {load}, {arguments.connections} connections, {arguments.seconds:.0f} s after "
+        f"gunicorn {WEB['WEB_CONCURRENCY']} processes x {WEB['GUNICORN_THREADS']} threads (gthread); "
+        f"{load}, {arguments.connections} connections, {arguments.seconds:.0f} s after "
         f"{arguments.warm_up:.0f} s warm-up, {arguments.rounds} round(s) in turn: medians"
     )
-    floors = [[figures["rate"] for figures in results.get(reference, [])] for reference in (FLOOR, PLAIN_FLOOR)]
-    print(f"{'endpoint':<38}{'req/s':>8}{'p50':>10}{'p99':>10}{'x floor':>9}{'x plain':>9}  answers")
+    print(
+        "minimal = the production settings with only Security and Common middleware; full = every production "
+        "setting; ratios to each floor's requests/s (the median of the rounds')"
+    )
+    floors = [[figures["rate"] for figures in results.get(reference, [])] for reference in (MINIMAL_FLOOR, FULL_FLOOR)]
+    print(f"{'endpoint':<40}{'req/s':>7}{'p50':>9}{'p99':>9}{'x minimal':>10}{'x full':>8}{'target':>16}  answers")
     for label, runs in results.items():
         rate = statistics.median(run["rate"] for run in runs)
         p50 = statistics.median(run["p50"] for run in runs)
         p99 = statistics.median(run["p99"] for run in runs)
-        # The ratio of each round (the same conditions), then their median: to the DRF floor, to the plain one.
+        # The ratio of each round (the same conditions), then their median: to the minimal floor, to the full one.
         ratios = [
-            f"{statistics.median(run['rate'] / f for run, f in zip(runs, floor, strict=False)):.2f}" if floor else "-"
+            statistics.median(run["rate"] / f for run, f in zip(runs, floor, strict=False)) if floor else None
             for floor in floors
         ]
+        shown = [f"{ratio:.2f}" if ratio is not None else "-" for ratio in ratios]
+        target = targets.get(label)
+        if target is None or ratios[0] is None:
+            verdict = ""
+        else:
+            verdict = f">= {target:g} {'met' if ratios[0] >= target else 'MISSED'}"
         not_2xx, total = sum(run["non_2xx"] for run in runs), sum(run["requests"] for run in runs)
         answers = f"{not_2xx} of {total} not 2xx" if not_2xx else "all 2xx"
-        print(f"{label:<38}{rate:>8.0f}{p50:>8.1f}ms{p99:>8.1f}ms{ratios[0]:>9}{ratios[1]:>9}  {answers}")
+        print(f"{label:<40}{rate:>7.0f}{p50:>7.1f}ms{p99:>7.1f}ms{shown[0]:>10}{shown[1]:>8}{verdict:>16}  {answers}")
 
 
 # Open loop ----------------------------------------------------------------------------------------------------------
@@ -353,7 +381,7 @@ def main():
                     modes = ["pool"] if kind == "sqlite" or not arguments.connection_modes else list(CONNECTION_MODES)
                     for mode in modes:
                         print(f"{name}, {mode if kind == 'postgres' else 'one connection per thread'}:", flush=True)
-                        only = None if mode == "pool" else {FLOOR, ENDPOINT_ASYNC}
+                        only = None if mode == "pool" else {MINIMAL_FLOOR, FULL_FLOOR, ENDPOINT_ASYNC}
                         results = measure_throughput(
                             workdir, {**env, **CONNECTION_MODES[mode]}, kind, key, arguments, only
                         )
@@ -363,20 +391,18 @@ def main():
                             "per-request": "a new connection per request (DATABASE_POOL=false, CONN_MAX_AGE=0)",
                         }[mode]
                         title = f"{name} (fresh database; {connections if kind == 'postgres' else 'WAL'})"
-                        tables.append((title, results))
+                        tables.append((title, results, TARGETS if kind == "postgres" else {}))
                 if not arguments.skip_open_loop:
                     print(f"{name}: open loop ...", flush=True)
                     open_loop[name] = measure_open_loop(workdir, env, kind, key, emulator, arguments.open_loop_seconds)
         finally:
             processes.stop_all()
 
-    for title, results in tables:
-        print_throughput(title, results, arguments)
+    for title, results, targets in tables:
+        print_throughput(title, results, arguments, targets)
     if open_loop:
         print_open_loop(open_loop, arguments.open_loop_seconds)
 
-
-ENDPOINT_ASYNC = "update_tags&async=true (accept)"
 
 if __name__ == "__main__":
     os.chdir(ROOT)

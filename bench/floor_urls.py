@@ -1,16 +1,15 @@
-"""The two views bench/accept.py measures the webhook against (served by bench/floor_settings.py only).
+"""The views bench/accept.py measures the webhook against, served by bench/minimal_floor_settings.py (Security and
+Common middleware only: the minimal floor) and by bench/floor_settings.py (every production middleware: the
+full-settings floor); never by the site.
 
-- /bare: a DRF POST view that parses the JSON body and answers; no database.
-- /floor: the same, plus what durability costs at the least: one INSERT into a table of its own (bench_floor,
-  created by the benchmark), committed before the answer, on the site's own database connection settings.
-- /plain-floor: the floor as a plain Django view (no DRF), as the webhook view is: shown beside the DRF floor (the
-  issue's reference) so that the ratio without DRF's share is in plain sight too.
+- /floor: a bare DRF APIView that parses the JSON body, commits one INSERT into a table of its own (bench_floor,
+  created by the benchmark) before the answer, on the site's own database connection settings, and answers JSON:
+  what durability costs at the least.
+- /bare: the same view without the INSERT (no database).
+- /healthz: answers, so that the benchmark knows the server is up.
 """
 
-import json
-
 from django.db import connection
-from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -39,20 +38,8 @@ class FloorView(BareView):
         return Response({"status": "ok", "fields": len(request.data)})
 
 
-@csrf_exempt
-def plain_floor(request):
-    data = json.loads(request.body)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO bench_floor (received_at, body) VALUES (%s, %s)",
-            [timezone.now(), request.body.decode("utf-8", "replace")],
-        )
-    return HttpResponse(json.dumps({"status": "ok", "fields": len(data)}), content_type="application/json")
-
-
 urlpatterns = [
     path("bare", csrf_exempt(BareView.as_view())),
     path("floor", csrf_exempt(FloorView.as_view())),
-    path("plain-floor", plain_floor),
     path("healthz", csrf_exempt(BareView.as_view())),
 ]
