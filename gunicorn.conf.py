@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import environ
+from gunicorn import glogging
 
 # The same .env file as the site (ENV_FILE, else .env beside this file), so one file configures both.
 _env = environ.Env()
@@ -60,3 +61,17 @@ control_socket_disable = True
 
 # Load the application before forking: a broken setting fails once, at start, and workers share the memory.
 preload_app = True
+
+
+class _AccessLogWithoutRefusals(glogging.Logger):
+    """The access log without the webhook's refused requests (a wrong or missing key, the throttle's 429): the site
+    logs those once per address per minute with a count (webhooks.intake.refusals), so a flood of them cannot fill
+    the disk through this log either. The view marks them in the request's environ."""
+
+    def access(self, resp, req, environ, request_time):
+        if environ.get("wpfusion.refused"):
+            return
+        super().access(resp, req, environ, request_time)
+
+
+logger_class = _AccessLogWithoutRefusals

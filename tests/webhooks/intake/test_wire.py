@@ -39,7 +39,7 @@ def gunicorn_site(emulator_env, tmp_path):
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "4",
-        "GUNICORN_ACCESS_LOG": "",
+        "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
     }
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
@@ -147,3 +147,18 @@ def test_the_development_server_keeps_the_connection_after_an_unread_body(live_s
         assert response.status == status
         response, body = send(connection, f"/?wpf_action=test&access_key={key}", b"{}")
         assert response.status == 200, body
+
+
+def test_refused_requests_stay_out_of_gunicorn_s_access_log(gunicorn_site, key, tmp_path, settings):
+    """They are logged once per address per minute by the site; one access line each would let a flood fill the
+    disk."""
+    with requests.Session() as session:
+        for _ in range(50):
+            assert session.post(f"http://127.0.0.1:{gunicorn_site}/?wpf_action=test&access_key=wrong").status_code in (
+                403,
+                429,
+            )
+        assert session.post(f"http://127.0.0.1:{gunicorn_site}/?wpf_action=test&access_key={key}").status_code == 200
+    time.sleep(0.5)  # gunicorn writes its access line after the answer
+    lines = [line for line in (tmp_path / "access.log").read_text().splitlines() if "/healthz" not in line]
+    assert len(lines) == 1 and '" 200 ' in lines[0]
