@@ -92,7 +92,8 @@ class CustomerIOWebhookView(APIView):
     @property
     def default_response_headers(self):
         # Not DRF's Allow on every answer: a stranger learns the methods from OPTIONS or a 405, nothing more.
-        return {"Vary": "Accept"}
+        # X-Frame-Options as XFrameOptionsMiddleware (skipped for the webhook) sets it on every other page.
+        return {"Vary": "Accept", "X-Frame-Options": "DENY"}
 
     def initial(self, request, *args, **kwargs):
         # DRF's order is authentication, permissions, throttles: a wrong key would be refused (403) before the
