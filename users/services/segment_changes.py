@@ -24,8 +24,9 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import SEGMENT_CHANGE_LIMIT, deadline_in
+from cio.client import deadline_in
 from cio.errors import CustomerIOError
+from cio.track_api import SEGMENT_CHANGE_LIMIT
 
 from ..emails import normalize_email
 from ..models import ActivityLog, SegmentChange, Tag, User

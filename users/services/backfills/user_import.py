@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from django.db import DatabaseError, IntegrityError, transaction
 
 from cio import get_client
-from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
+from cio.app_api import ATTRIBUTES_BATCH_LIMIT
+from cio.client import CustomerIOClient
 from cio.errors import ContactNotFound, CustomerIOError
 
 from ...emails import normalize_email
