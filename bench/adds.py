@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import cpu_use
-from burst import emulated_site, fire, wait_for_drain
+from queued_site import emulated_site, fire, wait_for_drain
 
 ADDS_DEFAULT = 2000
 FIELD = "site_password"  # the Return Password field

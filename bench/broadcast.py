@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from burst import SENDERS, Site, emulated_site, percentile, wait_for_drain
+from queued_site import SENDERS, Site, emulated_site, percentile, wait_for_drain
 
 SEGMENTS = 20
 RATE = 10  # the emulator's App API limit, requests/s

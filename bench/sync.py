@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from burst import Site
+from queued_site import Site
 
 RUNS = 5
 SLOW_APP_API_MS = 1200

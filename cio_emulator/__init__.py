@@ -6,7 +6,9 @@ limits Customer.io documents. As a Django app (for `manage.py cio_emulator`) it 
 ENABLE_CIO_EMULATOR=true: production has no use for it.
 
 Modules: records (people, segments, value rules), fixtures (the JSON to load), faults (injected failures, settings),
-state (all of it behind one lock), routes (the endpoints), server (HTTP), control (a client for /_emulator/).
+people (the people and segments held, and what Customer.io's writes do to them), state (all of it behind one lock),
+routes (the endpoints), handler (HTTP: authentication, the rate limit and faults before the routes), server (start
+and stop), control (a client for /_emulator/).
 
 App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
     GET  /v1/segments

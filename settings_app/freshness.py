@@ -28,6 +28,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from .config_versions import ConfigVersion
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -54,8 +56,6 @@ def changed(kind: str) -> None:
 
     Call it inside the transaction that made the change (signals do): the database version commits with it, and the
     shared cache learns it only after the commit, so no process can load the old data under the new version."""
-    from .models import ConfigVersion
-
     token = secrets.token_hex(8)
     ConfigVersion.objects.update_or_create(kind=kind, defaults={"version": token})
     _forget_versions()  # this process sees its own change at once
@@ -118,8 +118,6 @@ def _read_versions(kinds: list[str]) -> dict[str, str]:
 
 
 def _read_versions_from_database(kinds: list[str]) -> dict[str, str]:
-    from .models import ConfigVersion
-
     versions = dict(ConfigVersion.objects.filter(kind__in=kinds).values_list("kind", "version"))
     # A kind never changed has no row yet: "" is its version until the first change.
     return {kind: versions.get(kind, "") for kind in kinds}

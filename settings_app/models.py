@@ -116,16 +116,6 @@ def validate_user_field(value: str) -> None:
     )
 
 
-class ConfigVersion(models.Model):
-    """The current version of one kind of configuration (see settings_app.freshness)."""
-
-    kind = models.CharField(max_length=64, primary_key=True)
-    version = models.CharField(max_length=32)
-
-    def __str__(self):
-        return f"{self.kind} {self.version}"
-
-
 class FieldMapping(models.Model):
     """Which Customer.io attribute fills which user field."""
 

@@ -102,11 +102,8 @@ class User(AbstractUser):
         self.password_return_due = False
         self.password_return_claimed_until = None
 
-    def has_tag(self, tag) -> bool:
-        """Whether the user holds the tag (a Tag, a segment id or a name); see users.access.has_tags."""
-        from .access.checks import has_tag
-
-        return has_tag(self, tag)
+    # user.has_tag(tag), a part of the access API (users.access.has_tag), is added by UsersConfig.ready(): the
+    # access checks are built on these models, so the models do not import them.
 
     @classmethod
     def from_db(cls, db, field_names, values):

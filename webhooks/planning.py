@@ -31,7 +31,8 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import MEMBERSHIP_PAGE_LIMIT, deadline_in
+from cio.app_api import MEMBERSHIP_PAGE_LIMIT
+from cio.client import deadline_in
 from cio.errors import ContactNotFound
 from users.emails import customerio_email_key, normalize_email
 from users.models import ActivityLog, ContactLock, Tag, User, UserTag

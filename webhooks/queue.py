@@ -25,7 +25,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cio import get_client
-from cio.client import ATTRIBUTES_BATCH_LIMIT, deadline_in
+from cio.app_api import ATTRIBUTES_BATCH_LIMIT
+from cio.client import deadline_in
 from cio.errors import CustomerIOError
 from users.emails import customerio_email_key, normalize_email
 from users.services.accounts import AccountRules, generate_password

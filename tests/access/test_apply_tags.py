@@ -198,7 +198,7 @@ def test_the_admin_lists_tag_changes_on_their_way(admin_client, ann, course):
 
 
 def test_a_later_change_waits_for_an_earlier_one_another_worker_holds(ann, course, cio):
-    from users.services.segment_changes import send_due
+    from users.services.segment_sender import send_due
 
     apply_tags(ann, course)
     SegmentChange.objects.update(claimed_until=timezone.now() + timedelta(minutes=1))  # another worker sends it

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 from django.core import mail
 
-from cio.client import CustomerIOClient, api_call_finished
+from cio.client import CustomerIOClient
+from cio.transport import api_call_finished
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, ImportRun, Role, User, UserTag
 
@@ -251,7 +252,7 @@ def test_limit_on_a_small_segment_pauses_and_leaves_the_others_tags_alone(emulat
 @pytest.fixture
 def pages_of_150(monkeypatch):
     """Membership pages of 150 people instead of 30,000, so that a test segment spans several pages."""
-    monkeypatch.setattr("cio.client.MEMBERSHIP_PAGE_LIMIT", 150)
+    monkeypatch.setattr("cio.app_api.MEMBERSHIP_PAGE_LIMIT", 150)
 
 
 def test_limit_across_membership_pages_resumes_at_each_boundary(emulator, pages_of_150):

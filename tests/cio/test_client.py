@@ -7,8 +7,10 @@ import time
 import pytest
 
 from cio import get_client
-from cio.client import api_call_finished, deadline_in, identify_operation
+from cio.client import deadline_in
 from cio.errors import ContactNotFound, NotConfigured, RateLimited, Unauthorized, UpstreamError
+from cio.track_api import identify_operation
+from cio.transport import api_call_finished
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
-from cio import client as cio_client
-from cio import get_client
+from cio import get_client, transport
 from cio.errors import BadRequest, UpstreamError
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +61,7 @@ def test_400_is_not_retried_and_names_the_problem(settings):
 
 
 class Waits:
-    """Stands in for the `time` module in cio.client, recording the retry waits instead of sleeping them."""
+    """Stands in for the `time` module in cio.transport, recording the retry waits instead of sleeping them."""
 
     def __init__(self):
         self.seconds = []
@@ -79,7 +78,7 @@ def waits(monkeypatch, settings):
     settings.CUSTOMERIO_MAX_RETRIES = 2
     settings.CUSTOMERIO_RETRY_BACKOFF = 1.0
     recorder = Waits()
-    monkeypatch.setattr(cio_client, "time", recorder)
+    monkeypatch.setattr(transport, "time", recorder)
     return recorder
 
 
@@ -113,7 +112,7 @@ def test_the_backoff_is_full_jitter_from_zero_to_the_doubling_ceiling(waits, mon
     """Without Retry-After the wait is drawn from 0 to base x 2^(attempt-1): the random draw at either end shows
     the range."""
     pick = {"lowest": lambda low, high: low, "highest": lambda low, high: high}[draw]
-    monkeypatch.setattr(cio_client, "random", types.SimpleNamespace(uniform=pick))
+    monkeypatch.setattr(transport, "random", types.SimpleNamespace(uniform=pick))
     responses.get("https://app.invalid/v1/segments", status=502)
     with pytest.raises(UpstreamError):
         get_client().list_segments()

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from cio_emulator import EmulatorServer
-from cio_emulator.server import _is_loopback
+from cio_emulator.handler import _is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_AUTH = {"Authorization": "Bearer emulator-app-key"}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .module_graph import imported_modules
+
 # Each app may import only the apps below it.
 LAYERS = ["cio", "settings_app", "users", "webhooks", "demo"]
 STANDALONE = ["cio_emulator"]
@@ -14,15 +16,10 @@ PROJECT_APPS = set(LAYERS) | set(STANDALONE)
 
 
 def imported_apps(path: Path) -> set[str]:
-    """The project apps a module imports (at the top or inside functions)."""
+    """The project apps a module imports (at the top or inside functions). Relative imports stay in the module's
+    own app, so they are left out."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names & PROJECT_APPS
+    return {names[-1].split(".")[0] for names in imported_modules(tree, package=None)} & PROJECT_APPS
 
 
 def upward_imports() -> list[str]:

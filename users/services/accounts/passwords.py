@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from cio import get_client
-from cio.client import identify_operation
 from cio.errors import CustomerIOError
+from cio.track_api import identify_operation
 
 from ...models import ActivityLog, User
 from ..activity import Activity, log_activities, log_activity

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 
-from cio.client import CustomerIOClient, api_call_finished
+from cio.client import CustomerIOClient
+from cio.transport import api_call_finished
 
 from ...emails import normalize_email
 from ...models import ActivityLog, User

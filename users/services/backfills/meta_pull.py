@@ -3,7 +3,8 @@
 from django.db import IntegrityError, transaction
 
 from cio import get_client
-from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
+from cio.app_api import ATTRIBUTES_BATCH_LIMIT
+from cio.client import CustomerIOClient
 
 from ...emails import normalize_email
 from ...models import ActivityLog, User

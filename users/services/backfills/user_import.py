@@ -7,38 +7,25 @@ with a field — one /api/v2/batch request per few hundred returned passwords.
 
 A run's position (membership page and offset) and counts live in an ImportRun row, saved in the same transaction as
 the users of each 100 members, so an interrupted run resumes exactly where it stopped (`--resume`), and running the
-import again updates the users it made instead of making them twice.
+import again updates the users it made instead of making them twice. This module runs the import: it reads the
+members, step by step, and finishes with their tags and the passwords still owed; import_steps.py writes each step's
+users and import_runs.py keeps the run's row.
 """
 
 import logging
 from collections.abc import Iterator
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError
 
 from cio import get_client
-from cio.client import ATTRIBUTES_BATCH_LIMIT, CustomerIOClient
+from cio.app_api import ATTRIBUTES_BATCH_LIMIT
+from cio.client import CustomerIOClient
 from cio.errors import ContactNotFound, CustomerIOError
 
-from ...emails import normalize_email
-from ...models import ActivityLog, ImportRun, User
-from ...signals import user_imported
-from ..accounts import (
-    AccountRules,
-    BatchPasswordReturns,
-    NewAccount,
-    NoPasswordSummary,
-    apply_person,
-    generate_password,
-    new_username_base,
-    person_email,
-    pick_usernames,
-    plan_new_account,
-)
-from ..activity import Activity, log_activities
-from ..contacts import Contact, is_protected, lock_contacts
+from ...models import ImportRun, User
+from ..accounts import AccountRules, BatchPasswordReturns, NoPasswordSummary, generate_password
+from ..activity import log_activities
 from ..password_hashing import PasswordHashPool
-from ..roles import add_role_groups
-from ..tags import send_on_commit
 from ..welcome import send_due_welcome_email
 from .common import (
     BACKFILL,
@@ -50,18 +37,15 @@ from .common import (
     batched,
     counting_calls,
     lookup_identifier,
-    match_people,
-    person_key,
 )
 from .import_runs import COUNTS, RunRecord, open_run
+from .import_steps import StepWriter
 from .tag_resync import apply_memberships, scan_memberships
 
 logger = logging.getLogger(__name__)
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
-# Tries at creating one user whose insert keeps meeting a user someone else just created.
-CREATE_ATTEMPTS = 3
 
 
 def import_users(
@@ -111,7 +95,6 @@ def import_users(
 class _Importer:
     def __init__(self, client: CustomerIOClient, rules: AccountRules, run: ImportRun, result, progress: Progress):
         self.client = client
-        self.rules = rules
         self.run = run
         self.record = RunRecord(run, result)
         self.result = result
@@ -121,10 +104,9 @@ class _Importer:
         self.returns = BatchPasswordReturns(
             client, rules, self.pool, source=BACKFILL, on_failed=self._count_failed, heartbeat=self.record.beat
         )
+        self.steps = StepWriter(rules, run, self.record, result, self.pool)
         self.members_done = 0
         self.membership_read = False
-        # The users this invocation imported (created or updated); a run stopped at --limit tags only them.
-        self.imported_ids: set[int] = set()
         # New users without a usable password: one line for the invocation, not one per user.
         self.no_password = NoPasswordSummary()
 
@@ -168,13 +150,11 @@ class _Importer:
 
     def _import_step(self, members: list[dict], position: tuple[str, int]) -> None:
         people = self._fetch_people(members)
-        mapped_passwords = self._hash_mapped_passwords(people)
-        welcome: list[User] = []
-        owing: list[tuple[User, str]] = []
+        mapped_passwords = self.steps.hash_mapped_passwords(people)
         counted_before = {name: getattr(self.result, name) for name in COUNTS}
         done_before = self.members_done
         try:
-            self._write_step(members, people, position, mapped_passwords, welcome, owing)
+            written = self.steps.write(members, people, position, done_before + len(members), mapped_passwords)
         except BaseException:
             if not self.dry_run and self.record.saved(done_before + len(members)):
                 # Interrupted after the step's commit (Ctrl-C or SIGTERM during its on-commit signals, say): it was
@@ -185,70 +165,15 @@ class _Importer:
                 for name, value in counted_before.items():
                     setattr(self.result, name, value)
             raise
+        self.members_done += len(members)
+        for account in written.created:  # counted once the step is written
+            self.no_password.count(account)
         if self.dry_run:
             return
-        self.returns.queue(owing)
+        self.returns.queue(written.owing)
         # Users who are owed no password get their welcome email now; the others once it is returned.
-        for user in welcome:
+        for user in written.welcome:
             send_due_welcome_email(user, BACKFILL)
-
-    def _write_step(self, members, people, position, mapped_passwords, welcome, owing) -> None:
-        """The step's users, activity lines and position, in one transaction."""
-        missing = len(members) - len(people)
-        with transaction.atomic():
-            # The locks the `add` webhook takes: a webhook for one of these people waits for this step, or this
-            # step for it, so that both see the other's user.
-            lock_contacts([Contact.email(email) for person in people if (email := person_email(person))])
-            activities: list[Activity] = []
-            existing, taken_cio_ids = match_people(people)
-            new_people = []
-            for person in people:
-                user = existing.get(person_key(person))
-                if user is None:
-                    email = person_email(person)
-                    if email:
-                        new_people.append((person, email))
-                    else:
-                        self.result.skipped += 1
-                        activities.append(
-                            Activity(
-                                f"Not imported: Customer.io has no email address for {person_key(person)}",
-                                level=ActivityLog.Level.NOTICE,
-                            )
-                        )
-                elif is_protected(user):
-                    self.result.skipped += 1
-                    activities.append(
-                        Activity(
-                            f"Refused to change staff account {user.get_username()} from a backfill (import)",
-                            level=ActivityLog.Level.WARNING,
-                            user=user,
-                        )
-                    )
-                else:
-                    self._update(user, person, taken_cio_ids, activities)
-                    if user.welcome_email_due and not user.password_return_due:
-                        welcome.append(user)  # owed from an earlier attempt
-            created = self._create(new_people, taken_cio_ids, mapped_passwords, activities)
-            for account in created:
-                user = account.user
-                self.imported_ids.add(user.pk)
-                activities += account.activities(password_notice=False)
-                if account.generated:
-                    owing.append((user, account.password))
-                elif user.welcome_email_due:
-                    welcome.append(user)
-                send_on_commit(user_imported, user=user, delivery=None)
-            self.result.created += len(created)
-            self.result.skipped += missing
-            if not self.dry_run:
-                log_activities(BACKFILL, activities)
-            self.record.save_position(position, members_done=self.members_done + len(members))
-            if self.dry_run:
-                transaction.set_rollback(True)
-        self.members_done += len(members)
-        for account in created:  # counted once the step is written
-            self.no_password.count(account)
 
     def _fetch_people(self, members: list[dict]) -> list[dict]:
         by_type: dict[str, list[str]] = {}
@@ -261,103 +186,6 @@ class _Importer:
             people += self.client.get_attributes_batch(values, id_type)
         return people
 
-    def _hash_mapped_passwords(self, people: list[dict]) -> dict[str, str]:
-        """Hashes of the passwords Customer.io holds (a mapped user_pass) for the people who are to become users,
-        made on every core before the step's transaction: {password: hash}."""
-        field_names = [m.cio_attribute for m in self.rules.mappings if m.user_field == "password"]
-        if not field_names or self.dry_run:
-            return {}
-        existing, _ = match_people(people)
-        passwords = sorted(
-            {
-                str(value)
-                for person in people
-                if person_key(person) not in existing
-                for name in field_names
-                if (value := (person.get("attributes") or {}).get(name))
-            }
-        )
-        return dict(zip(passwords, self.pool.hash_all(passwords), strict=True))
-
-    def _update(self, user: User, person: dict, taken_cio_ids: set[str], activities: list[Activity]) -> None:
-        self.imported_ids.add(user.pk)
-        change = apply_person(user, person, self.rules, requested_role=self.run.role, taken_cio_ids=taken_cio_ids)
-        if change.dirty:
-            user.save()
-        if change.fields:
-            self.result.updated += 1
-            activities.append(Activity(f"Updated {user.email} from Customer.io: {', '.join(change.fields)}", user=user))
-            if (role_line := change.role_activity(user)) is not None:
-                activities.append(role_line)
-        else:
-            self.result.unchanged += 1
-        activities += [Activity(notice, level=ActivityLog.Level.NOTICE, user=user) for notice in change.notices]
-
-    def _create(self, new_people, taken_cio_ids, mapped_passwords, activities) -> list[NewAccount]:
-        if not new_people:
-            return []
-        usernames = pick_usernames([new_username_base(person, email, self.rules) for person, email in new_people])
-        accounts = []
-        for (person, email), username in zip(new_people, usernames, strict=True):
-            account = plan_new_account(
-                person,
-                email,
-                self.rules,
-                requested_role=self.run.role,
-                send_notification=self.run.send_notification,
-                username=username,
-                taken_cio_ids=taken_cio_ids,
-            )
-            user = account.user
-            if account.generated:
-                # Hashed and returned to Customer.io after the commit (see BatchPasswordReturns). Until then nobody can
-                # log in with it; the user is marked as owed a return, which survives a crash.
-                user.set_unusable_password()
-            elif account.password is not None and not self.dry_run:  # a dry run is rolled back: no hashing
-                if account.password in mapped_passwords:
-                    user.password = mapped_passwords[account.password]
-                else:
-                    user.set_password(account.password)  # not foreseen as new: one hash, here
-            # bulk_create skips save(), which fills this column.
-            user.email_normalized = normalize_email(user.email)
-            accounts.append(account)
-        try:
-            with transaction.atomic():
-                User.objects.bulk_create([account.user for account in accounts])
-        except IntegrityError:
-            # Somebody (a webhook) created one of these people, or took one of the usernames, since we looked.
-            return self._create_one_by_one(new_people, accounts, activities)
-        add_role_groups([account.user for account in accounts])
-        return accounts
-
-    def _create_one_by_one(self, new_people, accounts: list[NewAccount], activities) -> list[NewAccount]:
-        created = []
-        for (person, _), account in zip(new_people, accounts, strict=True):
-            for _attempt in range(CREATE_ATTEMPTS):
-                existing = match_people([person])[0].get(person_key(person))
-                if existing is not None:
-                    if is_protected(existing):
-                        self.result.skipped += 1
-                    else:
-                        self._update(existing, person, set(), activities)
-                    break
-                try:
-                    with transaction.atomic():
-                        account.user.save()
-                except IntegrityError:
-                    # Created meanwhile by someone we do not lock out (the next lookup finds them), or the username
-                    # was taken (the next one is free).
-                    account.user.username = pick_usernames([account.username_base])[0]
-                    continue
-                created.append(account)
-                break
-            else:
-                self.result.failed += 1
-                activities.append(
-                    Activity(f"Could not create user {account.user.email}", level=ActivityLog.Level.ERROR)
-                )
-        return created
-
     # The end ----------------------------------------------------------------------------------------------------
 
     def finish(self, segments: list[dict]) -> None:
@@ -368,7 +196,7 @@ class _Importer:
         )
         if not self.membership_read:
             # Stopped at --limit: the members not imported yet keep their tags until --resume gets to them.
-            memberships = memberships.only(self.imported_ids)
+            memberships = memberships.only(self.steps.imported_ids)
         self.progress.stage(self.result.wording("Writing tags", "Tags that would be written"))
         outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
         self.result.notes.append(

@@ -1,7 +1,7 @@
 """`cio_push_users`: user fields -> Customer.io through the field mappings, in /api/v2/batch requests."""
 
 from cio import get_client
-from cio.client import identify_operation
+from cio.track_api import identify_operation
 
 from ...models import ActivityLog, User
 from ..activity import Activity, log_activities, log_activity
