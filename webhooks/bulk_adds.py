@@ -37,7 +37,7 @@ from users.services.accounts.usernames import new_username_base, pick_usernames
 from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
 from users.services.backfills.common import batched, held_identities
-from users.services.contacts import lock_contacts, person_cio_id
+from users.services.contacts import ContactKind, lock_contacts, person_cio_id
 from users.services.roles import add_role_groups
 from users.services.tags import send_on_commit, send_tag_signals
 from users.signals import user_imported
@@ -104,7 +104,7 @@ def _hashed(ahead) -> bool:
 def _plain_new(work, person: dict, plan, rules: AccountRules, hashed_ahead: dict) -> bool:
     """Whether the add creates a user the bulk path makes exactly as the one-by-one one would: nobody on the site
     for the contact (as the plan found), a generated password hashed ahead (no password mapped)."""
-    if work.action != "add" or work.contact.kind != "email" or work.key in plan.users:
+    if work.action != "add" or work.contact.kind != ContactKind.EMAIL or work.key in plan.users:
         return False
     if work.contact.lock_key not in hashed_ahead:
         return False

@@ -20,7 +20,7 @@ from users.services.accounts.people import apply_person, meta_log_context, meta_
 from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
 from users.services.backfills.common import batched, held_identities
-from users.services.contacts import person_cio_id
+from users.services.contacts import ContactKind, person_cio_id
 
 from . import planning
 from .parsing import WebhookOptions
@@ -87,7 +87,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
 
 def person_of(work, persons: dict[str, dict]) -> dict | None:
     person = work.person
-    if person is None and work.contact.kind == "email":
+    if person is None and work.contact.kind == ContactKind.EMAIL:
         person = persons.get(customerio_email_key(work.contact.value))
     return None if person is None or person.get(MISSING_KEY) else person
 

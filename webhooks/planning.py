@@ -38,7 +38,7 @@ from users.models import ActivityLog, ContactLock, Tag, User, UserTag
 from users.services.activity import Activity, log_activities
 from users.services.backfills.common import IN_LIST_LIMIT, batched
 from users.services.backfills.tag_resync import Memberships, apply_memberships
-from users.services.contacts import lock_contacts
+from users.services.contacts import ContactKind, lock_contacts
 
 from .actions import ACTIONS
 from .deliveries import record_successes
@@ -112,7 +112,7 @@ class ReadPlan:
 
 def local_users(works) -> dict[str, LocalUser]:
     """The local user of each contact named by email or cio_id, a few queries for the whole batch."""
-    by_email = {normalize_email(w.contact.value): w.key for w in works if w.contact.kind == "email"}
+    by_email = {normalize_email(w.contact.value): w.key for w in works if w.contact.kind == ContactKind.EMAIL}
     # A contact carrying a cio_id is found by it first (the later lookup wins), as users.services.contacts does.
     by_cio_id = {w.contact.known_cio_id: w.key for w in works if w.contact.known_cio_id}
     found: dict[str, LocalUser] = {}
@@ -132,7 +132,7 @@ def loads_tags(work, users: dict[str, LocalUser]) -> bool:
     user = users.get(work.key)
     if user is not None and user.protected:
         return False
-    return work.action == "add" or user is not None or work.contact.kind == "id"
+    return work.action == "add" or user is not None or work.contact.kind == ContactKind.ID
 
 
 def plan_reads(works) -> ReadPlan:
@@ -195,7 +195,7 @@ def scan(client, segments: list[dict], readers) -> dict[str, list[dict]]:
         kind, value = work.contact.kind, work.contact.value
         if work.contact.known_cio_id:
             by_cio_id[work.contact.known_cio_id].add(work.key)
-        elif kind == "email":
+        elif kind == ContactKind.EMAIL:
             by_email[customerio_email_key(value)].add(work.key)
         else:
             by_id[value].add(work.key)

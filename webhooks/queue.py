@@ -30,7 +30,7 @@ from cio.errors import CustomerIOError
 from users.emails import customerio_email_key, normalize_email
 from users.services.accounts import AccountRules, generate_password
 from users.services.backfills.common import held_identities
-from users.services.contacts import Contact, lock_contacts
+from users.services.contacts import Contact, ContactKind, lock_name
 from users.services.password_hashing import HashedAhead, shared_pool
 
 from . import bulk_adds, bulk_updates, planning, task_rows
@@ -112,6 +112,10 @@ class ContactWork:
         return None
 
 
+# The lock row workers take turns on to claim batches: prefixed like no contact's.
+CLAIMING_LOCK = "queue:claim"
+
+
 def _claimable(now):
     """Waiting deliveries, and processing ones whose worker let the lease run out."""
     return Q(status__in=WebhookDelivery.WAITING) | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
@@ -159,7 +163,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
         if batch:
             # Workers claim batches one at a time, so that two never split one burst (and scan it twice); the seed
             # is looked at once this worker's turn came, when the one before may have taken it.
-            lock_contacts([Contact("queue", "claim")])
+            lock_name(CLAIMING_LOCK)
         now = timezone.now()
         # A leftover task of a delivery now waiting out a backoff does nothing: its retry has a task of its own.
         # (The contact's other deliveries are taken whatever their backoff: a newer delivery supersedes them.)
@@ -257,7 +261,7 @@ def _fetch_people_in_batch(works: list[ContactWork]) -> dict[str, dict]:
     wanted = [
         work.contact.value
         for work in works
-        if ACTIONS[work.action].needs_person and work.contact.kind == "email" and work.person is None
+        if ACTIONS[work.action].needs_person and work.contact.kind == ContactKind.EMAIL and work.person is None
     ]
     if len(wanted) < 2:
         return {}
@@ -292,7 +296,7 @@ def _process_contact(
     started = time.monotonic()
     leading = work.leading
     person = work.person
-    if person is None and work.contact.kind == "email":
+    if person is None and work.contact.kind == ContactKind.EMAIL:
         person = persons.get(customerio_email_key(work.contact.value))
     if person is MISSING:
         outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
@@ -314,7 +318,9 @@ def _hash_generated_passwords_ahead(works: list[ContactWork]) -> dict[str, Hashe
     outside any transaction or lock, and at the machine's hashing speed rather than one hash at a time. Keyed by contact
     lock key; a hash the processing finds no use for (the user appeared meanwhile) is dropped. A lone `add` hashes
     its own on a thread (see accounts.add)."""
-    adds = [work for work in works if work.action == "add" and work.contact.kind in ("email", "cio_id")]
+    adds = [
+        work for work in works if work.action == "add" and work.contact.kind in (ContactKind.EMAIL, ContactKind.CIO_ID)
+    ]
     if len(adds) < 2 or not AccountRules.load().returns_passwords:
         return {}
     emails = {normalize_email(w.contact.known_email) for w in adds if w.contact.known_email}
