@@ -43,6 +43,7 @@ from users.services.tags import send_on_commit, send_tag_signals
 from users.signals import user_imported
 
 from . import planning
+from .actions import ActionName
 from .bulk_updates import person_of, taken_cio_ids
 from .deliveries import record_successes
 from .parsing import WebhookOptions
@@ -104,7 +105,7 @@ def _hashed(ahead) -> bool:
 def _plain_new(work, person: dict, plan, rules: AccountRules, hashed_ahead: dict) -> bool:
     """Whether the add creates a user the bulk path makes exactly as the one-by-one one would: nobody on the site
     for the contact (as the plan found), a generated password hashed ahead (no password mapped)."""
-    if work.action != "add" or work.contact.kind != ContactKind.EMAIL or work.key in plan.users:
+    if work.action != ActionName.ADD or work.contact.kind != ContactKind.EMAIL or work.key in plan.users:
         return False
     if work.contact.lock_key not in hashed_ahead:
         return False
@@ -226,7 +227,7 @@ def _record_created(created: dict, started: float) -> None:
         for key in held:
             work, account, names = created[key]
             result = ActionResult(
-                "add", user=account.user, created=True, tags=names, updated_fields=account.filled_fields
+                ActionName.ADD, user=account.user, created=True, tags=names, updated_fields=account.filled_fields
             )
             successes.append((work.deliveries, result.as_dict(), account.user.pk))
         record_successes(successes, duration_ms=int((time.monotonic() - started) * 1000))

@@ -23,6 +23,7 @@ from users.services.backfills.common import batched, held_identities
 from users.services.contacts import ContactKind, person_cio_id
 
 from . import planning
+from .actions import ActionName
 from .parsing import WebhookOptions
 
 # The user fields the bulk path writes (from apply_person on a user whose role and email do not change).
@@ -41,7 +42,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
     candidates = {}
     for work in works:
         person = person_of(work, persons)
-        if work.action == "update" and person is not None and _plain(work, person, plan, rules):
+        if work.action == ActionName.UPDATE and person is not None and _plain(work, person, plan, rules):
             candidates[work.key] = (work, person)
     if not candidates:
         return set()
@@ -80,7 +81,7 @@ def bulk_update_people(works, plan, persons: dict[str, dict], started: float) ->
             return set()
         User.objects.bulk_update(changed, BULK_FIELDS, batch_size=planning.CHUNK)
         log_activities(ActivityLog.Source.WEBHOOK, activities)
-        planning.write_scanned_tags(done, plan, started, action="update", updated_fields=fields)
+        planning.write_scanned_tags(done, plan, started, action=ActionName.UPDATE, updated_fields=fields)
     logger.info("Updated %d users in bulk (%d others one by one)", len(done), len(works) - len(done))
     return set(done)
 

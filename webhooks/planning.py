@@ -40,7 +40,7 @@ from users.services.backfills.common import IN_LIST_LIMIT, batched
 from users.services.backfills.tag_resync import Memberships, apply_memberships
 from users.services.contacts import ContactKind, lock_contacts
 
-from .actions import ACTIONS
+from .actions import ActionName, user_actions
 from .deliveries import record_successes
 from .models import WebhookDelivery
 
@@ -50,10 +50,6 @@ Status = WebhookDelivery.Status
 PER_CONTACT, SCAN = "per_contact", "scan"
 SIZE_CACHE_SECONDS = 60
 CHUNK = IN_LIST_LIMIT
-
-
-def user_actions() -> list[str]:
-    return [action.name for action in ACTIONS.values() if action.touches_user]
 
 
 # Waiting for a burst to settle -------------------------------------------------------------------------------------
@@ -132,7 +128,7 @@ def loads_tags(work, users: dict[str, LocalUser]) -> bool:
     user = users.get(work.key)
     if user is not None and user.protected:
         return False
-    return work.action == "add" or user is not None or work.contact.kind == ContactKind.ID
+    return work.action == ActionName.ADD or user is not None or work.contact.kind == ContactKind.ID
 
 
 def plan_reads(works) -> ReadPlan:
@@ -240,7 +236,7 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
     chosen = {
         work.key: work
         for work in works
-        if work.action == "update_tags"
+        if work.action == ActionName.UPDATE_TAGS
         and work.key in plan.users
         and not plan.users[work.key].protected
         and not plan.users[work.key].owed
@@ -256,7 +252,7 @@ def bulk_update_tags(works, plan: ReadPlan, started: float) -> set[str]:
         # webhook, another worker) has tags read after every delivery here was received, maybe later than the
         # scan: they stay as they are.
         fresher = processed_since(done, plan.started_at)
-        write_scanned_tags(done, plan, started, action="update_tags", keep=fresher)
+        write_scanned_tags(done, plan, started, action=ActionName.UPDATE_TAGS, keep=fresher)
     return set(done)
 
 

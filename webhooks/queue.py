@@ -34,7 +34,7 @@ from users.services.contacts import Contact, ContactKind, lock_name
 from users.services.password_hashing import HashedAhead, shared_pool
 
 from . import bulk_adds, bulk_updates, planning, task_rows
-from .actions import ACTIONS, strongest
+from .actions import ACTIONS, ActionName, strongest, user_actions
 from .deliveries import record_outcome
 from .models import WebhookDelivery
 from .parsing import person_from_body
@@ -134,7 +134,7 @@ def _batch_contact_keys(now) -> set[str]:
     while the other worker idles. (A contact is taken with all its waiting deliveries or not at all: one whose
     update comes after the limit is left whole, even for its update_tags.)"""
     rows = (
-        WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=planning.user_actions())
+        WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING, action__in=user_actions())
         .filter(_due(now))
         .order_by("received_at", "pk")
         .values_list("contact_key", "action")
@@ -144,7 +144,7 @@ def _batch_contact_keys(now) -> set[str]:
     one_by_one: set[str] = set()
     left: set[str] = set()
     for key, action in rows[: settings.WEBHOOK_PLAN_CLAIM_LIMIT]:
-        if action == "update_tags" or key in one_by_one:
+        if action == ActionName.UPDATE_TAGS or key in one_by_one:
             in_bulk.add(key)
         elif len(one_by_one) < limit:
             one_by_one.add(key)
@@ -318,9 +318,8 @@ def _hash_generated_passwords_ahead(works: list[ContactWork]) -> dict[str, Hashe
     outside any transaction or lock, and at the machine's hashing speed rather than one hash at a time. Keyed by contact
     lock key; a hash the processing finds no use for (the user appeared meanwhile) is dropped. A lone `add` hashes
     its own on a thread (see accounts.add)."""
-    adds = [
-        work for work in works if work.action == "add" and work.contact.kind in (ContactKind.EMAIL, ContactKind.CIO_ID)
-    ]
+    checkable = (ContactKind.EMAIL, ContactKind.CIO_ID)  # an `id` alone cannot tell whether the site holds them
+    adds = [work for work in works if work.action == ActionName.ADD and work.contact.kind in checkable]
     if len(adds) < 2 or not AccountRules.load().returns_passwords:
         return {}
     emails = {normalize_email(w.contact.known_email) for w in adds if w.contact.known_email}
