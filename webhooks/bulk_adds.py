@@ -46,7 +46,7 @@ from . import planning
 from .actions import ActionName
 from .bulk_updates import person_of, taken_cio_ids
 from .deliveries import record_successes
-from .parsing import WebhookOptions
+from .payload import WebhookOptions
 from .processing import Outcome, failure
 
 logger = logging.getLogger(__name__)

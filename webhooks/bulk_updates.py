@@ -24,7 +24,7 @@ from users.services.contacts import ContactKind, person_cio_id
 
 from . import planning
 from .actions import ActionName
-from .parsing import WebhookOptions
+from .payload import WebhookOptions
 
 # The user fields the bulk path writes (from apply_person on a user whose role and email do not change).
 BULK_FIELDS = ["first_name", "last_name", "meta", "cio_id"]

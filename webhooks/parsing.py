@@ -2,18 +2,15 @@
 
 import json
 import math
-from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
-from settings_app.redaction import MASK
 from users.emails import validate_email_address
 from users.services.contacts import Contact
 from users.text import TooDeep, clean_structure, clean_text
 
-FALSE_WORDS = {"", "false", "0", "no", "off"}
 # Customer.io bodies are a level or three deep; deeper ones are refused before anything walks them.
 MAX_JSON_DEPTH = 32
 
@@ -134,45 +131,3 @@ def _identifier(sources: list[dict], kind: str) -> str:
             raise WebhookInputError(400, "invalid_contact", f"'{kind}' is too long.")
         return value
     return ""
-
-
-def is_true(value) -> bool:
-    """send_notification and friends: anything but false/0/no/empty counts as yes (as in WP Fusion)."""
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() not in FALSE_WORDS
-
-
-@dataclass
-class WebhookOptions:
-    role: str = ""
-    send_notification: bool = False
-
-    @classmethod
-    def from_request(cls, body: dict, query: dict) -> "WebhookOptions":
-        def pick(name):
-            return query.get(name) if query.get(name) not in (None, "") else body.get(name)
-
-        role = pick("role")
-        return cls(
-            role=str(role).strip() if isinstance(role, str | int) and not isinstance(role, bool) else "",
-            send_notification=is_true(pick("send_notification")),
-        )
-
-
-def person_from_body(body: dict | None, contact: Contact) -> dict | None:
-    """The person's attributes when the webhook body carries them (`"attributes": {"first_name":
-    "{{customer.first_name}}", ...}`), in the shape the App API returns, so the attributes call can be skipped.
-    A stored body has password-like values masked: such a body is not used (the real value must be fetched)."""
-    attributes = (body or {}).get("attributes")
-    if not isinstance(attributes, dict) or not attributes:
-        return None
-    if any(value == MASK for value in attributes.values()):
-        return None
-    as_strings = {str(key): "" if value is None else str(value) for key, value in attributes.items()}
-    identifiers = {contact.kind: contact.value}
-    if contact.known_cio_id:
-        identifiers["cio_id"] = contact.known_cio_id
-    return {"identifiers": identifiers, "attributes": as_strings}

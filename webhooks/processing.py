@@ -17,7 +17,7 @@ from users.services.contacts import Contact, IdentityConflict
 
 from .actions import ACTIONS, WebhookAction
 from .models import WebhookDelivery
-from .parsing import WebhookOptions
+from .payload import WebhookOptions
 
 logger = logging.getLogger(__name__)
 

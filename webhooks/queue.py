@@ -37,7 +37,7 @@ from . import bulk_adds, bulk_updates, planning, task_rows
 from .actions import ACTIONS, ActionName, strongest, user_actions
 from .deliveries import record_outcome
 from .models import WebhookDelivery
-from .parsing import person_from_body
+from .payload import person_from_body
 from .processing import Outcome, action_request, failure, run_action
 
 logger = logging.getLogger(__name__)

@@ -31,15 +31,8 @@ from . import deliveries, queue, refused
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
-from .parsing import (
-    WebhookInputError,
-    clean_query,
-    find_contact,
-    is_true,
-    parse_body,
-    person_from_body,
-    presented_key,
-)
+from .parsing import WebhookInputError, clean_query, find_contact, parse_body, presented_key
+from .payload import is_true, person_from_body
 from .processing import action_request, run_action
 
 logger = logging.getLogger(__name__)
