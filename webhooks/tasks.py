@@ -1,9 +1,10 @@
 from django_tasks import task
 
 from . import queue
+from .task_rows import PROCESS_DELIVERY
 
 
-@task()
+@task(priority=PROCESS_DELIVERY.priority, queue_name=PROCESS_DELIVERY.queue_name, backend=PROCESS_DELIVERY.backend)
 def process_delivery(delivery_id: int) -> None:
     """Process a queued webhook delivery (and whatever it can be processed together with). Never raises: outcomes,
     retries and failures are recorded on the deliveries themselves."""

@@ -52,6 +52,11 @@ def test_every_field_task_rows_leaves_out_fills_itself():
         assert fills_itself, f"DBTaskResult.{f.name} needs a value task_rows does not write"
 
 
+def test_the_rows_name_the_task_as_it_is_declared():
+    declared = (process_delivery.module_path, process_delivery.priority, process_delivery.queue_name)
+    assert (*declared, process_delivery.backend) == task_rows.PROCESS_DELIVERY
+
+
 def _row(task_id) -> dict:
     """Every field of the row but its id and when it was written."""
     row = DBTaskResult.objects.get(pk=task_id)
