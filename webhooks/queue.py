@@ -35,7 +35,7 @@ from users.services.password_hashing import HashedAhead, shared_pool
 
 from . import bulk_adds, bulk_updates, planning, task_rows
 from .actions import ACTIONS, ActionName, strongest, user_actions
-from .deliveries import record_outcome
+from .deliveries import Opened, OpenState, insert_or_reopen, record_outcome
 from .models import WebhookDelivery
 from .payload import person_from_body
 from .processing import Outcome, action_request, failure, run_action
@@ -64,6 +64,22 @@ def enqueue(delivery: WebhookDelivery, run_after=None, *, also: list[int] = ()) 
     task_rows.insert_task(task_id, delivery.pk, run_after)
     WebhookDelivery.objects.filter(pk__in=[delivery.pk, *also]).update(task_id=task_id)
     delivery.task_id = task_id
+
+
+def open_queued(fields: dict, key: str | None) -> Opened:
+    """Create the delivery's row together with its task's (webhooks.task_rows), or find the row of an earlier attempt
+    of the same Customer.io delivery and say what to do with it: a retry of one that failed is queued again, with a
+    new task, in the transaction that claims it."""
+    # Counted as an attempt when a worker claims it.
+    claim = {"status": Status.QUEUED, "lease_expires_at": None}
+    values = {**fields, **claim, "dedup_key": key, "attempts": 0}
+    return insert_or_reopen(
+        lambda: Opened(None, OpenState.NEW, task_rows.insert_delivery_with_task(values).pk),
+        key,
+        claim,
+        attempt=0,
+        again=enqueue,
+    )
 
 
 def requeue(delivery: WebhookDelivery) -> bool:

@@ -27,13 +27,14 @@ from users.access import never_locked
 from users.services.accounts import secret_attribute_names
 from users.text import clean_text
 
-from . import deliveries, queue, refused
+from . import deliveries, refused
 from .actions import ACTIONS, get_action
 from .client_address import client_ip
 from .deliveries import OpenState
 from .parsing import WebhookInputError, clean_query, find_contact, parse_body, presented_key
 from .payload import is_true, person_from_body
 from .processing import action_request, run_action
+from .queue import open_queued
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class CustomerIOWebhookView(View):
     @staticmethod
     def _accept_for_background(fields, key):
         """Queued mode: record and enqueue in one commit (see webhooks.task_rows), answer at once, call nobody."""
-        opened = deliveries.open_delivery(fields, key, lease=None, requeue=queue.enqueue)
+        opened = open_queued(fields, key)
         if opened.state == OpenState.DONE:
             return json_answer({**(opened.delivery.result or {}), "duplicate": True}, status=200)
         answer = {"status": "queued", "delivery_id": opened.delivery_id}
