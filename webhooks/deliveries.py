@@ -77,7 +77,7 @@ def record_invalid(fields: dict, http_status: int, code: str, detail: str, *, lo
 def open_delivery(fields: dict, key: str | None, lease: timedelta) -> Opened:
     """Create the delivery's row, claimed for processing now (with a lease), or find the row of an earlier attempt of
     the same Customer.io delivery and say what to do with it. (The queue opens its deliveries with their tasks:
-    webhooks.queue.)"""
+    webhooks.queue.enqueue.)"""
     # An attempt is counted when processing starts: now for the synchronous path, when a worker claims it otherwise.
     claim = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}
     values = {**fields, **claim, "dedup_key": key, "attempts": 1}

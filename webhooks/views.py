@@ -34,7 +34,7 @@ from .deliveries import OpenState
 from .parsing import WebhookInputError, clean_query, find_contact, parse_body, presented_key
 from .payload import is_true, person_from_body
 from .processing import action_request, run_action
-from .queue import open_queued
+from .queue.enqueue import open_queued
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,10 @@ from django.utils import timezone
 
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, User
-from webhooks import actions, queue, recovery
+from webhooks import actions
 from webhooks.models import WebhookDelivery
+from webhooks.queue import drain, recovery
+from webhooks.queue.enqueue import requeue
 
 from .conftest import set_settings
 
@@ -56,7 +58,7 @@ def test_a_leftover_task_does_not_jump_a_retry_backoff(emulator):
         attempts=1,
         next_attempt_at=timezone.now() + timedelta(minutes=5),
     )
-    queue.process(delivery.pk)
+    drain.process(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("retrying", 1)
     assert emulator.requests() == []
@@ -84,7 +86,7 @@ def test_replay_leaves_a_delivery_being_processed_alone(emulator):
         status="processing",
         lease_expires_at=timezone.now() + timedelta(seconds=30),
     )
-    assert queue.requeue(delivery) is False
+    assert requeue(delivery) is False
     delivery.refresh_from_db()
     assert delivery.status == "processing"
 

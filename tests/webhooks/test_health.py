@@ -109,7 +109,7 @@ def test_a_worker_stuck_in_a_task_stops_beating_and_beats_again_once_it_moves(cl
 
     from settings_app.models import WebhookSettings
     from users.models import User
-    from webhooks.worker import beat
+    from webhooks.queue.worker import beat
 
     from .conftest import FIXTURE
 
@@ -150,7 +150,7 @@ def test_a_worker_writing_outcomes_inside_one_long_task_keeps_beating(settings, 
 
     from webhooks import deliveries
     from webhooks.processing import Outcome
-    from webhooks.worker import beat
+    from webhooks.queue.worker import beat
 
     settings.WEBHOOK_WORKER_STALL_SECONDS = 0.5
     worker = progress_worker("busy")
@@ -168,7 +168,7 @@ def test_a_worker_writing_outcomes_inside_one_long_task_keeps_beating(settings, 
 
 def progress_worker(worker_id: str):
     """The webhook worker's loop as `webhook_worker` builds it, polling every 0.1 s."""
-    from webhooks.worker import ProgressWorker
+    from webhooks.queue.worker import ProgressWorker
 
     return ProgressWorker(
         queue_names=["default"],

@@ -17,8 +17,8 @@ from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import WebhookSettings
 from users.models import ActivityLog, ContactLock, User
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue.enqueue import enqueue
 
 from .conftest import FIXTURE
 
@@ -134,7 +134,7 @@ def test_a_retried_queued_delivery_is_accepted_once(client, worker_env):
 def test_a_rollback_leaves_neither_row_nor_task(worker_env):
     with pytest.raises(RuntimeError), transaction.atomic():
         delivery = WebhookDelivery.objects.create(action="update_tags", contact="a@example.com", status="queued")
-        queue.enqueue(delivery)
+        enqueue(delivery)
         assert DBTaskResult.objects.count() == 1
         raise RuntimeError("the request failed after enqueueing")
     assert WebhookDelivery.objects.count() == 0

@@ -8,8 +8,8 @@ from django.db import IntegrityError, models
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from webhooks import task_rows
 from webhooks.models import WebhookDelivery
+from webhooks.queue import task_rows
 from webhooks.tasks import process_delivery
 
 pytestmark = pytest.mark.django_db

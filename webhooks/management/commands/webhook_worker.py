@@ -8,10 +8,10 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from users.services import segment_changes
-from webhooks import recovery
 from webhooks.health import record_heartbeat
-from webhooks.task_rows import PROCESS_DELIVERY
-from webhooks.worker import ProgressWorker, beat
+from webhooks.queue import recovery
+from webhooks.queue.task_rows import PROCESS_DELIVERY
+from webhooks.queue.worker import ProgressWorker, beat
 
 logger = logging.getLogger("webhooks.worker")
 
