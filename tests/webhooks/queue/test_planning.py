@@ -3,70 +3,20 @@ from the emulator's log; update_tags written in bulk; a delivery that arrives du
 
 import signal
 import threading
-from collections import Counter
 
 import pytest
 from django.core.cache import cache
 from django.db.models import Count
 
-from users.models import ActivityLog, Role, User
+from users.models import ActivityLog, User
 from users.signals import tags_modified
 from webhooks.models import WebhookDelivery
 from webhooks.queue import drain
 
-from .test_queue import queued, run_worker_until_idle, start_worker, stop, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, run_worker_until_idle, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
-
-SEGMENTS = [
-    {"id": 1, "name": "VIP", "type": "manual"},
-    {"id": 2, "name": "Newsletter", "type": "manual"},
-    {"id": 3, "name": "Active customers", "type": "dynamic"},
-]
-
-
-def people(count, segments_of=lambda n: [1 + n % 3]):
-    return [{"email": f"p{n}@example.com", "id": f"p{n}", "segments": segments_of(n)} for n in range(count)]
-
-
-def make_users(count):
-    role = Role.get_default()
-    User.objects.bulk_create(
-        [
-            User(username=f"p{n}", email=f"p{n}@example.com", email_normalized=f"p{n}@example.com", role=role)
-            for n in range(count)
-        ]
-    )
-
-
-def calls(emulator):
-    """App API calls by kind."""
-    kinds = Counter()
-    for entry in emulator.requests("/v1/"):
-        path = entry["path"]
-        if path.endswith("/membership"):
-            kinds["membership"] += 1
-        elif path.endswith("/customer_count"):
-            kinds["count"] += 1
-        elif path == "/v1/segments":
-            kinds["list"] += 1
-        elif path.endswith("/segments"):
-            kinds["per_contact"] += 1
-        elif path == "/v1/customers/attributes":
-            kinds["attributes_batch"] += 1
-        else:
-            kinds[path] += 1
-    return kinds
-
-
-def process_all():
-    """What a worker does, in this process: each waiting delivery's task, oldest first."""
-    for delivery_id in WebhookDelivery.objects.filter(status="queued").order_by("pk").values_list("pk", flat=True):
-        drain.process(delivery_id)
-
-
-def tag_names(email):
-    return sorted(User.objects.get(email=email).tags.values_list("name", flat=True))
 
 
 def test_many_contacts_are_read_by_scans_and_written_in_bulk(client, cio_emulator):

@@ -8,8 +8,8 @@ from users.models import ActivityLog, User
 from webhooks.models import WebhookDelivery
 from webhooks.queue import drain
 
-from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
-from .test_queue import queued, start_worker, stop, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

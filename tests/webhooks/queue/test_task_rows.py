@@ -1,4 +1,4 @@
-"""webhooks.task_rows writes django-tasks-db's table directly: these fail when the installed django-tasks-db no
+"""webhooks.queue.task_rows writes django-tasks-db's table directly: these fail when the installed django-tasks-db no
 longer matches what it writes (a field added, renamed or retyped; a value the backend now writes differently)."""
 
 from datetime import timedelta
@@ -15,7 +15,7 @@ from webhooks.tasks import process_delivery
 pytestmark = pytest.mark.django_db
 
 # django-tasks-db 0.13.0's DBTaskResult: field name -> (column, field class). A change here means reading
-# django-tasks-db's backend again (DatabaseBackend._task_to_db_task) and updating webhooks/task_rows.py to match.
+# django-tasks-db's backend again (DatabaseBackend._task_to_db_task) and updating webhooks/queue/task_rows.py to match.
 KNOWN_LAYOUT = {
     "id": ("id", "UUIDField"),
     "status": ("status", "CharField"),

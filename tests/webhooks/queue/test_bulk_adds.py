@@ -14,9 +14,9 @@ from users.signals import tags_modified, user_imported
 from webhooks.models import WebhookDelivery
 from webhooks.queue import drain, planning
 
-from .conftest import set_settings
-from .test_planning import SEGMENTS, calls, people, process_all, tag_names
-from .test_queue import queued
+from ..conftest import set_settings
+from .broadcasts import SEGMENTS, calls, people, process_all, tag_names
+from .workers import queued
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 

@@ -10,8 +10,8 @@ from users.signals import tags_modified
 from webhooks.models import WebhookDelivery
 from webhooks.queue import drain
 
-from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
-from .test_queue import queued, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
