@@ -53,12 +53,12 @@ def process(delivery_id: int) -> None:
             record_or_retry(work, outcome, started)
         rest = [work for work in rest if work.key not in done]
         for work in rest:
-            segments, known = plan.segments_for(work), people
+            segments, people_read = plan.segments_for(work), people
             if segments is not None and processed_since({work.key: work}, plan.started_at):
                 # Processed meanwhile (a later delivery, synchronously): the scan's and the batch's data may be
                 # older than what it applied, so this contact reads its own.
-                segments, known = None, BatchPeople()
-            _process_contact(work, known, segments, hashed_ahead.get(work.contact.lock_key))
+                segments, people_read = None, BatchPeople()
+            _process_contact(work, people_read, segments, hashed_ahead.get(work.contact.lock_key))
 
 
 def _process_contact(
