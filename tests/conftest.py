@@ -20,7 +20,9 @@ def pytest_report_header(config):
 def _uses_database(request) -> bool:
     if request.node.get_closest_marker("django_db"):
         return True
-    return bool({"db", "transactional_db", "live_server", "django_db_setup"} & set(request.fixturenames))
+    # Not django_db_setup: every test has it (close_rate_limiter_connections), and pytest-django builds the tables
+    # only for runs holding a test that asks for the database.
+    return bool({"db", "transactional_db", "live_server"} & set(request.fixturenames))
 
 
 @pytest.fixture(scope="session", autouse=True)

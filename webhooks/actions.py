@@ -1,6 +1,7 @@
 """The webhook actions Customer.io journeys call, each declared once: the view, the queue, processing, the settings
 page's URL list and `manage.py webhook_urls` read this registry (and a test holds the README's table to it)."""
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -10,9 +11,18 @@ from settings_app.services import site_base_url
 from users.services import accounts
 
 
+class ActionName(enum.StrEnum):
+    """The URL's wpf_action, as WP Fusion names them."""
+
+    UPDATE_TAGS = "update_tags"
+    UPDATE = "update"
+    ADD = "add"
+    TEST = "test"
+
+
 @dataclass(frozen=True)
 class WebhookAction:
-    name: str  # the URL's wpf_action
+    name: ActionName
     # The account service that runs it; None for an action that answers without touching anybody.
     handler: Callable[[accounts.ActionRequest], accounts.ActionResult] | None
     # One contact's waiting deliveries are processed once, with the strongest action among them (`add` does all
@@ -31,10 +41,10 @@ class WebhookAction:
 ACTIONS: dict[str, WebhookAction] = {
     action.name: action
     for action in (
-        WebhookAction("update_tags", accounts.update_tags, strength=1, needs_person=False),
-        WebhookAction("update", accounts.update, strength=2, needs_person=True),
-        WebhookAction("add", accounts.add, strength=3, needs_person=True),
-        WebhookAction("test", None, strength=0, needs_person=False),
+        WebhookAction(ActionName.UPDATE_TAGS, accounts.update_tags, strength=1, needs_person=False),
+        WebhookAction(ActionName.UPDATE, accounts.update, strength=2, needs_person=True),
+        WebhookAction(ActionName.ADD, accounts.add, strength=3, needs_person=True),
+        WebhookAction(ActionName.TEST, None, strength=0, needs_person=False),
     )
 }
 
@@ -45,6 +55,11 @@ def get_action(name: str) -> WebhookAction | None:
 
 def strongest(names) -> str:
     return max(names, key=lambda name: ACTIONS[name].strength)
+
+
+def user_actions() -> list[str]:
+    """The actions that may change a user: those the queue batches and plans reads for."""
+    return [action.name for action in ACTIONS.values() if action.touches_user]
 
 
 def webhook_urls(base_url: str | None = None, access_key: str | None = None, with_key: bool = True) -> dict[str, str]:

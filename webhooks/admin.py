@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.template.defaultfilters import truncatechars
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog
@@ -10,7 +11,7 @@ from users.models import ActivityLog
 from . import settings_admin  # noqa: F401  (registers the Webhook settings page)
 from .actions import ACTIONS, get_action
 from .models import RefusedRequestWindow, WebhookDelivery
-from .queue import requeue
+from .queue.enqueue import requeue
 
 # The task backend's "Task Results" are the queue's plumbing: each task only carries a delivery, whose own page
 # shows what happened (status, error, traceback) and, under "background task", the state of its task.
@@ -75,7 +76,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         if task is None:
             return "-"
         when = f"{task.finished_at or task.started_at or task.enqueued_at:%Y-%m-%d %H:%M:%S %Z}"
-        if task.status != "FAILED":
+        if task.status != TaskResultStatus.FAILED:
             return f"{task.status} ({when})"
         failure = task.exception_class_path or "-"
         return format_html("{} ({}): {}<pre>{}</pre>", task.status, when, failure, task.traceback or "")

@@ -17,7 +17,7 @@ from users.models import ActivityLog
 from users.services.activity import log_activity
 from users.services.backfills.common import IN_LIST_LIMIT
 
-from . import row_inserts, task_rows
+from . import row_inserts
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
@@ -74,59 +74,62 @@ def record_invalid(fields: dict, http_status: int, code: str, detail: str, *, lo
     return delivery
 
 
-def open_delivery(
-    fields: dict,
-    key: str | None,
-    lease: timedelta | None,
-    *,
-    requeue: Callable[[WebhookDelivery], None] | None = None,
-) -> Opened:
-    """Create the delivery's row and claim it — for processing now (with a lease) or, when `lease` is None, for the
-    queue: then the row is written together with its task's (webhooks.task_rows) — or find the row of an earlier
-    attempt of the same Customer.io delivery and say what to do with it. `requeue(delivery)` gives a queued retry
-    of a failed delivery its new task, in the transaction that re-claims it."""
+def open_delivery(fields: dict, key: str | None, lease: timedelta) -> Opened:
+    """Create the delivery's row, claimed for processing now (with a lease), or find the row of an earlier attempt of
+    the same Customer.io delivery and say what to do with it. (The queue opens its deliveries with their tasks:
+    webhooks.queue.enqueue.)"""
     # An attempt is counted when processing starts: now for the synchronous path, when a worker claims it otherwise.
-    if lease is None:
-        claim, attempt = {"status": Status.QUEUED, "lease_expires_at": None}, 0
-    else:
-        claim, attempt = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}, 1
-    try:
-        with _savepoint_if_in_transaction():
-            values = {**fields, **claim, "dedup_key": key, "attempts": attempt}
-            if lease is None:
-                return Opened(None, OpenState.NEW, task_rows.insert_delivery_with_task(values).pk)
-            now = timezone.now()
-            pk = row_inserts.insert(WebhookDelivery, values, now=now)
-            delivery = WebhookDelivery(pk=pk, received_at=now, updated_at=now, **values)
-            delivery._state.adding = False  # it is in the database: a later save() updates it
-            return Opened(delivery, OpenState.NEW)
-    except IntegrityError:
-        if key is None:
-            raise
-    with transaction.atomic():
-        opened = _reopen(key, claim, attempt)
-        if opened.state == OpenState.AGAIN and requeue is not None:
-            requeue(opened.delivery)
-    return opened
+    claim = {"status": Status.PROCESSING, "lease_expires_at": timezone.now() + lease}
+    values = {**fields, **claim, "dedup_key": key, "attempts": 1}
+
+    def insert() -> Opened:
+        now = timezone.now()
+        pk = row_inserts.insert(WebhookDelivery, values, now=now)
+        delivery = WebhookDelivery(pk=pk, received_at=now, updated_at=now, **values)
+        delivery._state.adding = False  # it is in the database: a later save() updates it
+        return Opened(delivery, OpenState.NEW)
+
+    return insert_or_reopen(insert, key, claim, attempt=1)
 
 
 def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int) -> Opened:
     """Record an action that touches nobody (`test`), already answered: one INSERT holds the request and its
     outcome, one commit. A retry of a delivery already done is DONE (answer with the first result); one of a
     failed or refused attempt gets this outcome."""
+    values = {**fields, **_outcome_fields(outcome, duration_ms), "dedup_key": key, "attempts": 1}
+    if "user" in values:
+        values["user_id"] = values.pop("user").pk
+    return insert_or_reopen(
+        lambda: Opened(None, OpenState.NEW, row_inserts.insert(WebhookDelivery, values)),
+        key,
+        {"status": Status.PROCESSING, "lease_expires_at": None},
+        attempt=1,
+        again=lambda delivery: record_outcome([delivery], outcome, duration_ms=duration_ms),
+    )
+
+
+def insert_or_reopen(
+    insert: Callable[[], Opened],
+    key: str | None,
+    claim: dict,
+    *,
+    attempt: int,
+    again: Callable[[WebhookDelivery], object] | None = None,
+) -> Opened:
+    """Write a new delivery's row with `insert` (one statement, or a transaction of its own); when an earlier attempt
+    of the same Customer.io delivery holds the dedup key `key`, find that row instead and say what to do with it:
+    one that failed, or whose processing died, is claimed again with the fields `claim`, counting `attempt` more
+    attempts, and `again(delivery)` runs in the transaction that claims it."""
     try:
         with _savepoint_if_in_transaction():
-            values = {**fields, **_outcome_fields(outcome, duration_ms), "dedup_key": key, "attempts": 1}
-            if "user" in values:
-                values["user_id"] = values.pop("user").pk
-            return Opened(None, OpenState.NEW, row_inserts.insert(WebhookDelivery, values))
+            return insert()
     except IntegrityError:
         if key is None:
             raise
     with transaction.atomic():
-        opened = _reopen(key, {"status": Status.PROCESSING, "lease_expires_at": None}, 1)
-        if opened.state == OpenState.AGAIN:
-            record_outcome([opened.delivery], outcome, duration_ms=duration_ms)
+        opened = _reopen(key, claim, attempt)
+        if opened.state == OpenState.AGAIN and again is not None:
+            again(opened.delivery)
     return opened
 
 

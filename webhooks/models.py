@@ -90,7 +90,7 @@ class WebhookDelivery(models.Model):
 
 class WorkerHeartbeat(models.Model):
     """A background worker's sign of life, written every few seconds (WEBHOOK_SWEEP_SECONDS) while its loop makes
-    progress (webhooks.worker: a worker stuck in a task stops beating):
+    progress (webhooks.queue.worker: a worker stuck in a task stops beating):
     /healthz reports the newest one's age. Rows of workers gone for longer than prune_webhook_data's --days are
     deleted by it."""
 

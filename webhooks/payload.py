@@ -1,8 +1,6 @@
-"""What a delivery asks for beyond its action and contact, read the same way by the webhook, processing and the
-queue: its options (`role=`, `send_notification=`) and the person's attributes when the body carries them.
-
-It reads a delivery's body and query as stored, so the queue can replay a delivery long after its request is gone.
-"""
+"""What a webhook's body and query carry beside the action and the contact: its options (role=, send_notification=)
+and, sometimes, the person's attributes. Read when the webhook arrives and again when a worker processes the stored
+delivery, so they sit below both the view and the queue."""
 
 from dataclasses import dataclass
 

@@ -297,7 +297,7 @@ WEBHOOK_WORKER_STALL_SECONDS = env.float("WEBHOOK_WORKER_STALL_SECONDS", default
 # Most contacts whose attributes one worker fetches in one batch call (Customer.io allows 100).
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 # Most waiting deliveries one worker claims at once when they change users: their segments are read for the whole
-# batch at once, one call per contact or membership scans, whichever is cheaper (webhooks.planning).
+# batch at once, one call per contact or membership scans, whichever is cheaper (webhooks.queue.planning).
 WEBHOOK_PLAN_CLAIM_LIMIT = env.int("WEBHOOK_PLAN_CLAIM_LIMIT", default=25_000)
 # Of those, at most this many contacts with an `update` or `add` (processed one at a time, ~25 ms each; update_tags
 # are written in bulk): the rest are left to the next claim by any worker, so that a broadcast of updates is shared

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .module_graph import imported_modules
+from .module_graph import import_cycles, import_graph, imported_modules, project_modules
 
 # Each app may import only the apps below it.
 LAYERS = ["cio", "settings_app", "users", "webhooks", "demo"]
@@ -44,3 +44,89 @@ def test_the_check_sees_an_upward_import(tmp_path):
         "from cio_emulator import EmulatorServer\n"
     )
     assert imported_apps(module) == {"webhooks", "users", "cio_emulator"}
+
+
+# Inside webhooks, two rooms: the request side (webhooks/intake/) hands deliveries to the queue (webhooks/queue/),
+# which never imports it back, directly or through another module. No room imports another in a circle (circles
+# between single modules are tests/project/test_import_cycles.py's).
+QUEUE_ROOM = "webhooks.queue"
+INTAKE_ROOM = "webhooks.intake"
+
+
+def module_graph(base: Path, app: str = "webhooks") -> dict[str, set[str]]:
+    """The app's modules, each with the modules of the app it imports (tests/project/module_graph.py reads them)."""
+    modules = {name: path for name, path in project_modules(base).items() if name.split(".")[0] == app}
+    return import_graph(modules)
+
+
+def room(module: str) -> str:
+    for package in (QUEUE_ROOM, INTAKE_ROOM):
+        if module == package or module.startswith(package + "."):
+            return package
+    return module
+
+
+def queue_reaches_intake(graph: dict[str, set[str]]) -> list[str]:
+    """'a -> b -> c' for each path by which a queue module reaches the request side."""
+    found = []
+    for start in sorted(m for m in graph if room(m) == QUEUE_ROOM):
+        trail = {start: [start]}
+        pending = [start]
+        while pending:
+            module = pending.pop()
+            for imported in sorted(graph.get(module, ())):
+                if imported in trail:
+                    continue
+                trail[imported] = trail[module] + [imported]
+                if room(imported) == INTAKE_ROOM:
+                    found.append(" -> ".join(trail[imported]))
+                else:
+                    pending.append(imported)
+    return found
+
+
+def rooms_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    rooms: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        rooms.setdefault(room(module), set()).update(room(m) for m in imported if room(m) != room(module))
+    return rooms
+
+
+def test_the_queue_never_imports_the_request_side():
+    assert queue_reaches_intake(module_graph(Path(settings.BASE_DIR))) == []
+
+
+def test_the_queue_and_the_modules_it_uses_import_one_way():
+    assert import_cycles(rooms_graph(module_graph(Path(settings.BASE_DIR)))) == []
+
+
+def test_the_checks_see_a_queue_reaching_the_request_side_and_circles(tmp_path):
+    files = {
+        "webhooks/__init__.py": "",
+        "webhooks/intake/views.py": "from ..queue.enqueue import enqueue\n",
+        "webhooks/processing.py": "from webhooks.intake.parsers import parse\n",
+        "webhooks/deliveries.py": "from .queue import task_rows\n",
+        "webhooks/intake/__init__.py": "",
+        "webhooks/intake/parsers.py": "",
+        "webhooks/queue/__init__.py": "",
+        "webhooks/queue/task_rows.py": "",
+        "webhooks/queue/enqueue.py": "from ..deliveries import record\nfrom . import task_rows\n",
+        # Hidden inside a function, as the circle tasks -> queue -> task_rows -> tasks once was.
+        "webhooks/queue/drain.py": "def process():\n    from ..intake.views import answer\n",
+        "webhooks/queue/retries.py": "from .. import processing\n",
+        "webhooks/queue/claiming.py": "import webhooks.queue.leases\n",
+        "webhooks/queue/leases.py": "from webhooks.queue.claiming import due\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = module_graph(tmp_path)
+
+    assert graph["webhooks.queue.enqueue"] == {"webhooks.deliveries", "webhooks.queue.task_rows"}
+    assert queue_reaches_intake(graph) == [
+        "webhooks.queue.drain -> webhooks.intake.views",
+        "webhooks.queue.retries -> webhooks.processing -> webhooks.intake.parsers",
+    ]
+    assert import_cycles(rooms_graph(graph)) == [
+        {"webhooks.deliveries", "webhooks.queue", "webhooks.processing", "webhooks.intake"}
+    ]

@@ -8,8 +8,9 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, Role, User
-from webhooks import queue, recovery
 from webhooks.models import WebhookDelivery
+from webhooks.queue import WorkerDied, drain, recovery
+from webhooks.queue.enqueue import enqueue
 
 from .conftest import set_settings
 
@@ -79,14 +80,14 @@ def test_a_queued_delivery_logs_its_final_failure_once_not_each_retry(emulator, 
     emulator.set_faults(fail_rate=1.0, fail_status=503)
     delivery = queued_delivery()
     for _ in range(3):  # an outage: three attempts, each retried later
-        queue.process(delivery.pk)
+        drain.process(delivery.pk)
         delivery.refresh_from_db()
         assert delivery.status == "retrying"
         WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert lines(level=ActivityLog.Level.ERROR) == []
 
     settings.WEBHOOK_RETRY_FOR = 0  # the next failure is the last
-    queue.process(delivery.pk)
+    drain.process(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts == 4
     [line] = lines(level=ActivityLog.Level.ERROR)
@@ -96,7 +97,7 @@ def test_a_queued_delivery_logs_its_final_failure_once_not_each_retry(emulator, 
 
 def test_a_queued_permanent_failure_is_logged_at_once(emulator):
     delivery = queued_delivery("add", "nobody@example.com")
-    queue.process(delivery.pk)
+    drain.process(delivery.pk)
     [line] = lines(level=ActivityLog.Level.WARNING)
     assert (line.delivery_id, line.context["error"]) == (delivery.pk, "contact_not_found")
 
@@ -111,12 +112,12 @@ def test_a_delivery_whose_worker_keeps_dying_is_logged_and_its_task_error_reads(
         attempts=recovery.MAX_DEAD_ATTEMPTS,
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
-    queue.enqueue(delivery)
+    enqueue(delivery)
     DBTaskResult.objects.update(status="RUNNING", started_at=timezone.now())
     recovery.sweep()
     task = DBTaskResult.objects.get()
     [error] = task.task_result.errors
-    assert error.exception_class is queue.WorkerDied
+    assert error.exception_class is WorkerDied
     assert "died" in error.traceback
     [line] = lines(level=ActivityLog.Level.ERROR)
     assert line.delivery_id == delivery.pk and "worker_died" in line.message
@@ -135,7 +136,7 @@ def test_every_line_of_a_synchronous_delivery_names_it(hook, emulator):
 
 def test_every_line_of_a_queued_delivery_names_it(emulator):
     delivery = queued_delivery("add")
-    queue.process(delivery.pk)
+    drain.process(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
     written = lines()

@@ -147,7 +147,7 @@ def test_a_cio_id_with_an_unknown_email_creates_the_user_with_that_id(hook, peop
 def test_a_queued_delivery_keeps_both_identifiers(client, emulator_env, people):
     from webhooks.models import WebhookDelivery
 
-    from .test_queue import queued, run_worker_until_idle
+    from .queue.workers import queued, run_worker_until_idle
 
     User.objects.create_user(username="ann", email="ann@example.com", cio_id="cio-ann")
     before = queued(client, "update", body=both("ann@example.com", "cio-ann"))

@@ -11,8 +11,9 @@ from django.db.models.sql import InsertQuery
 from django_tasks_db.models import DBTaskResult
 
 from users.models import User
-from webhooks import row_inserts, task_rows
+from webhooks import row_inserts
 from webhooks.models import WebhookDelivery
+from webhooks.queue import task_rows
 
 pytestmark = pytest.mark.django_db
 

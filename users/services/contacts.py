@@ -11,6 +11,7 @@ Customer.io person whose email merely normalises the same: that delivery fails (
 merging two people into one account.
 """
 
+import enum
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -25,35 +26,45 @@ class IdentityConflict(Exception):
     names both sides and holds no secret."""
 
 
+class ContactKind(enum.StrEnum):
+    """Which identifier names a contact: stored as a delivery's contact_type, and the same words as Customer.io's
+    id_type."""
+
+    EMAIL = "email"
+    CIO_ID = "cio_id"
+    ID = "id"
+
+
 @dataclass(frozen=True)
 class Contact:
     """A person as a webhook names them: by email (the usual `{"email": "{{customer.email}}"}`), by email and cio_id
     together (recommended: `{"email": "{{customer.email}}", "cio_id": "{{customer.cio_id}}"}`), or by cio_id or id
     alone in workspaces that identify people that way."""
 
-    kind: str  # "email" | "cio_id" | "id"
+    kind: ContactKind
     value: str
-    cio_id: str = ""  # the Customer.io id sent beside an email (kind "email")
+    cio_id: str = ""  # the Customer.io id sent beside an email (kind EMAIL)
 
     @classmethod
     def email(cls, email: str) -> "Contact":
-        return cls("email", email.strip())
+        return cls(ContactKind.EMAIL, email.strip())
 
     @classmethod
     def stored(cls, kind: str, value: str, key: str) -> "Contact":
         """The contact a webhook delivery recorded (contact_type, contact, contact_key): an email delivery whose key
         names a cio_id carried both."""
-        if kind == "email" and key.startswith("cio_id:"):
-            return cls(kind, value, cio_id=key.removeprefix("cio_id:"))
+        cio_id_prefix = f"{ContactKind.CIO_ID}:"
+        if kind == ContactKind.EMAIL and key.startswith(cio_id_prefix):
+            return cls(kind, value, cio_id=key.removeprefix(cio_id_prefix))
         return cls(kind, value)
 
     @property
     def known_cio_id(self) -> str:
-        return self.value if self.kind == "cio_id" else self.cio_id
+        return self.value if self.kind == ContactKind.CIO_ID else self.cio_id
 
     @property
     def known_email(self) -> str:
-        return self.value if self.kind == "email" else ""
+        return self.value if self.kind == ContactKind.EMAIL else ""
 
     @property
     def lock_key(self) -> str:
@@ -66,10 +77,10 @@ class Contact:
         """Every identifier the contact carries, as lock keys, the person's own key first."""
         keys = []
         if self.known_cio_id:
-            keys.append(f"cio_id:{self.known_cio_id}")
-        if self.kind == "email":
-            keys.append(f"email:{customerio_email_key(self.value)}")
-        elif self.kind != "cio_id":
+            keys.append(f"{ContactKind.CIO_ID}:{self.known_cio_id}")
+        if self.kind == ContactKind.EMAIL:
+            keys.append(f"{ContactKind.EMAIL}:{customerio_email_key(self.value)}")
+        elif self.kind != ContactKind.CIO_ID:
             keys.append(f"{self.kind}:{self.value}")
         return keys
 
@@ -94,9 +105,9 @@ def find_user(contact: Contact) -> User | None:
     email__iexact). Costs no Customer.io call."""
     if contact.known_cio_id:
         user = _users().filter(cio_id=contact.known_cio_id).first()
-        if user is not None or contact.kind != "email":
+        if user is not None or contact.kind != ContactKind.EMAIL:
             return user
-    if contact.kind == "email":
+    if contact.kind == ContactKind.EMAIL:
         return _users().filter(email_normalized=normalize_email(contact.value)).first()
     return None
 
@@ -183,6 +194,12 @@ def lock_contacts(contacts: list[Contact]) -> None:
 
 
 LOCK_SLICE = 1000
+
+
+def lock_name(name: str) -> None:
+    """Hold a lock that names no contact (its prefix is no contact kind's, e.g. "queue:claim") until the surrounding
+    transaction ends: a lock row beside the contacts' ones. Must be called inside transaction.atomic()."""
+    _lock_keys([name])
 
 
 def _lock_keys(keys: list[str]) -> None:

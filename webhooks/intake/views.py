@@ -31,7 +31,7 @@ from users.text import clean_text
 from .. import deliveries
 from ..payload import person_from_body
 from ..processing import action_request, run_action
-from ..queue import enqueue
+from ..queue.enqueue import open_queued
 from . import answers
 from .authentication import AccessKeyAuthentication, HasAccessKey
 from .client_address import client_ip
@@ -154,7 +154,7 @@ class CustomerIOWebhookView(APIView):
             return self._answer_touching_nobody(intake, fields, started)
         if intake.in_background or site_settings.process_in_background:
             # Record and enqueue in one commit (webhooks.queue.task_rows), answer at once, call nobody.
-            opened = deliveries.open_delivery(fields, intake.dedup_key, lease=None, requeue=enqueue)
+            opened = open_queued(fields, intake.dedup_key)
             return answers.queued_answer(opened)
         opened = deliveries.open_delivery(fields, intake.dedup_key, SYNC_LEASE)
         return answers.repeated_answer(opened) or self._process(opened.delivery, intake, started)

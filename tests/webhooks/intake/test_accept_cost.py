@@ -77,7 +77,7 @@ def test_a_queued_accept_is_one_commit_with_no_update(hook, steady, monkeypatch)
         )
     assert response.status_code == 200 and response.json()["status"] == "queued"
     if connection.vendor == "postgresql":
-        # One statement writes both rows (webhooks.task_rows): one round trip, atomic on its own.
+        # One statement writes both rows (webhooks.queue.task_rows): one round trip, atomic on its own.
         assert spent.statements == ["INSERT webhooks_webhookdelivery, django_tasks_database_dbtaskresult"]
     else:
         assert spent.statements == [

@@ -138,7 +138,7 @@ def apply_memberships(
     """Write the differences in one transaction: UserTag rows deleted and inserted in bulk, an activity line per
     changed user (unless `log_changes` is off: the caller writes its own), and the tag signals for them once
     committed. Tags of segments gone from Customer.io are removed from the covered users (the Tag rows stay:
-    cio_sync_segments --prune deletes them). The queue's planned reads (webhooks.planning) use it too."""
+    cio_sync_segments --prune deletes them). The queue's bulk tags (webhooks.queue.bulk_tags) use it too."""
     with transaction.atomic():
         listed = sync_tags(segments).tags
         gone = list(Tag.objects.exclude(segment_id__in=[tag.segment_id for tag in listed]))

@@ -8,9 +8,10 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from users.services import segment_changes
-from webhooks import recovery
 from webhooks.health import record_heartbeat
-from webhooks.worker import ProgressWorker, beat
+from webhooks.queue import recovery
+from webhooks.queue.task_rows import PROCESS_DELIVERY
+from webhooks.queue.worker import ProgressWorker, beat
 
 logger = logging.getLogger("webhooks.worker")
 
@@ -29,10 +30,10 @@ class Command(BaseCommand):
     def handle(self, *args, interval, worker_id, batch, **options):
         worker_id = worker_id or f"webhook-{get_random_string(12)}"
         worker = ProgressWorker(
-            queue_names=["default"],
+            queue_names=[PROCESS_DELIVERY.queue_name],
             interval=interval,
             batch=batch,
-            backend_name="default",
+            backend_name=PROCESS_DELIVERY.backend,
             startup_delay=not batch,
             max_tasks=None,
             worker_id=worker_id,

@@ -3,70 +3,20 @@ from the emulator's log; update_tags written in bulk; a delivery that arrives du
 
 import signal
 import threading
-from collections import Counter
 
 import pytest
 from django.core.cache import cache
 from django.db.models import Count
 
-from users.models import ActivityLog, Role, User
+from users.models import ActivityLog, User
 from users.signals import tags_modified
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue import drain
 
-from .test_queue import queued, run_worker_until_idle, start_worker, stop, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, run_worker_until_idle, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
-
-SEGMENTS = [
-    {"id": 1, "name": "VIP", "type": "manual"},
-    {"id": 2, "name": "Newsletter", "type": "manual"},
-    {"id": 3, "name": "Active customers", "type": "dynamic"},
-]
-
-
-def people(count, segments_of=lambda n: [1 + n % 3]):
-    return [{"email": f"p{n}@example.com", "id": f"p{n}", "segments": segments_of(n)} for n in range(count)]
-
-
-def make_users(count):
-    role = Role.get_default()
-    User.objects.bulk_create(
-        [
-            User(username=f"p{n}", email=f"p{n}@example.com", email_normalized=f"p{n}@example.com", role=role)
-            for n in range(count)
-        ]
-    )
-
-
-def calls(emulator):
-    """App API calls by kind."""
-    kinds = Counter()
-    for entry in emulator.requests("/v1/"):
-        path = entry["path"]
-        if path.endswith("/membership"):
-            kinds["membership"] += 1
-        elif path.endswith("/customer_count"):
-            kinds["count"] += 1
-        elif path == "/v1/segments":
-            kinds["list"] += 1
-        elif path.endswith("/segments"):
-            kinds["per_contact"] += 1
-        elif path == "/v1/customers/attributes":
-            kinds["attributes_batch"] += 1
-        else:
-            kinds[path] += 1
-    return kinds
-
-
-def process_all():
-    """What a worker does, in this process: each waiting delivery's task, oldest first."""
-    for delivery_id in WebhookDelivery.objects.filter(status="queued").order_by("pk").values_list("pk", flat=True):
-        queue.process(delivery_id)
-
-
-def tag_names(email):
-    return sorted(User.objects.get(email=email).tags.values_list("name", flat=True))
 
 
 def test_many_contacts_are_read_by_scans_and_written_in_bulk(client, cio_emulator):
@@ -122,7 +72,7 @@ def test_a_staff_account_made_so_after_planning_is_not_written_in_bulk(client, c
     make_users(30)
     for n in range(30):
         queued(client, "update_tags", email=f"p{n}@example.com")
-    from webhooks import planning
+    from webhooks.queue import planning
 
     real_scan = planning.scan
 
@@ -147,7 +97,7 @@ def test_a_scan_does_not_undo_a_synchronous_read_made_after_it(client, cio_emula
 
     from users.services.accounts import ActionRequest, update_tags
     from users.services.contacts import Contact
-    from webhooks import planning
+    from webhooks.queue import planning
 
     cio_emulator.reset({"segments": SEGMENTS, "customers": people(30)})
     make_users(30)
@@ -219,7 +169,7 @@ def test_a_failed_scan_retries_the_whole_batch_later(client, cio_emulator, setti
     cio_emulator.set_faults()
     WebhookDelivery.objects.update(next_attempt_at=None)  # the backoff is over
     for delivery_id in ids:
-        queue.process(delivery_id)
+        drain.process(delivery_id)
     assert set(rows.values_list("status", flat=True)) == {"succeeded"}
     assert tag_names("p1@example.com") == ["Newsletter"]
 
@@ -230,7 +180,7 @@ def test_a_delivery_that_arrives_during_a_scan_is_not_served_by_it(client, cio_e
     make_users(10)
     first = [queued(client, "update_tags", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
     cio_emulator.set_faults(latency_ms=1500, path_prefix="/v1/segments/1/membership")
-    worker = threading.Thread(target=queue.process, args=(first[0],))
+    worker = threading.Thread(target=drain.process, args=(first[0],))
     worker.start()
     try:
         wait_for(lambda: cio_emulator.requests("/v1/segments/1/membership"), 30, "the scan")
@@ -242,7 +192,7 @@ def test_a_delivery_that_arrives_during_a_scan_is_not_served_by_it(client, cio_e
     cio_emulator.set_faults()
     assert set(WebhookDelivery.objects.filter(pk__in=first).values_list("status", flat=True)) == {"succeeded"}
     assert WebhookDelivery.objects.get(pk=late).status == "queued"  # waits for a read made after it came
-    queue.process(late)
+    drain.process(late)
     delivery = WebhookDelivery.objects.get(pk=late)
     assert (delivery.status, delivery.result["tags"]) == ("succeeded", ["Newsletter"])
     assert tag_names("p0@example.com") == ["Newsletter"]
@@ -255,7 +205,7 @@ def test_a_scan_does_not_undo_a_contact_processed_meanwhile(client, hook, cio_em
     first = [queued(client, "update_tags", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
     # The emulator answers segment 1's page as it is when asked, then waits: the page still has p0 in VIP.
     cio_emulator.set_faults(latency_ms=1500, path_prefix="/v1/segments/1/membership")
-    worker = threading.Thread(target=queue.process, args=(first[0],))
+    worker = threading.Thread(target=drain.process, args=(first[0],))
     worker.start()
     try:
         wait_for(lambda: cio_emulator.requests("/v1/segments/1/membership"), 30, "the scan")

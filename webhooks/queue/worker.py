@@ -13,8 +13,8 @@ from datetime import datetime
 from django.conf import settings
 from django_tasks_db.management.commands.db_worker import Worker
 
-from .deliveries import last_recorded_at
-from .health import record_heartbeat
+from ..deliveries import last_recorded_at
+from ..health import record_heartbeat
 
 logger = logging.getLogger("webhooks.worker")
 

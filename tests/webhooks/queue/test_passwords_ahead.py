@@ -7,13 +7,13 @@ import pytest
 from users.models import User
 from webhooks.models import WebhookDelivery
 
-from .conftest import set_settings
-from .test_queue import queued, run_worker_until_idle, worker_env  # noqa: F401 — the fixture
+from ..conftest import set_settings
+from .workers import queued, run_worker_until_idle
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_a_batch_of_new_people_each_get_the_password_returned_to_them(client, worker_env, cio_emulator):  # noqa: F811
+def test_a_batch_of_new_people_each_get_the_password_returned_to_them(client, worker_env, cio_emulator):
     people = [f"new{n}@example.com" for n in range(6)]
     cio_emulator.load({"customers": [{"email": email, "attributes": {"first_name": "New"}} for email in people]})
     User.objects.create(username="existing", email="new0@example.com")  # exists: no password is generated

@@ -5,11 +5,11 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, User
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue import drain
 
-from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
-from .test_queue import queued, start_worker, stop, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_one_claim_takes_at_most_the_limit_of_updates_and_leaves_the_rest_to_any
     make_users(30)
     ids = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(30)]
 
-    queue.process(ids[0])
+    drain.process(ids[0])
     # The ten oldest (the claimed one among them); the other twenty still wait, each with a task ready to run.
     assert statuses(ids) == ["succeeded"] * 10 + ["queued"] * 20
     task_ids = WebhookDelivery.objects.filter(pk__in=ids[10:]).values_list("task_id", flat=True)
@@ -55,7 +55,7 @@ def test_update_tags_are_all_taken_at_once_beside_the_limited_updates(client, ci
     tag_ids = [queued(client, "update_tags", email=f"p{n}@example.com")["delivery_id"] for n in range(25)]
     update_ids = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(25, 40)]
 
-    queue.process(tag_ids[0])
+    drain.process(tag_ids[0])
     assert statuses(tag_ids) == ["succeeded"] * 25  # written in bulk: no limit
     assert statuses(update_ids) == ["succeeded"] * 10 + ["queued"] * 5
 
@@ -67,7 +67,7 @@ def test_a_contact_whose_update_is_past_the_limit_is_left_whole(client, cio_emul
     update_ids = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
     later_update = queued(client, "update", email="p11@example.com")["delivery_id"]
 
-    queue.process(update_ids[0])
+    drain.process(update_ids[0])
     assert statuses(update_ids) == ["succeeded"] * 10
     # p11's update_tags came first, but p11 also has an update past the limit: both wait, to be processed together.
     assert statuses([first_tags, later_update]) == ["queued", "queued"]

@@ -12,7 +12,7 @@ model but django-tasks-db's own, which fills run_after, written here. The task r
 django-tasks-db's DatabaseBackend writes for `process_delivery` (`_task_to_db_task`); `db_worker` runs it like any
 other.
 
-This is the only code that inserts into django-tasks-db's table. tests/webhooks/test_task_rows.py holds it to the
+This is the only code that inserts into django-tasks-db's table. tests/webhooks/queue/test_task_rows.py holds it to the
 installed version: it fails when the model's fields or columns change, or when a row written here differs from the
 one the Tasks API writes for the same call.
 """
@@ -23,13 +23,33 @@ from typing import NamedTuple
 import psycopg
 from django.db import connections, router, transaction
 from django.db.models.expressions import RawSQL
+from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
+from django_tasks.base import DEFAULT_TASK_PRIORITY
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .models import WebhookDelivery
-from .row_inserts import PreparedInsert
+from ..models import WebhookDelivery
+from ..row_inserts import PreparedInsert
 
 # The model fields written here; the others take their model defaults (the test compares both with the model).
 WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
+
+
+class TaskDeclaration(NamedTuple):
+    path: str
+    priority: int
+    queue_name: str
+    backend: str
+
+
+# The task of every row written here. Queued rows store its path, so webhooks/tasks.py keeps defining it under that
+# name, declared with these values; described here rather than imported from there because the task's body calls
+# into the queue, which writes these rows (tests/webhooks/queue/test_task_rows.py holds the two together).
+PROCESS_DELIVERY = TaskDeclaration(
+    path="webhooks.tasks.process_delivery",
+    priority=DEFAULT_TASK_PRIORITY,
+    queue_name=DEFAULT_TASK_QUEUE_NAME,
+    backend=DEFAULT_TASK_BACKEND_ALIAS,
+)
 
 
 def new_task_id() -> str:
@@ -38,13 +58,11 @@ def new_task_id() -> str:
 
 def _task_fields(run_after=None) -> dict:
     """What every row of `process_delivery` holds but its id and arguments (django-tasks-db's own values)."""
-    from .tasks import process_delivery
-
     return {
-        "priority": process_delivery.priority,
-        "task_path": process_delivery.module_path,
-        "queue_name": process_delivery.queue_name,
-        "backend_name": process_delivery.backend,
+        "priority": PROCESS_DELIVERY.priority,
+        "task_path": PROCESS_DELIVERY.path,
+        "queue_name": PROCESS_DELIVERY.queue_name,
+        "backend_name": PROCESS_DELIVERY.backend,
         "run_after": run_after if run_after is not None else get_date_max(),
     }
 

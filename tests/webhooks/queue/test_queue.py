@@ -3,13 +3,9 @@
 import io
 import json
 import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
@@ -17,70 +13,12 @@ from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import WebhookSettings
 from users.models import ActivityLog, ContactLock, User
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue.enqueue import enqueue
 
-from .conftest import FIXTURE
+from .workers import queued, run_worker_until_idle, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def worker_env(emulator_env, cio_emulator):
-    cio_emulator.reset(FIXTURE)
-    return {**emulator_env, "WEBHOOK_RETRY_BASE_SECONDS": "0.3", "CUSTOMERIO_MAX_RETRIES": "0"}
-
-
-def run_worker_until_idle(env, timeout=90):
-    """A real worker that processes what is ready and exits."""
-    subprocess.run(
-        [sys.executable, "manage.py", "webhook_worker", "--batch"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        check=True,
-        timeout=timeout,
-        capture_output=True,
-    )
-
-
-def start_worker(env):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "webhook_worker", "--interval", "0.2"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def wait_for(condition, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def queued(client, action, email="ann@example.com", body=None, headers=None, **params):
-    key = WebhookSettings.load().access_key
-    query = "&".join(
-        [f"wpf_action={action}", f"access_key={key}", "async=true", *(f"{k}={v}" for k, v in params.items())]
-    )
-    response = client.post(
-        f"/?{query}", data=json.dumps(body or {"email": email}), content_type="application/json", headers=headers or {}
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 def make_user(email="ann@example.com"):
@@ -134,7 +72,7 @@ def test_a_retried_queued_delivery_is_accepted_once(client, worker_env):
 def test_a_rollback_leaves_neither_row_nor_task(worker_env):
     with pytest.raises(RuntimeError), transaction.atomic():
         delivery = WebhookDelivery.objects.create(action="update_tags", contact="a@example.com", status="queued")
-        queue.enqueue(delivery)
+        enqueue(delivery)
         assert DBTaskResult.objects.count() == 1
         raise RuntimeError("the request failed after enqueueing")
     assert WebhookDelivery.objects.count() == 0

@@ -1,4 +1,4 @@
-"""webhooks.task_rows writes django-tasks-db's table directly: these fail when the installed django-tasks-db no
+"""webhooks.queue.task_rows writes django-tasks-db's table directly: these fail when the installed django-tasks-db no
 longer matches what it writes (a field added, renamed or retyped; a value the backend now writes differently)."""
 
 from datetime import timedelta
@@ -8,14 +8,14 @@ from django.db import IntegrityError, models
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from webhooks import task_rows
 from webhooks.models import WebhookDelivery
+from webhooks.queue import task_rows
 from webhooks.tasks import process_delivery
 
 pytestmark = pytest.mark.django_db
 
 # django-tasks-db 0.13.0's DBTaskResult: field name -> (column, field class). A change here means reading
-# django-tasks-db's backend again (DatabaseBackend._task_to_db_task) and updating webhooks/task_rows.py to match.
+# django-tasks-db's backend again (DatabaseBackend._task_to_db_task) and updating webhooks/queue/task_rows.py to match.
 KNOWN_LAYOUT = {
     "id": ("id", "UUIDField"),
     "status": ("status", "CharField"),
@@ -50,6 +50,11 @@ def test_every_field_task_rows_leaves_out_fills_itself():
         # Text fields without a default are "" (Django's empty value for a non-null string field).
         fills_itself = fills_itself or isinstance(f, models.TextField | models.CharField)
         assert fills_itself, f"DBTaskResult.{f.name} needs a value task_rows does not write"
+
+
+def test_the_rows_name_the_task_as_it_is_declared():
+    declared = (process_delivery.module_path, process_delivery.priority, process_delivery.queue_name)
+    assert (*declared, process_delivery.backend) == task_rows.PROCESS_DELIVERY
 
 
 def _row(task_id) -> dict:

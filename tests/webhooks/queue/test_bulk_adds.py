@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from users.models import ActivityLog, Role, User
 from users.signals import tags_modified, user_imported
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue import drain, planning
 
-from .conftest import set_settings
-from .test_planning import SEGMENTS, calls, people, process_all, tag_names
-from .test_queue import queued
+from ..conftest import set_settings
+from .broadcasts import SEGMENTS, calls, people, process_all, tag_names
+from .workers import queued
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
@@ -106,7 +106,7 @@ def test_a_refused_return_is_retried_and_settled_with_a_fresh_password(client, c
 
     cio_emulator.set_faults()
     WebhookDelivery.objects.filter(pk=ids[4]).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    queue.process(ids[4])
+    drain.process(ids[4])
 
     refused.refresh_from_db()
     user.refresh_from_db()
@@ -122,14 +122,14 @@ def test_a_person_who_became_a_user_meanwhile_is_updated_not_duplicated(client, 
     set_settings(return_password=True, return_password_field=FIELD)
     ids = [queued(client, "add", email=f"p{n}@example.com")["delivery_id"] for n in range(20)]
     # After the plan looked (nobody for p7), before the bulk creation: p7 is created by someone else.
-    real_plan = queue.planning.plan_reads
+    real_plan = planning.plan_reads
 
     def plan_then_create(works):
         plan = real_plan(works)
         User.objects.create(username="p7-elsewhere", email="P7@example.com")
         return plan
 
-    monkeypatch.setattr(queue.planning, "plan_reads", plan_then_create)
+    monkeypatch.setattr(planning, "plan_reads", plan_then_create)
     process_all()
 
     assert User.objects.filter(email_normalized="p7@example.com").count() == 1
@@ -201,7 +201,7 @@ def test_users_created_in_bulk_get_role_welcome_email_and_signals_as_one_by_one(
     # The refused one's retry settles it and sends the welcome email then.
     cio_emulator.set_faults()
     WebhookDelivery.objects.filter(pk=ids[4]).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    queue.process(ids[4])
+    drain.process(ids[4])
     assert WebhookDelivery.objects.get(pk=ids[4]).status == "succeeded"
     assert [message.to for message in mail.outbox].count(["p4@example.com"]) == 1 and len(mail.outbox) == 20
     assert sorted(signals["imported"]) == sorted(emails)  # not created again
@@ -210,7 +210,7 @@ def test_users_created_in_bulk_get_role_welcome_email_and_signals_as_one_by_one(
     mail.outbox.clear()
     signals["imported"].clear()
     signals["modified"].clear()
-    queue.process(queued(client, "add", email="solo@example.com", **add)["delivery_id"])
+    drain.process(queued(client, "add", email="solo@example.com", **add)["delivery_id"])
     assert len(cio_emulator.requests("/api/v2/batch")) == 1  # not in bulk
     one_by_one = User.objects.get(email="solo@example.com")
     assert list(one_by_one.groups.values_list("name", flat=True)) == ["Customers"]

@@ -37,16 +37,20 @@ from users.services.accounts.usernames import new_username_base, pick_usernames
 from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
 from users.services.backfills.common import batched, held_identities
-from users.services.contacts import lock_contacts, person_cio_id
+from users.services.contacts import ContactKind, lock_contacts, person_cio_id
 from users.services.roles import add_role_groups
 from users.services.tags import send_on_commit, send_tag_signals
 from users.signals import user_imported
 
-from . import planning
-from .bulk_updates import person_of, taken_cio_ids
-from .deliveries import record_successes
-from .payload import WebhookOptions
-from .processing import Outcome, failure
+from ..actions import ActionName
+from ..deliveries import record_successes
+from ..payload import WebhookOptions
+from ..processing import Outcome, failure
+from .bulk_tags import write_tags
+from .claiming import ContactWork
+from .holding import processed_since, still_held
+from .people import BatchPeople, taken_cio_ids
+from .planning import LocalUser, ReadMethod, ReadPlan
 
 logger = logging.getLogger(__name__)
 
@@ -56,20 +60,22 @@ CHUNK = 50
 WEBHOOK = ActivityLog.Source.WEBHOOK
 
 
-def bulk_add_new_people(works, plan, persons: dict[str, dict], hashed_ahead: dict) -> tuple[set[str], list]:
+def bulk_add_new_people(
+    works: list[ContactWork], plan: ReadPlan, people: BatchPeople, hashed_ahead: dict
+) -> tuple[set[str], list]:
     """The batch's plain adds of new people created in bulk, chunk by chunk. Returns the keys of the contacts whose
     users were created here, and the (work, outcome) failures among them for the caller to record (a password
     Customer.io refused). The others created were recorded here as succeeded, but those whose lease was lost
     meanwhile: nobody records them here, the processing that took them over does. The contacts whose keys are not
     returned are left to the one-by-one processing."""
-    if plan.method != planning.SCAN or not hashed_ahead:
+    if plan.method != ReadMethod.SCAN or not hashed_ahead:
         return set(), []
     rules = AccountRules.load()
     if not rules.returns_passwords:
         return set(), []
     candidates = []
     for work in works:
-        person = person_of(work, persons)
+        person = people.person_of(work)
         if person is not None and _plain_new(work, person, plan, rules, hashed_ahead):
             candidates.append((work, person))
     done: set[str] = set()
@@ -101,10 +107,10 @@ def _hashed(ahead) -> bool:
     return True
 
 
-def _plain_new(work, person: dict, plan, rules: AccountRules, hashed_ahead: dict) -> bool:
+def _plain_new(work: ContactWork, person: dict, plan: ReadPlan, rules: AccountRules, hashed_ahead: dict) -> bool:
     """Whether the add creates a user the bulk path makes exactly as the one-by-one one would: nobody on the site
     for the contact (as the plan found), a generated password hashed ahead (no password mapped)."""
-    if work.action != "add" or work.contact.kind != "email" or work.key in plan.users:
+    if work.action != ActionName.ADD or work.contact.kind != ContactKind.EMAIL or work.key in plan.users:
         return False
     if work.contact.lock_key not in hashed_ahead:
         return False
@@ -137,8 +143,8 @@ def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
     with transaction.atomic():
         chosen = {work.key: work for work, _ in chunk}
         lock_contacts([work.contact for work in chosen.values()])
-        chosen = planning.still_held(chosen)
-        fresher = planning.processed_since(chosen, plan.started_at)
+        chosen = still_held(chosen)
+        fresher = processed_since(chosen, plan.started_at)
         chosen = _still_new({key: work for key, work in chosen.items() if key not in fresher}, persons)
         if not chosen:
             return {}
@@ -185,13 +191,13 @@ def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
             for line in lines:
                 line.delivery_id = work.leading.pk
             activities += lines
-            plan.users[key] = planning.LocalUser(
+            plan.users[key] = LocalUser(
                 user.pk, user.email, user.email_normalized, user.cio_id, protected=False, owed=True
             )
             send_on_commit(user_imported, user=user, delivery=work.leading)
         log_activities(WEBHOOK, activities)
         done = {key: chosen[key] for key in accounts}
-        names = planning.write_tags(done, plan)
+        names = write_tags(done, plan)
         # write_tags signals only users whose tags changed; one by one, every tag load sends tags_modified, so a new
         # user in no segment (whose tags, none before, did not change) gets it here.
         untagged = {account.user.pk: ([], []) for account in accounts.values() if not names[account.user.pk]}
@@ -221,12 +227,12 @@ def _return_passwords(created: dict, rules: AccountRules) -> dict[str, Outcome]:
 def _record_created(created: dict, started: float) -> None:
     """The deliveries of the users whose passwords were returned, recorded as succeeded — those still held."""
     with transaction.atomic():
-        held = planning.still_held({key: work for key, (work, _, _) in created.items()})
+        held = still_held({key: work for key, (work, _, _) in created.items()})
         successes = []
         for key in held:
             work, account, names = created[key]
             result = ActionResult(
-                "add", user=account.user, created=True, tags=names, updated_fields=account.filled_fields
+                ActionName.ADD, user=account.user, created=True, tags=names, updated_fields=account.filled_fields
             )
             successes.append((work.deliveries, result.as_dict(), account.user.pk))
         record_successes(successes, duration_ms=int((time.monotonic() - started) * 1000))

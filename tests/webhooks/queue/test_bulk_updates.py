@@ -7,11 +7,11 @@ import pytest
 
 from users.models import ActivityLog, User
 from users.signals import tags_modified
-from webhooks import queue
 from webhooks.models import WebhookDelivery
+from webhooks.queue import drain
 
-from .test_planning import SEGMENTS, calls, make_users, people, process_all, tag_names
-from .test_queue import queued, wait_for
+from .broadcasts import SEGMENTS, calls, make_users, people, process_all, tag_names
+from .workers import queued, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("planning_settings")]
 
@@ -29,7 +29,7 @@ def lines(delivery_id, prefix):
 
 
 def test_a_broadcast_of_updates_is_written_as_one_by_one_would(client, cio_emulator, caplog):
-    caplog.set_level("INFO", logger="webhooks.bulk_updates")
+    caplog.set_level("INFO", logger="webhooks.queue.bulk_updates")
     cio_emulator.reset({"segments": SEGMENTS, "customers": customers(30)})
     make_users(30)
     User.objects.filter(email="p3@example.com").update(is_staff=True, first_name="Staff")
@@ -77,7 +77,7 @@ def test_the_same_updates_again_change_nothing(client, cio_emulator):
 
 
 def test_a_user_owed_a_welcome_email_is_updated_one_by_one_and_gets_it(client, cio_emulator, mailoutbox, caplog):
-    caplog.set_level("INFO", logger="webhooks.bulk_updates")
+    caplog.set_level("INFO", logger="webhooks.queue.bulk_updates")
     cio_emulator.reset({"segments": SEGMENTS, "customers": customers(30)})
     make_users(30)
     User.objects.filter(email="p8@example.com").update(welcome_email_due=True)
@@ -91,14 +91,14 @@ def test_a_user_owed_a_welcome_email_is_updated_one_by_one_and_gets_it(client, c
 
 @pytest.mark.concurrency
 def test_a_bulk_update_does_not_undo_a_contact_processed_meanwhile(client, hook, cio_emulator, caplog):
-    caplog.set_level("INFO", logger="webhooks.bulk_updates")
+    caplog.set_level("INFO", logger="webhooks.queue.bulk_updates")
     everyone_vip = [{**person, "segments": [1]} for person in customers(10)]
     cio_emulator.reset({"segments": SEGMENTS, "customers": everyone_vip})
     make_users(10)
     first = [queued(client, "update", email=f"p{n}@example.com")["delivery_id"] for n in range(10)]
     # The emulator answers segment 1's page as it is when asked, then waits: the page still has p0 in VIP.
     cio_emulator.set_faults(latency_ms=1500, path_prefix="/v1/segments/1/membership")
-    worker = threading.Thread(target=queue.process, args=(first[0],))
+    worker = threading.Thread(target=drain.process, args=(first[0],))
     worker.start()
     try:
         wait_for(lambda: cio_emulator.requests("/v1/segments/1/membership"), 30, "the scan")

@@ -7,13 +7,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
-from .deliveries import log_failure
-from .models import WebhookDelivery
-from .processing import failure
-from .queue import WorkerDied, enqueue, lease
+from ..deliveries import log_failure
+from ..models import WebhookDelivery
+from ..processing import failure
+from . import WorkerDied
+from .claiming import due
+from .enqueue import enqueue
+from .leases import lease_length
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +27,6 @@ Status = WebhookDelivery.Status
 def sweep() -> int:
     """Re-queue deliveries whose worker died (lease expired) and waiting deliveries without a live task. Returns
     how many were re-queued. Safe to run from every worker at once: a delivery is claimed by exactly one."""
-    from django_tasks_db.models import DBTaskResult
-
     now = timezone.now()
     requeued = 0
     for delivery in WebhookDelivery.objects.filter(status=Status.PROCESSING, lease_expires_at__lt=now):
@@ -45,14 +47,13 @@ def sweep() -> int:
                 _abandon_task(delivery.task_id)
                 enqueue(delivery)
                 requeued += 1
-    stale_start = now - lease()
-    waiting = WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    )
+    stale_start = now - lease_length()
+    waiting = WebhookDelivery.objects.filter(status__in=WebhookDelivery.WAITING).filter(due(now))
     for delivery in waiting.only("pk", "task_id", "updated_at").iterator():
         task = DBTaskResult.objects.filter(pk=delivery.task_id).first() if delivery.task_id else None
         alive = task is not None and (
-            task.status == "READY" or (task.status == "RUNNING" and task.started_at and task.started_at > stale_start)
+            task.status == TaskResultStatus.READY
+            or (task.status == TaskResultStatus.RUNNING and task.started_at and task.started_at > stale_start)
         )
         if alive or delivery.updated_at > now - timedelta(seconds=5):
             continue  # its task will come; (a delivery changed a moment ago may be mid-enqueue)
@@ -60,7 +61,7 @@ def sweep() -> int:
             if WebhookDelivery.objects.filter(
                 pk=delivery.pk, status__in=WebhookDelivery.WAITING, task_id=delivery.task_id
             ).update(updated_at=now):
-                if task is not None and task.status == "RUNNING":
+                if task is not None and task.status == TaskResultStatus.RUNNING:
                     _abandon_task(delivery.task_id)
                 enqueue(delivery)
                 requeued += 1
@@ -80,11 +81,9 @@ def _past_retrying(delivery: WebhookDelivery, now) -> bool:
 
 def _abandon_task(task_id: str) -> None:
     """Mark the task of a dead worker as failed, so it does not stay RUNNING forever."""
-    from django_tasks_db.models import DBTaskResult
-
     if task_id:
-        DBTaskResult.objects.filter(pk=task_id, status="RUNNING").update(
-            status="FAILED",
+        DBTaskResult.objects.filter(pk=task_id, status=TaskResultStatus.RUNNING).update(
+            status=TaskResultStatus.FAILED,
             finished_at=timezone.now(),
             exception_class_path=f"{WorkerDied.__module__}.{WorkerDied.__qualname__}",
             traceback="WorkerDied: the worker processing this task died (its lease ran out).",
