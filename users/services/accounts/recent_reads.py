@@ -1,6 +1,25 @@
 """Coalescing one contact's concurrent deliveries: a delivery that waited for the contact's lock behind another may
-answer with that one's result instead of reading Customer.io again — when that processing read Customer.io after
-this delivery was received (so it saw at least what this one would have) and its action did at least as much.
+answer with that one's result instead of reading Customer.io again.
+
+The rule. The last processing of the contact that read Customer.io answers a delivery when its action did at least
+as much (webhooks.actions strength) with the same role=, and it began reading after the delivery counts as received
+(counted_as_received):
+
+- A webhook is sent because something changed in Customer.io. A read that began after the delivery arrived saw that
+  change; one that began before may not have. So a delivery counts as received when it arrived,
+- except when it is a copy that arrived while another copy was still being answered. Copies are deliveries of the
+  same request for the same person (same action, query and body), each its own Customer.io delivery: several
+  journeys or steps firing on one change send them together. The site spreads their arrival out itself — busy
+  threads, the connection pool, SQLite's write lock — so the moment a copy got through says nothing about when it was
+  sent. Copies whose processings overlap (each arrived before an earlier one was answered) are one run, and every
+  copy of a run counts as received when its first one arrived: a read that began after that answers them all, the
+  ones that arrived while it was under way or while its result was still being handed out included.
+
+The cost, taken knowingly: a copy that was in fact sent because of a change made after the run's read began, and
+arrived while earlier copies were still being answered, gets that read's result — the answer it would have had
+arriving a moment earlier. A run reaches back at most WEBHOOK_SYNC_DEADLINE (the time one synchronous processing may
+take) from a delivery's arrival, so a stream of copies cannot live on one read. A delivery that is not a copy
+(another action, option or body) or that arrives once every copy before it has been answered reads for itself.
 
 What the last reading processing did lives on the contact's lock row (ContactLock), written in that processing's
 transaction: every process and host sees it as soon as the lock is released, and never a half-done processing's.
@@ -14,12 +33,48 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
+from django.conf import settings
 from django.utils import timezone
 
 from ...emails import normalize_email
 from ...models import ContactLock, User
+
+
+class Copy(NamedTuple):
+    """Another delivery of the same request for the same person, received before this one."""
+
+    received_at: datetime
+    answered_at: datetime | None  # None: still being processed
+
+
+def copies_since(received_at: datetime) -> datetime:
+    """How far back the copies of a delivery received at `received_at` can make it count as received."""
+    return received_at - timedelta(seconds=settings.WEBHOOK_SYNC_DEADLINE)
+
+
+def counted_as_received(request) -> datetime | None:
+    """When the delivery counts as received (see the rule above): the arrival of the first copy of its run, or its
+    own arrival."""
+    received_at = request.received_at
+    if received_at is None:
+        return None
+    earliest = copies_since(received_at)
+    run_start = run_end = None
+    for copy in sorted(request.copies, key=lambda copy: copy.received_at):
+        if not earliest <= copy.received_at <= received_at:
+            continue
+        # Still being processed now, so it was when this delivery arrived.
+        answered_at = received_at if copy.answered_at is None else copy.answered_at
+        if run_end is None or copy.received_at > run_end:
+            run_start, run_end = copy.received_at, answered_at
+        else:
+            run_end = max(run_end, answered_at)
+    if run_end is not None and run_end >= received_at:
+        return run_start
+    return received_at
 
 
 class Reads:
@@ -41,11 +96,12 @@ class Reads:
 
 def recent_result(request, action: str) -> tuple[dict, User | None] | None:
     """The answer of the contact's last processing, if this delivery may reuse it: (its result, its user)."""
-    if not request.may_reuse or request.received_at is None:
+    received_at = counted_as_received(request) if request.may_reuse else None
+    if received_at is None:
         return None
     row = (
         ContactLock.objects.filter(
-            key=request.contact.lock_key, read_at__gt=request.received_at, read_strength__gte=request.strength
+            key=request.contact.lock_key, read_at__gt=received_at, read_strength__gte=request.strength
         )
         .values("read_result", "read_user_id", "read_role")
         .first()
