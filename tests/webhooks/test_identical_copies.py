@@ -1,9 +1,10 @@
 """Identical synchronous webhooks for one person arriving together (issue 20): the same URL and body, each its own
-delivery, read the person from Customer.io once, on both databases.
+delivery, read the person from Customer.io once — on the development server and under gunicorn, on both databases.
 The rule (users.services.accounts.recent_reads): a copy that arrived while another copy was still being answered
 counts as received when the first copy of that run did; a read begun after that answers it."""
 
 import json
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,13 +12,14 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection
 from django.utils import timezone
 
 from settings_app import freshness
 from settings_app.models import WebhookSettings
-from users.models import User
+from users.models import ContactLock, User
 from users.services.accounts import ActionRequest, Copy, add
-from users.services.accounts.recent_reads import counted_as_received
+from users.services.accounts.recent_reads import counted_as_received, one_reader_at_a_time
 from users.services.contacts import Contact
 from webhooks.models import WebhookDelivery
 
@@ -148,6 +150,46 @@ def test_a_copy_that_arrived_once_the_others_were_answered_reads_again(cio_emula
     assert len(_app_api_reads(cio_emulator, "dan@example.com")) == 4
 
 
+@pytest.mark.concurrency
+def test_another_processes_claim_holds_a_synchronous_delivery_until_it_is_released():
+    """SQLite's turns across processes: a claim on the contact's lock row, as another process would hold it."""
+    key = Contact.email("dan@example.com").lock_key
+    ContactLock.objects.create(key=key, read_claimed_until=timezone.now() + timedelta(seconds=30))
+
+    def release_later():
+        time.sleep(0.3)
+        try:
+            ContactLock.objects.filter(key=key).update(read_claimed_until=None)
+        finally:
+            connection.close()  # this thread's own
+
+    releaser = threading.Thread(target=release_later)
+    started = time.monotonic()
+    releaser.start()
+    with one_reader_at_a_time(key, deadline=time.monotonic() + 10):
+        waited = time.monotonic() - started
+        claimed = ContactLock.objects.get(key=key).read_claimed_until
+    releaser.join()
+
+    assert waited >= 0.3
+    assert claimed is not None and claimed > timezone.now()  # its own claim, for other processes to wait on
+    assert ContactLock.objects.get(key=key).read_claimed_until is None  # released on the way out
+
+
+@pytest.mark.concurrency
+def test_past_its_deadline_a_delivery_goes_ahead_of_a_claim_that_is_never_released():
+    key = Contact.email("dan@example.com").lock_key
+    held_until = timezone.now() + timedelta(seconds=30)
+    ContactLock.objects.create(key=key, read_claimed_until=held_until)
+
+    started = time.monotonic()
+    with one_reader_at_a_time(key, deadline=time.monotonic() + 0.2):
+        waited = time.monotonic() - started
+
+    assert 0.2 <= waited < 5
+    assert ContactLock.objects.get(key=key).read_claimed_until == held_until  # not its to release
+
+
 # Over HTTP: the development server ----------------------------------------------------------------------------------
 
 
@@ -209,3 +251,55 @@ def test_twenty_identical_adds_read_the_person_once(live_server, cio_emulator, s
         answers = list(pool.map(send, range(BURST)))
 
     _assert_read_once(cio_emulator, "dan@example.com", answers)
+
+
+def _send_burst(url: str, email: str, style: str, headers: dict) -> list[tuple[int, dict]]:
+    """BURST identical adds on new connections, sent at once, as plain HTTP clients send them."""
+    start = threading.Barrier(BURST)
+
+    def send(n):
+        start.wait()
+        response = requests.post(url, json={"email": email}, headers={**headers, **_headers(style, n)}, timeout=60)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=BURST) as pool:
+        return list(pool.map(send, range(BURST)))
+
+
+# Over HTTP: gunicorn with the production settings -------------------------------------------------------------------
+
+
+@pytest.fixture
+def production_helpers(settings):
+    """scripts/production_site.py: gunicorn started as production runs it."""
+    sys.path.insert(0, str(settings.BASE_DIR / "scripts"))
+    try:
+        import production_site
+    finally:
+        sys.path.pop(0)
+    return production_site
+
+
+@pytest.mark.slow
+def test_twenty_identical_adds_read_the_person_once_under_gunicorn(
+    cio_emulator, subprocess_env, production_helpers, tmp_path
+):
+    """2 processes x 8 threads: 4 of the 20 wait in gunicorn until a thread is free, and arrive after the read."""
+    cio_emulator.reset({"segments": FIXTURE["segments"], "customers": NEW_PEOPLE})
+    _return_passwords()
+    env = production_helpers.production_env(tmp_path, subprocess_env["DATABASE_URL"], cio_emulator.url)
+    processes = production_helpers.Processes(tmp_path)
+    bursts = {}
+    try:
+        site = production_helpers.start_gunicorn(
+            processes, env, WEB_CONCURRENCY="2", GUNICORN_THREADS="8", GUNICORN_ACCESS_LOG=""
+        )
+        url = _url(site)
+        for style, email in ((NO_HEADERS, "dan@example.com"), (DELIVERY_IDS, "eve@example.com")):
+            bursts[email] = _send_burst(url, email, style, production_helpers.VIA_PROXY)
+    finally:
+        stopped = processes.stop_all()
+
+    assert stopped == {"gunicorn": 0}, processes.output("gunicorn")
+    for email, answers in bursts.items():
+        _assert_read_once(cio_emulator, email, answers)

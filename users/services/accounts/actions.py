@@ -42,8 +42,9 @@ from .usernames import save_new_user
 
 
 def _in_turn_on_sqlite(action):
-    """On SQLite, a synchronous delivery waits for this process's other processing of the same contact before it
-    reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does that for every process."""
+    """On SQLite, a synchronous delivery waits for the site's other synchronous processing of the same contact, in
+    every process, before it reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does
+    that."""
 
     @functools.wraps(action)
     def run(request: ActionRequest) -> ActionResult:

@@ -24,9 +24,9 @@ take) from a delivery's arrival, so a stream of copies cannot live on one read. 
 What the last reading processing did lives on the contact's lock row (ContactLock), written in that processing's
 transaction: every process and host sees it as soon as the lock is released, and never a half-done processing's.
 
-On SQLite the reads happen before the lock (see actions._read_before_writing), so the deliveries of one contact that
-a process serves at once take turns before reading instead (one_reader_at_a_time): the later ones then find the
-first one's result. Across processes they still read for themselves, as before.
+On SQLite the reads happen before the lock (see actions._read_before_writing), so the synchronous deliveries of one
+contact take turns before reading instead (one_reader_at_a_time): within a process on a lock, across processes on a
+claim written on the contact's lock row. The later ones then find the first one's result.
 """
 
 import threading
@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from ...emails import normalize_email
@@ -141,22 +142,59 @@ def remember(request, reads: Reads, result: dict, user: User | None) -> None:
 _turns: dict[str, list] = {}  # contact lock key -> [lock, holders and waiters]
 _turns_lock = threading.Lock()
 
+# How often a delivery waiting for another process's claim looks again. A look is one indexed SELECT, which SQLite
+# serves beside its writer.
+CLAIM_POLL_SECONDS = 0.02
+# A claim lasts until the claimer's deadline (its Customer.io calls end by then) plus the time to write what it read;
+# without a deadline, long enough for any processing. A claimer whose process died holds nobody up for longer.
+CLAIM_AFTER_DEADLINE = timedelta(seconds=2)
+UNBOUNDED_CLAIM = timedelta(seconds=30)
+
 
 @contextmanager
 def one_reader_at_a_time(key: str, deadline: float | None) -> Iterator[None]:
-    """This process's deliveries for one contact, one after another (SQLite). Past the deadline a delivery goes
-    ahead anyway: it then reads for itself, as it would without coalescing."""
+    """The site's synchronous deliveries for one contact, one after another (SQLite): this process's wait on a lock,
+    and the one whose turn it is waits for other processes' claims on the contact's lock row. Past the deadline a
+    delivery goes ahead anyway: it then reads for itself, as it would without coalescing."""
     with _turns_lock:
         turn = _turns.setdefault(key, [threading.Lock(), 0])
         turn[1] += 1
-    timeout = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-    acquired = turn[0].acquire(timeout=timeout)
+    acquired = turn[0].acquire(timeout=_seconds_left(deadline, default=-1))
+    claim = None
     try:
+        claim = _claim_across_processes(key, deadline)
         yield
     finally:
+        if claim is not None:
+            ContactLock.objects.filter(key=key, read_claimed_until=claim).update(read_claimed_until=None)
         if acquired:
             turn[0].release()
         with _turns_lock:
             turn[1] -= 1
             if turn[1] == 0:
                 _turns.pop(key, None)
+
+
+def _claim_across_processes(key: str, deadline: float | None) -> datetime | None:
+    """Claim the contact for this processing once no other process holds a claim (or theirs ran out); returns the
+    claim's end, which names it for its release. None past the deadline, unclaimed."""
+    while True:
+        now = timezone.now()
+        seconds = _seconds_left(deadline, default=None)
+        until = now + (UNBOUNDED_CLAIM if seconds is None else timedelta(seconds=seconds) + CLAIM_AFTER_DEADLINE)
+        # Looked at before written: a waiting delivery's UPDATE would queue for SQLite's one writer at every look.
+        held = list(ContactLock.objects.filter(key=key).values_list("read_claimed_until", flat=True)[:1])
+        if not held:
+            ContactLock.objects.bulk_create([ContactLock(key=key)], ignore_conflicts=True)
+            continue
+        if held[0] is None or held[0] <= now:
+            free = Q(read_claimed_until__isnull=True) | Q(read_claimed_until__lte=now)
+            if ContactLock.objects.filter(free, key=key).update(read_claimed_until=until):
+                return until
+        if seconds is not None and seconds <= 0:
+            return None
+        time.sleep(CLAIM_POLL_SECONDS if seconds is None else min(CLAIM_POLL_SECONDS, seconds))
+
+
+def _seconds_left(deadline: float | None, *, default):
+    return default if deadline is None else max(0.0, deadline - time.monotonic())
