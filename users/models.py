@@ -213,6 +213,9 @@ class ContactLock(models.Model):
     read_role = models.CharField(max_length=100, blank=True)
     read_result = models.JSONField(null=True, blank=True)
     read_user_id = models.IntegerField(null=True, blank=True)  # not a key: a deleted user just ends the reuse
+    # SQLite only: a synchronous processing of this contact is under way in some process until then (its reads happen
+    # before the database lock, so the lock cannot make the other processes' deliveries wait for its result).
+    read_claimed_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.key

@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -273,3 +273,34 @@ def log_failure(leading: WebhookDelivery, deliveries: list[WebhookDelivery], out
         },
         delivery_id=leading.pk,
     )
+
+
+# Copies of a delivery ------------------------------------------------------------------------------------------------
+
+# A person's deliveries received within a few seconds are a handful, or a burst of a few hundred at most: those past
+# this many are left out (the newest are kept).
+COPIES_LOOKED_AT = 500
+
+
+def copies_of(delivery: WebhookDelivery, since: datetime) -> list[tuple[datetime, datetime | None]]:
+    """The other deliveries of the same request for the same person — same action, query and body, each its own
+    Customer.io delivery (a retry is the same row) — received from `since` until `delivery`: (when each was
+    received, when it was answered or None while it is being processed). Queued ones are not copies of a
+    synchronous delivery: the queue coalesces them itself."""
+    rows = (
+        WebhookDelivery.objects.filter(
+            contact_key=delivery.contact_key,
+            action=delivery.action,
+            received_at__gte=since,
+            received_at__lte=delivery.received_at,
+            status__in=[Status.PROCESSING, *WebhookDelivery.FINISHED_OK, Status.FAILED],
+        )
+        .exclude(pk=delivery.pk)
+        .order_by("-received_at")
+        .values_list("received_at", "updated_at", "status", "query", "body")[:COPIES_LOOKED_AT]
+    )
+    return [
+        (received_at, None if status == Status.PROCESSING else updated_at)
+        for received_at, updated_at, status, query, body in rows
+        if query == delivery.query and body == delivery.body
+    ]

@@ -15,6 +15,7 @@ from users.services.accounts import ActionRequest, ResultStatus
 from users.services.activity import lines_for_delivery
 from users.services.contacts import Contact, IdentityConflict
 
+from . import deliveries
 from .actions import ACTIONS, WebhookAction
 from .models import WebhookDelivery
 from .payload import WebhookOptions
@@ -61,10 +62,15 @@ def action_request(
     body and query, and the person's attributes when the caller has them. `body`/`query`: the request's own, when
     the caller has them (the stored body has password fields masked); else the stored ones. `may_reuse`: the
     delivery may answer with the result of a processing of the same contact that read Customer.io after it was
-    received, for an action at least as strong (a synchronous webhook waiting behind another)."""
+    received, for an action at least as strong (a synchronous webhook waiting behind another); the copies of it
+    received shortly before tell when it counts as received (users.services.accounts.recent_reads)."""
     options = WebhookOptions.from_request(
         (delivery.body if body is None else body) or {}, (delivery.query if query is None else query) or {}
     )
+    copies = []
+    if may_reuse:
+        since = accounts.copies_since(delivery.received_at)
+        copies = [accounts.Copy(*copy) for copy in deliveries.copies_of(delivery, since)]
     return ActionRequest(
         contact=contact,
         role=options.role,
@@ -75,6 +81,7 @@ def action_request(
         received_at=delivery.received_at,
         strength=ACTIONS[delivery.action].strength if delivery.action in ACTIONS else 0,
         may_reuse=may_reuse,
+        copies=copies,
     )
 
 

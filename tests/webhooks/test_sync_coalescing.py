@@ -141,14 +141,16 @@ def test_a_weaker_earlier_read_is_not_reused_by_a_stronger_delivery(cio_emulator
 
 def test_a_delivery_sent_after_anothers_read_began_is_not_answered_with_its_result(live_server, cio_emulator):
     """B arrives while A is reading (on PostgreSQL it then waits for A's lock): A's data may predate B's, so B
-    reads Customer.io itself."""
+    reads Customer.io itself — B is not a copy of A (another body). A copy would share A's read
+    (test_identical_copies)."""
     cio_emulator.reset(FIXTURE)
     cio_emulator.set_faults(latency_ms=APP_API_LATENCY_MS, path_prefix="/v1/")
     url = _url(live_server, "add")
+    bodies = {"a": {"email": "bob@example.com"}, "b": {"email": "bob@example.com", "journey": "second"}}
     answers = {}
 
     def send(name):
-        answers[name] = requests.post(url, json={"email": "bob@example.com"}, timeout=30)
+        answers[name] = requests.post(url, json=bodies[name], timeout=30)
 
     first = threading.Thread(target=send, args=("a",))
     first.start()

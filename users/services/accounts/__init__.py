@@ -30,6 +30,7 @@ from .people import (
     person_email,
     plan_new_account,
 )
+from .recent_reads import Copy, copies_since
 from .requests import ActionRequest, ActionResult, ResultStatus
 from .rules import AccountRules, secret_attribute_names
 from .usernames import new_username_base, pick_usernames
@@ -42,6 +43,7 @@ __all__ = [
     "ActionResult",
     "BatchPasswordReturns",
     "ContactHasNoEmail",
+    "Copy",
     "NewAccount",
     "NoPasswordSummary",
     "PasswordReturnFailed",
@@ -51,6 +53,7 @@ __all__ = [
     "adopt_cio_id",
     "apply_person",
     "claim_owed_password_return",
+    "copies_since",
     "generate_password",
     "meta_log_context",
     "meta_log_message",

@@ -33,7 +33,7 @@ from .passwords import (
     return_password,
 )
 from .people import apply_person, meta_log_context, meta_log_message, person_email, plan_new_account
-from .recent_reads import Reads, one_reader_at_a_time, recent_result, remember
+from .recent_reads import Reads, counted_as_received, one_reader_at_a_time, recent_result, remember
 from .requests import ActionRequest, ActionResult, ResultStatus
 from .rules import AccountRules
 from .usernames import save_new_user
@@ -42,8 +42,9 @@ from .usernames import save_new_user
 
 
 def _in_turn_on_sqlite(action):
-    """On SQLite, a synchronous delivery waits for this process's other processing of the same contact before it
-    reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does that for every process."""
+    """On SQLite, a synchronous delivery waits for the site's other synchronous processing of the same contact, in
+    every process, before it reads (see recent_reads); on PostgreSQL the contact's lock, taken before the reads, does
+    that."""
 
     @functools.wraps(action)
     def run(request: ActionRequest) -> ActionResult:
@@ -252,16 +253,19 @@ def _reuse_before_reading(action: str, request: ActionRequest) -> ActionResult |
 
 
 def _reuse(action: str, request: ActionRequest) -> ActionResult | None:
-    """The answer of a processing of this contact that read Customer.io after this delivery was received, for at
-    least as much (see recent_reads)."""
+    """The answer of a processing of this contact that read Customer.io after this delivery (or the first copy of
+    it that was still being answered when it arrived) was received, for at least as much (see recent_reads)."""
     found = recent_result(request, action)
     if found is None:
         return None
     answer, user = found
+    received = (
+        "this delivery" if counted_as_received(request) == request.received_at else "the first copy of this delivery"
+    )
     log_activity(
         request.source,
-        f"Answered {action} for {request.contact} with the result of a processing that read Customer.io after this "
-        "delivery was received",
+        f"Answered {action} for {request.contact} with the result of a processing that read Customer.io after "
+        f"{received} was received",
         user=user,
         context={"action": action, "reused": True},
     )

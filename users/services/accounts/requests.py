@@ -26,10 +26,12 @@ class ActionRequest:
     # The person's segments when already read (see _read_before_writing).
     segments: list[dict] | None = None
     # Coalescing (see recent_reads): when the delivery was received, how much its action does (webhooks.actions
-    # strength), and whether it may answer with the result of a processing that read Customer.io after that.
+    # strength), whether it may answer with the result of a processing that read Customer.io after that, and the
+    # copies of it (recent_reads.Copy) received shortly before it.
     received_at: datetime | None = None
     strength: int = 0
     may_reuse: bool = False
+    copies: list = field(default_factory=list)
     # Passwords already being hashed (a generated one when a new user is likely, a mapped one read early): used
     # when the new account gets that password, dropped otherwise. The caller may hash ahead (the queue, on its
     # process pool); else `add` does, on a thread.
