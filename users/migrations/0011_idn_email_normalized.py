@@ -22,6 +22,6 @@ def rewrite(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("users", "0009_contact_lock_last_read")]
+    dependencies = [("users", "0010_contact_lock_read_claim")]
 
     operations = [migrations.RunPython(rewrite, migrations.RunPython.noop)]
