@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "webhooks"
+
+    def ready(self):
+        from django.core.servers.basehttp import WSGIServer
+
+        # Django's development server (runserver, the tests' live server) listens with a backlog of 10: a journey's
+        # burst of 20 webhooks on new connections overflows it, the kernel holds the rest back for its one-second
+        # SYN retry, and they arrive after the others were answered — the site then reads Customer.io for them
+        # again. gunicorn listens with 2048; 128 makes the development server behave as production does.
+        WSGIServer.request_queue_size = max(WSGIServer.request_queue_size, 128)
