@@ -48,7 +48,7 @@ def failure(http_status: int, code: str, detail: str, *, retryable=False, with_t
     )
 
 
-def action_request(
+def request_for_delivery(
     delivery: WebhookDelivery,
     contact: Contact,
     *,

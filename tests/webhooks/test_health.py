@@ -11,7 +11,7 @@ from django.utils import timezone
 from webhooks.models import WebhookDelivery, WorkerHeartbeat
 
 
-def test_healthz_reports_the_database_the_queue_and_the_workers(client, emulator):
+def test_healthz_reports_the_database_the_queue_and_the_workers(client, db, emulator):
     answer = client.get("/healthz")
     assert answer.status_code == 200
     assert answer.json() == {
@@ -39,13 +39,13 @@ def test_healthz_reports_the_database_the_queue_and_the_workers(client, emulator
     assert emulator.requests() == []  # never Customer.io
 
 
-def test_a_long_queue_does_not_fail_the_health_check(client):
+def test_a_long_queue_does_not_fail_the_health_check(client, db):
     delivery = WebhookDelivery.objects.create(action="update", status="queued")
     WebhookDelivery.objects.filter(pk=delivery.pk).update(received_at=timezone.now() - timedelta(days=1))
     assert client.get("/healthz").status_code == 200
 
 
-def test_healthz_is_exempt_from_the_https_redirect(client, settings):
+def test_healthz_is_exempt_from_the_https_redirect(client, db, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/admin/login/").status_code == 301
     assert client.get("/healthz").status_code == 200

@@ -30,7 +30,7 @@ from users.text import clean_text
 
 from .. import deliveries
 from ..payload import person_from_body
-from ..processing import action_request, run_action
+from ..processing import request_for_delivery, run_action
 from ..queue.enqueue import open_queued
 from . import answers
 from .authentication import AccessKeyAuthentication, HasAccessKey
@@ -162,7 +162,7 @@ class CustomerIOWebhookView(APIView):
     @sensitive_variables()
     def _process(self, delivery, intake: WebhookInput, started: float) -> Response:
         # The request's own body and query (the stored copies have password fields masked).
-        action_request_ = action_request(
+        action_request = request_for_delivery(
             delivery,
             intake.contact,
             person=person_from_body(intake.body, intake.contact),
@@ -171,7 +171,7 @@ class CustomerIOWebhookView(APIView):
             query=intake.query,
             may_reuse=True,
         )
-        outcome = run_action(intake.action, action_request_)
+        outcome = run_action(intake.action, action_request)
         deliveries.record_outcome([delivery], outcome, duration_ms=_elapsed_ms(started))
         return answers.outcome_answer(outcome)
 

@@ -10,7 +10,7 @@ from cio.errors import CustomerIOError
 from users.services.password_hashing import HashedAhead
 
 from ..actions import ACTIONS
-from ..processing import action_request, failure, run_action
+from ..processing import failure, request_for_delivery, run_action
 from . import bulk_adds, bulk_tags, bulk_updates, planning
 from .claiming import ContactWork, claim_work
 from .holding import processed_since
@@ -74,11 +74,11 @@ def _process_contact(
     if person is None and people.unknown_to_customerio(work.contact):
         outcome = failure(422, "contact_not_found", f"Customer.io has no contact {work.contact}.")
     else:
-        request = action_request(
+        action_request = request_for_delivery(
             work.leading, work.contact, person=person, deadline_seconds=settings.WEBHOOK_TASK_DEADLINE
         )
-        request.segments = segments
+        action_request.segments = segments
         if hashed_ahead is not None:
-            request.hashed_ahead.append(hashed_ahead)
-        outcome = run_action(ACTIONS[work.action], request)
+            action_request.hashed_ahead.append(hashed_ahead)
+        outcome = run_action(ACTIONS[work.action], action_request)
     record_or_retry(work, outcome, started)
