@@ -20,7 +20,6 @@ one the Tasks API writes for the same call.
 import uuid
 from typing import NamedTuple
 
-import psycopg
 from django.db import connections, router, transaction
 from django.db.models.expressions import RawSQL
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
@@ -28,7 +27,7 @@ from django_tasks.base import DEFAULT_TASK_PRIORITY
 from django_tasks_db.models import DBTaskResult, get_date_max
 
 from ..models import WebhookDelivery
-from ..row_inserts import PreparedInsert
+from ..row_inserts import PreparedInsert, server_bound_cursor
 
 # The model fields written here; the others take their model defaults (the test compares both with the model).
 WRITTEN_FIELDS = ("id", "args_kwargs", "priority", "task_path", "queue_name", "backend_name", "run_after")
@@ -123,7 +122,7 @@ def insert_delivery_with_task(values: dict) -> QueuedRow:
     if postgresql:
         # One statement, atomic on its own. Both parts are the ORM's own INSERTs, every value a parameter.
         statement = f"WITH new_delivery AS ({delivery_sql}) {task_sql} RETURNING (SELECT id FROM new_delivery)"  # noqa: S608
-        with _server_bound_cursor(connection) as cursor:
+        with server_bound_cursor(connection) as cursor:
             cursor.execute(statement, (*delivery_params, *task_params))
             (pk,) = cursor.fetchone()
     else:
@@ -133,16 +132,3 @@ def insert_delivery_with_task(values: dict) -> QueuedRow:
             pk = cursor.lastrowid
             cursor.execute(task_sql, task_params)
     return QueuedRow(pk, values["task_id"])
-
-
-def _server_bound_cursor(connection):
-    """A cursor of Django's (its error translation, query logging, thread check) over a psycopg cursor that sends
-    the values apart from the statement. Django's own cursors bind on the client: psycopg then quotes each of the
-    ~40 values into the text in Python, which cost more than anything else the accept does in Python. Nothing is
-    prepared on the server (Django leaves that off so that transaction-pooling proxies keep working)."""
-    # As Django's own cursor(): a kept connection the database closed (a restart) is replaced, not used and failed.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = psycopg.Cursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
