@@ -2,6 +2,7 @@
 
 import unicodedata
 
+import idna
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -18,15 +19,23 @@ def normalize_email(email: str) -> str:
     """
     normalized = unicodedata.normalize("NFC", (email or "").strip()).lower()
     local, at, domain = normalized.rpartition("@")
-    if at and not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:  # not a valid domain name: compared as typed, like any other text
-            return normalized
-        # The column holds 254 characters; an ASCII form longer than that keeps the address as typed.
-        if len(local) + 1 + len(domain) <= 254:
-            normalized = f"{local}@{domain}"
-    return normalized
+    if not at or domain.isascii():
+        return normalized
+    ascii_domain = ascii_domain_name(domain)
+    # The column holds 254 characters; an ASCII form longer than that keeps the address as typed.
+    if ascii_domain is None or len(local) + 1 + len(ascii_domain) > 254:
+        return normalized
+    return f"{local}@{ascii_domain}"
+
+
+def ascii_domain_name(domain: str) -> str | None:
+    """The ASCII form of a domain under IDNA 2008 with UTS #46 mapping, as browsers and mail servers use it: not
+    Python's IDNA 2003 codec, which turns `straße.de` into `strasse.de` — another domain, perhaps another person.
+    None when the domain is not a valid name."""
+    try:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 # Unicode categories never allowed in an address: separators (spaces) and "other" (controls, invisible formatting such
