@@ -254,8 +254,6 @@ CUSTOMERIO_RETRY_BACKOFF = env.float("CUSTOMERIO_RETRY_BACKOFF", default=0.5)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
-    # Every error in the project's JSON shape, {"error": code, "detail": text}: never DRF's {"detail": ...} alone.
-    "EXCEPTION_HANDLER": "webhooks.intake.exceptions.handle_exception",
 }
 
 # The webhook.

@@ -3,7 +3,7 @@ TokenAuthentication: `authenticate()` returns None when no valid key came (the p
 refused-request throttle has counted it), and the comparison itself lives in settings_app.access_keys (constant
 time, every valid key compared).
 
-Where the key may travel, in the order looked at:
+Where the key may travel (a request may carry it in more than one: any valid one is enough):
 - `Authorization: Bearer KEY` or `X-Access-Key: KEY` (recommended: the key stays out of URLs and access logs);
 - the password of HTTP Basic auth: Customer.io lets a webhook URL carry `https://user:KEY@host/…` and sends it as
   `Authorization: Basic …` (the user name is ignored);
@@ -24,37 +24,37 @@ from settings_app.models import WebhookSettings
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
-from .exceptions import DuplicateParameter, InvalidAccessKey
+from .exceptions import InvalidAccessKey
 
 logger = logging.getLogger(__name__)
 
 PREVIOUS_KEY_NOTICE_SECONDS = 3600
 
 
-@sensitive_variables()  # the key in its locals must never reach an error report
-def presented_key(django_request) -> str:
-    """The access key the caller sent, wherever it put it; "" when none."""
+@sensitive_variables()  # the keys in its locals must never reach an error report
+def presented_keys(django_request) -> list[str]:
+    """Every access key the caller sent, wherever it put it (several places at once is allowed: a URL with
+    `user:password@` for a proxy's Basic auth may carry `access_key=` too); [] when none."""
+    keys = []
     authorization = (django_request.META.get("HTTP_AUTHORIZATION") or "").strip()
     scheme, _, credentials = authorization.partition(" ")
     scheme, credentials = scheme.lower(), credentials.strip()
     if scheme == "bearer" and credentials:
-        return credentials
-    if scheme == "basic" and credentials:
+        keys.append(credentials)
+    elif scheme == "basic" and credentials:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
-        password = decoded.partition(":")[2]
-        if password:
-            return password
+        if decoded.partition(":")[2]:
+            keys.append(decoded.partition(":")[2])
     header_key = (django_request.META.get("HTTP_X_ACCESS_KEY") or "").strip()
     if header_key:
-        return header_key
-    keys = django_request.GET.getlist("access_key")
-    if len(keys) > 1:
-        # Which one was meant is anybody's guess; the last one winning would hide a pasted URL's mistake.
-        raise DuplicateParameter("access_key")
-    return keys[0] if keys else ""
+        keys.append(header_key)
+    # Each value of a repeated access_key: one valid among them authenticates (the serializer then refuses the
+    # repetition with a 400 the site admin sees); none valid is an ordinary refusal, counted and throttled.
+    keys.extend(key for key in django_request.GET.getlist("access_key") if key)
+    return keys
 
 
 class AccessKeyAuthentication(BaseAuthentication):
@@ -63,7 +63,12 @@ class AccessKeyAuthentication(BaseAuthentication):
 
     @sensitive_variables()
     def authenticate(self, request):
-        matched = match_access_key(presented_key(request._request), WebhookSettings.cached())
+        site_settings = WebhookSettings.cached()
+        matched = None
+        # Every presented key is compared (each in constant time against every valid key), whichever matched.
+        for key in presented_keys(request._request):
+            found = match_access_key(key, site_settings)
+            matched = matched or found
         if matched is None:
             return None
         if not matched.is_current:

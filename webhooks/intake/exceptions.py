@@ -1,6 +1,5 @@
-"""Every answer the webhook gives for a request it does not process, and the one DRF exception handler (the
-project's, REST_FRAMEWORK["EXCEPTION_HANDLER"]) that turns any exception raised while serving a DRF view into the
-project's JSON shape, `{"error": code, "detail": text}`.
+"""Every answer the webhook gives for a request it does not process, and the one DRF exception handler that turns
+any exception raised while serving it into the project's JSON shape, `{"error": code, "detail": text}`.
 
 One class per error code, with its HTTP status and code on the class (as DRF's own APIException subclasses), so
 the code that refuses a request says what is wrong and nothing else. DRF's own exceptions (a parse error, a method
@@ -13,11 +12,15 @@ import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
+from django.core.signals import got_request_exception
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
+from rest_framework.views import set_rollback
 
-logger = logging.getLogger(__name__)
+# Where Django itself reports a request's unhandled exception (and what its AdminEmailHandler listens to).
+request_logger = logging.getLogger("django.request")
 
 
 class WebhookError(drf.APIException):
@@ -128,9 +131,14 @@ class InternalError(WebhookError):
     default_detail = "The site failed to process this webhook."
 
 
+class BadRequest(WebhookError):
+    default_code = "bad_request"
+    default_detail = "The request could not be read (too many query parameters or form fields)."
+
+
 class ApiError(WebhookError):
-    """Any other DRF exception (raised by the site's other DRF views, e.g. users.access.HasTags), in the project's
-    shape with its own status, code and headers."""
+    """Another DRF exception reaching the webhook's handler, in the project's shape with its own status, code and
+    headers."""
 
     def __init__(self, exc: drf.APIException):
         self.status_code = exc.status_code
@@ -153,28 +161,43 @@ def _first(detail):
     return detail
 
 
-# Anything that is not an APIException, raised while serving a DRF view, is a defect: logged with its traceback
-# and answered 500 in JSON.
-def _translated(exc: Exception) -> WebhookError:
+def _translated(exc: Exception, django_request) -> WebhookError:
     if isinstance(exc, WebhookError):
         return exc
+    if isinstance(exc, SuspiciousOperation):  # Django's refusal of a malformed request: the caller's to fix
+        return BadRequest()
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
     if isinstance(exc, drf.APIException):
         return ApiError(exc)
-    logger.error("A DRF view failed", exc_info=exc)
+    # A defect: reported as Django reports an unhandled exception (the django.request ERROR line with its
+    # traceback, which AdminEmailHandler mails; got_request_exception, which error trackers hook), then answered
+    # 500 in JSON rather than with an HTML page.
+    if django_request is not None:
+        got_request_exception.send(sender=None, request=django_request)
+    request_logger.error(
+        "Internal Server Error: %s",
+        getattr(django_request, "path", "?"),
+        exc_info=exc,
+        extra={"status_code": 500, "request": django_request},
+    )
     return InternalError()
 
 
 def handle_exception(exc: Exception, context: dict) -> Response:
-    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every exception as the project's JSON answer. A client error on a
-    request that had the right key is also stored and logged, for the site admin to see (the view's
-    `record_refusal`); one without the key is only counted (webhooks.intake.refusals)."""
+    """The webhook view's exception handler (CustomerIOWebhookView.get_exception_handler; the site's other DRF
+    views keep DRF's own): every exception as the project's JSON answer. A client error on a request that had the
+    right key is also stored and logged, for the site admin to see (the view's `record_invalid_request`); one
+    without the key is only counted (webhooks.intake.refusals)."""
     view = context.get("view")
     request = context.get("request")
-    error = _translated(exc)
-    if view is not None and hasattr(view, "record_refusal"):
-        view.record_refusal(request, error)
-    return Response(error.answer(), status=error.status_code, headers=error.headers())
+    error = _translated(exc, getattr(request, "_request", None))
+    if view is not None and hasattr(view, "record_invalid_request"):
+        view.record_invalid_request(request, error)
+    set_rollback()  # as DRF's own handler: an ATOMIC_REQUESTS transaction is not committed half done
+    response = Response(error.answer(), status=error.status_code, headers=error.headers())
+    if isinstance(error, InternalError):
+        response._has_been_logged = True  # reported above, with its traceback
+    return response

@@ -9,7 +9,9 @@ from settings_app.access_keys import KeyMatch
 from settings_app.services import site_base_url
 
 
-class ConnectedPageRenderer(BaseRenderer):
+class BrowserPageRenderer(BaseRenderer):
+    """ "Connected" for a request the site accepted; "Not connected" with the reason for one it refused."""
+
     media_type = "text/html"
     format = "html"
     charset = "utf-8"

@@ -20,6 +20,7 @@ from users.text import clean_text
 from ..actions import ACTIONS, WebhookAction
 from ..deliveries import dedup_key
 from ..payload import is_true
+from . import refusals
 from .exceptions import DuplicateParameter, InvalidContact, NoAction, NoContact, UnknownAction
 
 # The query parameters the webhook reads: naming one twice is refused rather than letting the last one win.
@@ -28,7 +29,7 @@ CONTACT_KINDS = ("email", "cio_id", "id")
 # The User columns' lengths: the lock key and the delivery's contact_key must hold the value too.
 CONTACT_LIMITS = {"email": 254, "cio_id": 64, "id": 64}
 HEADER_LIMIT = 200
-ACTION_LENGTH = 32
+ACTION_LENGTH = refusals.ACTION_LENGTH
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ def clean_query(query_dict) -> dict:
     return {clean_text(key): clean_text(query_dict.get(key)) for key in query_dict}
 
 
+def delivery_header(django_request, name: str) -> str:
+    """A header Customer.io repeats on every retry of one delivery (x-cio-delivery-id, x-cio-idempotency-key),
+    cleaned and cut to what the delivery's column holds."""
+    return clean_text(django_request.headers.get(name) or "")[:HEADER_LIMIT]
+
+
 def requested_action(query: dict) -> WebhookAction:
     name = str(query.get("wpf_action") or "")[:ACTION_LENGTH]
     if not name:
@@ -67,21 +74,21 @@ def requested_action(query: dict) -> WebhookAction:
 
 class WebhookRequestSerializer(serializers.Serializer):
     """`data`: the parsed body. `context`: `action` (requested_action's: checked before the body is read),
-    `query` (clean_query's) and `headers` (the request's).
+    `query` (clean_query's) and `request` (Django's).
 
     Validation is written out in `to_internal_value` rather than as declared fields: the contact comes from three
     places in a fixed order, and DRF's per-request copy of declared fields would cost more than the checks."""
 
     def to_internal_value(self, body):
-        action, query, headers = self.context["action"], self.context["query"], self.context["headers"]
+        action, query = self.context["action"], self.context["query"]
         return WebhookInput(
             action=action,
             body=body,
             query=query,
             contact=find_contact(body, query) if action.touches_user else None,
             in_background=is_true(query.get("async")),
-            cio_delivery_id=clean_text(headers.get("x-cio-delivery-id") or "")[:HEADER_LIMIT],
-            idempotency_key=clean_text(headers.get("x-cio-idempotency-key") or "")[:HEADER_LIMIT],
+            cio_delivery_id=delivery_header(self.context["request"], "x-cio-delivery-id"),
+            idempotency_key=delivery_header(self.context["request"], "x-cio-idempotency-key"),
         )
 
     def to_representation(self, instance):

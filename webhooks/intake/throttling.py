@@ -10,26 +10,28 @@ from rest_framework.throttling import BaseThrottle
 from settings_app.access_keys import KeyMatch
 
 from . import refusals
-from .authentication import presented_key
+from .authentication import presented_keys
 from .client_address import client_ip
+
+# Set on Django's request once its refusal is counted, so the view's other refusals (a 405, a malformed query)
+# count the requests the throttle never saw, and none twice.
+REFUSAL_COUNTED = "_webhook_refusal_counted"
 
 
 class RefusedRequestThrottle(BaseThrottle):
     def __init__(self):
         self.refusal: refusals.Refusal | None = None
 
-    def get_ident(self, request) -> str:
-        # The project's one rule for the client's address (TRUSTED_PROXIES), not DRF's NUM_PROXIES.
-        return refusals.address_bucket(client_ip(request._request))
-
     def allow_request(self, request, view) -> bool:
         if isinstance(request.auth, KeyMatch):
             return True
         django_request = request._request
+        setattr(django_request, REFUSAL_COUNTED, True)
+        # The project's one rule for the client's address (TRUSTED_PROXIES), not DRF's NUM_PROXIES.
         self.refusal = refusals.refuse(
             client_ip(django_request),
             django_request.GET.get("wpf_action"),
-            key_sent=bool(presented_key(django_request)),
+            key_sent=bool(presented_keys(django_request)),
         )
         return not self.refusal.throttled
 

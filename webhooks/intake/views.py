@@ -11,10 +11,14 @@ metadata, no versioning), and webhook requests skip the site middleware they do 
 the figures.
 """
 
+import functools
+import logging
 import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.renderers import JSONRenderer
@@ -32,11 +36,11 @@ from .. import deliveries
 from ..payload import person_from_body
 from ..processing import request_for_delivery, run_action
 from ..queue.enqueue import open_queued
-from . import answers
+from . import answers, refusals
 from .authentication import AccessKeyAuthentication, HasAccessKey
 from .client_address import client_ip
 from .exceptions import (
-    InvalidAccessKey,
+    InvalidPayload,
     LengthRequired,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -46,19 +50,22 @@ from .exceptions import (
 )
 from .middleware import skips_site_middleware
 from .negotiation import WebhookNegotiation
-from .pages import ConnectedPageRenderer
+from .pages import BrowserPageRenderer
 from .parsers import JsonOrFormParser, LimitedMultiPartParser
-from .serializers import ACTION_LENGTH, WebhookInput, WebhookRequestSerializer, clean_query, requested_action
-from .throttling import RefusedRequestThrottle
+from .serializers import (
+    ACTION_LENGTH,
+    WebhookInput,
+    WebhookRequestSerializer,
+    clean_query,
+    delivery_header,
+    requested_action,
+)
+from .throttling import REFUSAL_COUNTED, RefusedRequestThrottle
+
+logger = logging.getLogger(__name__)
 
 # How long a synchronous processing holds its delivery before a retry may take it over (it must have died).
 SYNC_LEASE = timedelta(seconds=60)
-
-# Stateless: one instance each per process instead of one per request (DRF builds them per request by default).
-_PARSERS = [JsonOrFormParser(), LimitedMultiPartParser()]
-_AUTHENTICATORS = [AccessKeyAuthentication()]
-_PERMISSIONS = [HasAccessKey()]
-_NEGOTIATOR = WebhookNegotiation()
 
 
 class CustomerIOWebhookView(APIView):
@@ -66,7 +73,7 @@ class CustomerIOWebhookView(APIView):
     permission_classes = [HasAccessKey]
     throttle_classes = [RefusedRequestThrottle]
     parser_classes = [JsonOrFormParser, LimitedMultiPartParser]
-    renderer_classes = [JSONRenderer, ConnectedPageRenderer]
+    renderer_classes = [JSONRenderer, BrowserPageRenderer]
     content_negotiation_class = WebhookNegotiation
     metadata_class = None
     format_kwarg = None  # no format suffixes: the answer is JSON (or the browser page), whatever the URL
@@ -74,17 +81,26 @@ class CustomerIOWebhookView(APIView):
     # OPTIONS for monitors and browsers. Anything else gets the JSON 405.
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
+    # The parsers, authentication, permission and negotiation classes are stateless: one instance of each per
+    # process, built from the declarations above, instead of DRF's new ones per request. (The throttle keeps its
+    # refusal on the instance: DRF's get_throttles() builds it per request.)
+    @classmethod
+    @functools.cache
+    def _shared(cls, attribute: str):
+        declared = getattr(cls, attribute)
+        return declared() if isinstance(declared, type) else [kind() for kind in declared]
+
     def get_parsers(self):
-        return _PARSERS
+        return self._shared("parser_classes")
 
     def get_authenticators(self):
-        return _AUTHENTICATORS
+        return self._shared("authentication_classes")
 
     def get_permissions(self):
-        return _PERMISSIONS
+        return self._shared("permission_classes")
 
     def get_content_negotiator(self):
-        return _NEGOTIATOR
+        return self._shared("content_negotiation_class")
 
     def get_exception_handler(self):
         return handle_exception
@@ -93,7 +109,10 @@ class CustomerIOWebhookView(APIView):
     def default_response_headers(self):
         # Not DRF's Allow on every answer: a stranger learns the methods from OPTIONS or a 405, nothing more.
         # X-Frame-Options as XFrameOptionsMiddleware (skipped for the webhook) sets it on every other page.
-        return {"Vary": "Accept", "X-Frame-Options": "DENY"}
+        headers = {"X-Frame-Options": settings.X_FRAME_OPTIONS}
+        if self.request.method in ("GET", "HEAD"):
+            headers["Vary"] = "Accept"  # a browser may get the page where other clients get JSON
+        return headers
 
     def initial(self, request, *args, **kwargs):
         # DRF's order is authentication, permissions, throttles: a wrong key would be refused (403) before the
@@ -126,11 +145,14 @@ class CustomerIOWebhookView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        if response.status_code in (InvalidAccessKey.status_code, TooManyRefusedRequests.status_code):
-            # Refusals are counted and logged per address per minute (webhooks.intake.refusals); Django's own
-            # "Forbidden: /" line per request would let a flood fill the disk through the log.
+        if response.get("Content-Type", "").startswith("text/html"):
+            response["Cache-Control"] = "no-store"  # the page's URL may hold the key
+        if 400 <= response.status_code < 500 and not isinstance(_checked_key(request), KeyMatch):
+            _count_as_refused(request._request)
+            # Counted and logged per address per minute (webhooks.intake.refusals): Django's "Forbidden: /" line
+            # and gunicorn's access line per request would let a flood fill the disk through the logs.
             response._has_been_logged = True
-            request._request.META["wpfusion.refused"] = True  # gunicorn's access log skips it (gunicorn.conf.py)
+            request._request.META["wpfusion.refused"] = True  # gunicorn.conf.py's access log skips it
         return response
 
     # The webhook -------------------------------------------------------------------------------------------------
@@ -144,7 +166,7 @@ class CustomerIOWebhookView(APIView):
         # The action before the body: "No Action Specified" whatever the body holds, as WP Fusion answers.
         action = requested_action(query)
         serializer = WebhookRequestSerializer(
-            data=request.data, context={"action": action, "query": query, "headers": django_request.headers}
+            data=request.data, context={"action": action, "query": query, "request": django_request}
         )
         serializer.is_valid(raise_exception=True)
         intake: WebhookInput = serializer.validated_data
@@ -183,26 +205,47 @@ class CustomerIOWebhookView(APIView):
 
     # Refusals of requests that had the key ----------------------------------------------------------------------
 
-    def record_refusal(self, request, error: WebhookError) -> None:
+    def record_invalid_request(self, request, error: WebhookError) -> None:
         """Called by the exception handler for every error. A client error on a request with a valid key is stored
         and logged (a journey sending a bad request is the admin's to fix); a request without one is only counted
-        (the throttle did), since anyone can send it."""
-        if request is None or not isinstance(request.auth, KeyMatch):
+        (finalize_response), since anyone can send it."""
+        key = _checked_key(request)
+        if not isinstance(key, KeyMatch):
             return
-        if isinstance(error, InvalidAccessKey | TooManyRefusedRequests | MethodNotAllowed) or error.status_code >= 500:
+        if isinstance(error, MethodNotAllowed) or error.status_code >= 500:
             return
         django_request = request._request
-        query = {clean_text(key): clean_text(value) for key, value in django_request.GET.items()}
+        query = {clean_text(name): clean_text(value) for name, value in django_request.GET.items()}
         fields = {
             "query": without_secrets(query),
             "remote_ip": client_ip(django_request),
-            "cio_delivery_id": clean_text(django_request.headers.get("x-cio-delivery-id") or "")[:200],
-            "idempotency_key": clean_text(django_request.headers.get("x-cio-idempotency-key") or "")[:200],
+            "cio_delivery_id": delivery_header(django_request, "x-cio-delivery-id"),
+            "idempotency_key": delivery_header(django_request, "x-cio-idempotency-key"),
             "action": str(query.get("wpf_action") or "")[:ACTION_LENGTH],
-            "access_key_fingerprint": request.auth.fingerprint,
+            "access_key_fingerprint": key.fingerprint,
             "body": _stored_body(_body_if_readable(request, error), WebhookSettings.cached()),
         }
-        deliveries.record_invalid(fields, error.status_code, error.code, str(error.detail), log=True)
+        try:
+            deliveries.record_invalid(fields, error.status_code, error.code, str(error.detail), log=True)
+        except DatabaseError as failure:  # the answer still goes out; the refusal is in the log at least
+            logger.warning("Could not record a refused webhook (%s %s): %s", error.status_code, error.code, failure)
+
+
+def _checked_key(request) -> KeyMatch | None:
+    """The key authentication matched, without authenticating now: an error raised before authentication (a
+    405, a malformed query) must not run it from the exception handler."""
+    return getattr(request, "_auth", None) if request is not None else None
+
+
+def _count_as_refused(django_request) -> None:
+    if getattr(django_request, REFUSAL_COUNTED, False):
+        return  # the throttle counted it
+    setattr(django_request, REFUSAL_COUNTED, True)
+    try:
+        action, key_sent = django_request.GET.get("wpf_action"), bool(django_request.GET.get("access_key"))
+    except SuspiciousOperation:
+        action, key_sent = "", False
+    refusals.refuse(client_ip(django_request), action, key_sent=key_sent)
 
 
 def _refuse_declared_oversize(django_request) -> None:
@@ -219,8 +262,9 @@ def _refuse_declared_oversize(django_request) -> None:
 
 
 def _body_if_readable(request, error: WebhookError) -> dict | None:
-    """The parsed body for the record of a refused request, when it can be parsed (never an oversize one)."""
-    if isinstance(error, PayloadTooLarge):
+    """The parsed body for the record of a refused request, when it was or can be parsed: none for a refusal of
+    the body itself (after a parse error DRF leaves an empty QueryDict in its place)."""
+    if isinstance(error, InvalidPayload | PayloadTooLarge | LengthRequired):
         return None
     try:
         return request.data if isinstance(request.data, dict) else None
@@ -258,8 +302,13 @@ webhook_view = skips_site_middleware(never_locked(CustomerIOWebhookView.as_view(
 
 
 def is_webhook_at_root(request) -> bool:
-    """Whether a request for the site root is Customer.io's webhook (WP Fusion's URL format) rather than a visit."""
-    return "wpf_action" in request.GET or "access_key" in request.GET or request.method not in ("GET", "HEAD")
+    """Whether a request for the site root is Customer.io's webhook (WP Fusion's URL format) rather than a visit.
+    A query string Django refuses to read is answered by the webhook, in JSON."""
+    try:
+        query = request.GET
+    except SuspiciousOperation:
+        return True
+    return "wpf_action" in query or "access_key" in query or request.method not in ("GET", "HEAD")
 
 
 # Access rules never cover the webhook, even a rule on "/": Customer.io must always reach it.

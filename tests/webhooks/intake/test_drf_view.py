@@ -22,19 +22,21 @@ from settings_app.models import WebhookSettings
 from users.models import ActivityLog, User
 from webhooks.intake import refusals
 from webhooks.intake.views import CustomerIOWebhookView
-from webhooks.models import WebhookDelivery
+from webhooks.models import RefusedRequestWindow, WebhookDelivery
 
 
 def test_the_webhook_is_a_drf_view_with_each_concern_in_drf_s_slot(db):
     for path in ("/webhooks/customerio/", "/webhooks/customerio"):
         assert resolve(path).func.cls is CustomerIOWebhookView
-    view = CustomerIOWebhookView
-    assert issubclass(view, APIView)
-    assert all(issubclass(cls, BaseAuthentication) for cls in view.authentication_classes)
-    assert all(issubclass(cls, BasePermission) for cls in view.permission_classes)
-    assert all(issubclass(cls, BaseThrottle) for cls in view.throttle_classes)
-    assert all(issubclass(cls, BaseParser) for cls in view.parser_classes)
-    assert issubclass(view.content_negotiation_class, BaseContentNegotiation)
+    view = CustomerIOWebhookView()
+    assert isinstance(view, APIView)
+    # What DRF actually uses for a request (the view shares one instance of each stateless class).
+    assert all(isinstance(item, BaseAuthentication) for item in view.get_authenticators())
+    assert all(isinstance(item, BasePermission) for item in view.get_permissions())
+    assert all(isinstance(item, BaseThrottle) for item in view.get_throttles())
+    assert all(isinstance(item, BaseParser) for item in view.get_parsers())
+    assert isinstance(view.get_content_negotiator(), BaseContentNegotiation)
+    assert view.get_throttles()[0] is not view.get_throttles()[0]  # it holds a request's refusal: one per request
     from webhooks.intake.serializers import WebhookRequestSerializer
 
     assert issubclass(WebhookRequestSerializer, Serializer)
@@ -60,6 +62,17 @@ def test_the_key_as_the_password_of_basic_auth(client, access_key):
     garbage = client.post("/?wpf_action=test", "{}", content_type="application/json", HTTP_AUTHORIZATION="Basic %%%")
     assert garbage.status_code == 403
     assert "WWW-Authenticate" not in refused  # 403, never a browser's login prompt
+
+
+def test_basic_auth_for_a_proxy_beside_the_key_in_the_query(client, access_key):
+    """`https://user:password@host/?access_key=KEY`: Basic auth meant for a proxy in front, the key in the URL."""
+    response = client.post(
+        f"/?wpf_action=test&access_key={access_key}",
+        "{}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic("proxy-user", "proxy-password"),
+    )
+    assert response.status_code == 200
 
 
 def test_a_url_with_user_and_key_reaches_the_site_as_basic_auth(live_server, access_key):
@@ -152,6 +165,34 @@ def test_the_browser_page_names_a_previous_key_and_a_refusal(client, access_key)
     client.post(f"/?wpf_action=test&access_key={access_key}", "{}", content_type="application/json")
     notices = ActivityLog.objects.filter(message__contains="previous, valid until")
     assert notices.count() == 1 and access_key not in notices.get().message
+
+
+@pytest.mark.parametrize("path", ["/", "/webhooks/customerio/"])
+def test_malformed_requests_without_the_key_get_json_and_write_no_error_log(client, db, path, caplog):
+    """Raised before the key is checked — a method the endpoint does not take, a query string with more
+    parameters than Django reads — and never an HTML page, a traceback, or a log line per request."""
+    many = "&".join(f"p{number}=1" for number in range(1100))
+    answers = [
+        client.generic("TRACE", f"{path}?access_key=a&access_key=b"),
+        client.post(f"{path}?wpf_action=test&{many}", "{}", content_type="application/json"),
+        client.post(f"{path}?wpf_action=test&access_key=wrong", "{}", content_type="application/json"),
+    ]
+    assert [(a.status_code, a["Content-Type"], a.json()["error"]) for a in answers] == [
+        (405, "application/json", "method_not_allowed"),
+        (400, "application/json", "bad_request"),
+        (403, "application/json", "invalid_access_key"),
+    ]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("django")] == []
+    assert not any(r.exc_info for r in caplog.records)
+    refusals.flush()
+    assert sum(window.count for window in RefusedRequestWindow.objects.all()) == 3
+
+
+def test_headers_of_the_answers(client, access_key):
+    post = client.post(f"/?wpf_action=test&access_key={access_key}", "{}", content_type="application/json")
+    assert "Vary" not in post and "Allow" not in post and post["X-Frame-Options"] == "DENY"
+    page = client.get(f"/?wpf_action=test&access_key={access_key}", HTTP_ACCEPT="text/html")
+    assert page["Vary"] == "Accept" and page["Cache-Control"] == "no-store"
 
 
 def test_an_unknown_accept_never_gets_406(client, access_key):
