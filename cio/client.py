@@ -9,8 +9,11 @@ import threading
 import time
 
 from .app_api import AppAPI
-from .track_api import TrackAPI
-from .transport import ClientConfig
+from .track_api import TrackAPI, identify_operation
+from .transport import ClientConfig, api_call_finished
+
+# Public names that lived here before the client was split (site code connects to the signal from here).
+__all__ = ["CustomerIOClient", "api_call_finished", "deadline_in", "get_client", "identify_operation"]
 
 
 class CustomerIOClient(AppAPI, TrackAPI):

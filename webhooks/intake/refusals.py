@@ -53,6 +53,9 @@ MAX_ACTIONS = 5  # distinct wpf_action values kept per row (each cut to 32 chara
 ACTION_LENGTH = 32
 COUNTER_PREFIX = "webhooks:refused:"
 OVERFLOW = ""  # the address of the overflow tally and row
+# Addresses named in the log per minute and process (the busiest); the others share one line. Spread over many
+# addresses (IPv6 /64s are cheap), a flood still writes a few lines a minute.
+LOGGED_ADDRESSES = 10
 
 # Seconds since the epoch; tests move it.
 clock = time.time
@@ -243,9 +246,18 @@ def _flush_at_exit() -> None:
 
 def write(tallies: list[Tally]) -> None:
     """Add finished minutes' tallies to their hours' rows, creating rows (and their activity line) as needed, and
-    log one line per address (or overflow) per minute: never one per refused request."""
-    for tally in tallies:
+    log one line per address (or overflow) per minute — never one per refused request — for the
+    LOGGED_ADDRESSES addresses that sent the most, and one line for the rest."""
+    busiest = sorted(tallies, key=lambda tally: tally.count, reverse=True)
+    for tally in busiest[:LOGGED_ADDRESSES]:
         _log_minute(tally)
+    rest = busiest[LOGGED_ADDRESSES:]
+    if rest:
+        logger.warning(
+            "Refused %d more webhook requests from %d more addresses in the same minute (Webhooks -> Refused requests)",
+            sum(tally.count for tally in rest),
+            len(rest),
+        )
     windows: dict[int, list[Tally]] = defaultdict(list)
     for tally in tallies:
         windows[tally.minute * MINUTE // WINDOW_SECONDS * WINDOW_SECONDS].append(tally)

@@ -282,3 +282,22 @@ def test_a_bad_host_is_one_warning_line_without_a_traceback(client, access_key):
     assert len(records) == 1
     assert records[0].levelno == logging.WARNING and records[0].exc_info is None
     assert "\n" not in records[0].getMessage()
+
+
+def test_refusals_from_many_addresses_name_the_busiest_and_sum_up_the_rest(client, db, caplog):
+    caplog.set_level(logging.WARNING, logger="webhooks.intake.refusals")
+    for number in range(40):
+        for _ in range(1 + (number == 7)):
+            client.post(
+                "/?wpf_action=test&access_key=wrong",
+                "{}",
+                content_type="application/json",
+                REMOTE_ADDR=f"198.51.100.{number}",
+            )
+    refusals.flush()
+    lines = [record.getMessage() for record in caplog.records if record.name == "webhooks.intake.refusals"]
+    assert len(lines) == refusals.LOGGED_ADDRESSES + 1
+    assert "from 198.51.100.7 " in lines[0] and lines[0].startswith("Refused 2 webhook requests")
+    assert lines[-1].startswith(
+        f"Refused {40 - refusals.LOGGED_ADDRESSES} more webhook requests from 30 more addresses"
+    )

@@ -29,6 +29,7 @@ contact take turns before reading instead (one_reader_at_a_time): within a proce
 claim written on the contact's lock row. The later ones then find the first one's result.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -37,11 +38,14 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
 from ...emails import normalize_email
 from ...models import ContactLock, User
+
+logger = logging.getLogger(__name__)
 
 
 class Copy(NamedTuple):
@@ -162,11 +166,19 @@ def one_reader_at_a_time(key: str, deadline: float | None) -> Iterator[None]:
     acquired = turn[0].acquire(timeout=_seconds_left(deadline, default=-1))
     claim = None
     try:
-        claim = _claim_across_processes(key, deadline)
+        try:
+            claim = _claim_across_processes(key, deadline)
+        except DatabaseError as error:
+            # SQLite busy past its timeout (a worker's long write): go ahead unclaimed and read for itself, as
+            # without coalescing, rather than fail the webhook.
+            logger.warning("Reading %s without a claim: %s", key, error)
         yield
     finally:
         if claim is not None:
-            ContactLock.objects.filter(key=key, read_claimed_until=claim).update(read_claimed_until=None)
+            try:
+                ContactLock.objects.filter(key=key, read_claimed_until=claim).update(read_claimed_until=None)
+            except DatabaseError as error:  # the claim then runs out by itself (CLAIM_AFTER_DEADLINE)
+                logger.warning("Could not release the read claim on %s: %s", key, error)
         if acquired:
             turn[0].release()
         with _turns_lock:
