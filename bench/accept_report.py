@@ -20,7 +20,10 @@ def print_throughput(title: str, results: dict[str, list], arguments, targets: d
         "setting; ratios to each floor's requests/s (the median of the rounds')"
     )
     floors = [[figures["rate"] for figures in results.get(reference, [])] for reference in (MINIMAL_FLOOR, FULL_FLOOR)]
-    print(f"{'endpoint':<40}{'req/s':>7}{'p50':>9}{'p99':>9}{'x minimal':>10}{'x full':>8}{'target':>16}  answers")
+    print(
+        f"{'endpoint':<40}{'req/s':>7}{'p50':>9}{'p99':>9}{'x minimal':>10}{'x full':>8}{'target':>16}"
+        f"{'web CPU':>9}{'db CPU':>8}  answers"
+    )
     for label, runs in results.items():
         rate = statistics.median(run["rate"] for run in runs)
         p50 = statistics.median(run["p50"] for run in runs)
@@ -38,7 +41,12 @@ def print_throughput(title: str, results: dict[str, list], arguments, targets: d
             verdict = f">= {target:g} {'met' if ratios[0] >= target else 'MISSED'}"
         not_2xx, total = sum(run["non_2xx"] for run in runs), sum(run["requests"] for run in runs)
         answers = f"{not_2xx} of {total} not 2xx" if not_2xx else "all 2xx"
-        print(f"{label:<40}{rate:>7.0f}{p50:>7.1f}ms{p99:>7.1f}ms{shown[0]:>10}{shown[1]:>8}{verdict:>16}  {answers}")
+        cpu = [_median_cpu(runs, kind) for kind in ("web", "database")]
+        print(
+            f"{label:<40}{rate:>7.0f}{p50:>7.1f}ms{p99:>7.1f}ms{shown[0]:>10}{shown[1]:>8}{verdict:>16}"
+            f"{cpu[0]:>9}{cpu[1]:>8}  {answers}"
+        )
+    print("web CPU, db CPU: microseconds of CPU a request in the endpoint's gunicorn and in the PostgreSQL server")
 
 
 def print_open_loop(results: dict[str, dict], seconds: float) -> None:
@@ -53,3 +61,8 @@ def print_open_loop(results: dict[str, dict], seconds: float) -> None:
             f"{kind:<12}{r['accepted']:>5} of {r['sent']:<5}{r['p50']:>6.0f}ms{r['p99']:>8.0f}ms{r['max']:>8.0f}ms"
             f"{r['late']:>10}  {r['finished']} processed, {drained}"
         )
+
+
+def _median_cpu(runs: list[dict], kind: str) -> str:
+    values = [run["cpu_us"][kind] for run in runs if kind in run.get("cpu_us", {})]
+    return f"{statistics.median(values):.0f}us" if values else "-"

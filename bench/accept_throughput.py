@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import psycopg
+from cpu_use import postgres_seconds, tree_seconds
 from load import drive
 from production_site import Processes, start_gunicorn
 
@@ -80,9 +81,25 @@ def measure_throughput(workdir: Path, env: dict, kind: str, key: str, arguments,
         }
         for round_number in range(1, arguments.rounds + 1):
             for label, server, path, body in wanted:
-                figures = drive(servers[server] + path, body, arguments, f"{kind}-{server}-{round_number}", workdir)
+                meter = _meter(processes.running[server].pid, kind)
+                figures = drive(
+                    servers[server] + path, body, arguments, f"{kind}-{server}-{round_number}", workdir, meter
+                )
                 results[label].append(figures)
                 print(f"  round {round_number}: {label:<40} {figures['rate']:7.0f} req/s", flush=True)
     finally:
         processes.stop_all()
     return results
+
+
+def _meter(gunicorn_pid: int, kind: str):
+    """CPU seconds so far of the endpoint's gunicorn (master and workers) and, on PostgreSQL, of the database
+    server: what one request costs each, beside the throughput (SQLite's work is in the web processes)."""
+
+    def meter() -> dict[str, float]:
+        used = {"web": tree_seconds(gunicorn_pid)}
+        if kind == "postgres":
+            used["database"] = postgres_seconds()
+        return used
+
+    return meter

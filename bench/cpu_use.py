@@ -99,3 +99,28 @@ def spent(before: dict, after: dict) -> tuple[dict[str, float], float]:
         totals[kind] += cpu - (before[pid][1] if pid in before else 0.0)
     machine = totals.pop("machine", 0.0)
     return dict(totals), max(0.0, machine - sum(totals.values()))
+
+
+def tree_seconds(root: int) -> float:
+    """CPU seconds used so far by a process and its descendants (a gunicorn and its workers). No database
+    connection needed, unlike snapshot()."""
+    stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
+    total, pending, seen = 0.0, [root], set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        pending.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
+    return total
+
+
+def postgres_seconds() -> float:
+    """CPU seconds used so far by every PostgreSQL server process on this machine (backends, WAL writer,
+    checkpointer ...), found by name: another database's work on a shared server counts too."""
+    total = 0.0
+    for path in Path("/proc").iterdir():
+        if path.name.isdigit() and _cmdline(int(path.name)).startswith("postgres") and (s := _stat(int(path.name))):
+            total += s[1]
+    return total

@@ -102,8 +102,10 @@ def run_python_clients(url: str, body: str, seconds: float, connections: int, ru
     }
 
 
-def drive(url: str, body: str, arguments, label: str, workdir: Path) -> dict:
-    """Warm up, then measure: the same load for every endpoint."""
+def drive(url: str, body: str, arguments, label: str, workdir: Path, meter=None) -> dict:
+    """Warm up, then measure: the same load for every endpoint. `meter()`, when given, returns CPU seconds used
+    so far by kind ({"web": …, "database": …}); the figures then hold each kind's CPU per request of the
+    measurement (`cpu_us`), read around it alone."""
     run = f"{label}-{time.monotonic_ns()}"
     load = (
         (lambda seconds, run: run_wrk(url, body, seconds, arguments.connections, run, workdir))
@@ -111,7 +113,12 @@ def drive(url: str, body: str, arguments, label: str, workdir: Path) -> dict:
         else (lambda seconds, run: run_python_clients(url, body, seconds, arguments.connections, run))
     )
     load(arguments.warm_up, run + "-warm")
-    return load(arguments.seconds, run)
+    before = meter() if meter else None
+    figures = load(arguments.seconds, run)
+    if meter:
+        after, requests = meter(), max(1, figures["requests"])
+        figures["cpu_us"] = {kind: (after[kind] - before[kind]) / requests * 1e6 for kind in after}
+    return figures
 
 
 def percentile(values, fraction):
