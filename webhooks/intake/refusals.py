@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from users.models import ActivityLog
 from users.services.activity import log_activity
+from users.text import clean_text
 
 from ..models import RefusedRequestWindow
 
@@ -92,7 +93,7 @@ def refuse(address: str | None, action: object, *, key_sent: bool) -> Refusal:
     now = clock()
     bucket = address_bucket(address)
     retry_after = _over_limit(bucket, now)
-    action = str(action or "")[:ACTION_LENGTH]
+    action = clean_text(str(action or ""))[:ACTION_LENGTH]  # a %00 in the query must not reach the database
     _tallies.add(bucket, now, action=action, key_sent=key_sent, throttled=retry_after is not None)
     return Refusal(retry_after)
 
