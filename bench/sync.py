@@ -8,8 +8,7 @@ in a temporary folder, or on BENCH_DATABASE_URL (an empty PostgreSQL database), 
 1. With every App API call answered in 1.2 s (Track API at normal speed): the answer time of a synchronous `add`
    for a new person (Return Password on) and of an `update`, beside Customer.io's 4 s and the goal of 2 s.
 2. 20 concurrent identical `add`s for one new person: answers, users, password returns and App API calls (from the
-   emulator's log), beside the goal of 4 calls. On SQLite the reads happen before the contact's lock, so each
-   delivery reads for itself there; coalescing needs PostgreSQL.
+   emulator's log), beside the goal of 2 calls (one read of the person; see users/services/accounts/recent_reads.py).
 
 Figures, not pass/fail; every loop is bounded.
 """
