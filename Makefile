@@ -42,7 +42,7 @@ bench-burst: $(VENV)/.installed-run
 	$(VPY) bench/burst.py
 	$(VPY) bench/burst.py --postgres
 
-# The webhook next to a bare DRF view and the durable floor (one INSERT, one commit) under gunicorn, on PostgreSQL
+# The webhook next to the minimal and the full-settings DRF floors (one INSERT, one commit) under gunicorn, on PostgreSQL
 # (127.0.0.1:5432, when it answers) and SQLite; then accept latency at a fixed 100/s while a worker drains.
 bench-accept: $(VENV)/.installed-run
 	$(VPY) bench/accept.py
