@@ -143,6 +143,18 @@ def emulator(cio_emulator, settings):
     return cio_emulator
 
 
+# The people in `segment`, the segment the cio_import_users tests import.
+MEMBERS = 2000
+
+
+@pytest.fixture
+def segment(emulator):
+    """2,000 people in segment 1 (and some of them in segments 2-5)."""
+    emulator.reset(population(MEMBERS))
+    map_plan_to_meta()
+    return 1
+
+
 @pytest.fixture
 def tags(db):
     """Tag rows for SEGMENTS, as cio_sync_segments leaves them."""

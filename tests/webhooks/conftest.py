@@ -5,6 +5,7 @@ from django.core.cache import cache
 
 from settings_app import freshness
 from settings_app.models import WebhookSettings
+from users.models import User
 
 FIXTURE = {
     "segments": [
@@ -87,3 +88,18 @@ def planning_settings(settings):
     settings.WEBHOOK_PLAN_SETTLE_SECONDS = 0
     yield
     cache.clear()
+
+
+def make_user(email="ann@example.com", **extra):
+    """A site user (not staff) whose password is original-pw."""
+    return User.objects.create_user(username=email, email=email, password="original-pw", **extra)
+
+
+def app_calls(emulator):
+    """The App API calls the emulator received, as (method, path)."""
+    return [(r["method"], r["path"]) for r in emulator.requests("/v1/")]
+
+
+def track_calls(emulator):
+    """The Track API requests the emulator received."""
+    return [r for r in emulator.requests("/api/")]
