@@ -10,7 +10,7 @@ from settings_app.services import site_base_url
 
 
 class BrowserPageRenderer(BaseRenderer):
-    """ "Connected" for a request the site accepted; "Not connected" with the reason for one it refused."""
+    """The "Connected" page for a request the site accepted; "Not connected", with the reason, for one it refused."""
 
     media_type = "text/html"
     format = "html"
@@ -19,7 +19,8 @@ class BrowserPageRenderer(BaseRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         context = renderer_context or {}
         request, response = context.get("request"), context.get("response")
-        key = getattr(request, "auth", None)
+        # What authentication found, if it ran: the page of a request refused before it must not run it now.
+        key = getattr(request, "_auth", None)
         connected = response is not None and response.status_code == 200
         return render_to_string(
             "webhooks/connected.html",
