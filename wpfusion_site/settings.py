@@ -168,6 +168,8 @@ if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 AUTH_USER_MODEL = "users.User"
+# A login without ?next= lands on the account page (users.views.account).
+LOGIN_REDIRECT_URL = "account"
 
 # Password guessing on the admin login and /accounts/login/ (both go through authenticate()): django-axes counts
 # failures per username and client address together, in the database (so every web process sees them), and locks

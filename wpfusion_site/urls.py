@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from users.forms import SetOrResetPasswordForm
+from users.views import account
 from webhooks.health import healthz
 from webhooks.intake.views import home, webhook_view
 
@@ -19,6 +20,8 @@ urlpatterns = [
     ),
     # For load balancers and uptime monitors: no key, no session, never Customer.io.
     path("healthz", healthz, name="healthz"),
+    # LOGIN_REDIRECT_URL names it; the address is Django's default one, so a login without ?next= never finds a 404.
+    path("accounts/profile/", account, name="account"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -72,6 +72,14 @@ def test_payment_failed_locks_people_out_of_the_members_area(client, demo):
     assert "Ask us how to join" in client.get("/vip/").content.decode()
 
 
+@pytest.mark.parametrize("email", ["cara@example.com", "bob@example.com"])  # a new contact, a demo login
+def test_the_readme_add_with_role_customer_works_on_the_demo(client, demo, email):
+    key = WebhookSettings.load().access_key
+    response = client.post(f"/?wpf_action=add&role=customer&access_key={key}", {"email": email}, "application/json")
+    assert response.status_code == 200, response.content
+    assert User.objects.get(email_normalized=email).role.slug == "customer"
+
+
 def test_production_settings_do_not_install_the_demo():
     env = {
         **os.environ,

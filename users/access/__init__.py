@@ -1,10 +1,10 @@
 """Tag-based access: the public API other apps and site code use (documented in the README, kept stable).
 
-from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags
+from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags, user_tags
 """
 
 from .changes import NotAManualSegment, UnknownTag, apply_tags, remove_tags
-from .checks import AmbiguousTagName, has_tag, has_tags
+from .checks import AmbiguousTagName, has_tag, has_tags, user_tags
 from .gates import HasTags, TagsRequiredMixin, tags_required
 from .rules import AccessRuleMiddleware, never_locked
 
@@ -21,4 +21,5 @@ __all__ = [
     "never_locked",
     "remove_tags",
     "tags_required",
+    "user_tags",
 ]

@@ -6,8 +6,8 @@ covered path every rule that matches applies, the most specific first (the longe
 prefix rule of the same path), and the first one that refuses decides what the visitor gets.
 
 Some pages can never be locked, so that no rule (not even one on "/") locks anyone out of the site or into a loop:
-the admin, the login, logout and password-reset pages, static files, and views marked with `never_locked` (the
-Customer.io webhook, /healthz).
+the admin, the login, logout, password-reset and password-change pages, static files, and views marked with
+`never_locked` (the Customer.io webhook, /healthz, the account page a login lands on).
 """
 
 import logging
@@ -39,6 +39,10 @@ NEVER_LOCKED_URL_NAMES = {
     "password_reset_done",
     "password_reset_confirm",
     "password_reset_complete",
+    # Linked from the account page (users.views.account, marked never_locked): a rule on "/" must not keep anyone
+    # from changing their own password.
+    "password_change",
+    "password_change_done",
     "healthz",
 }
 
