@@ -2,14 +2,12 @@
 emulator over loopback HTTP. Counts come from the emulator's request log."""
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import transaction
 
+from tests.worker_processes import run_worker_until_idle, start_worker, wait_for
 from users.access import apply_tags, remove_tags
 from users.emails import normalize_email
 from users.models import ActivityLog, Role, SegmentChange, Tag, User
@@ -55,36 +53,6 @@ def make_users(numbers, linked=True) -> list[User]:
             for n in numbers
         ]
     )
-
-
-def run_worker_until_idle(env, timeout=120):
-    subprocess.run(
-        [sys.executable, "manage.py", "webhook_worker", "--batch"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        check=True,
-        timeout=timeout,
-        capture_output=True,
-    )
-
-
-def start_worker(env):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "webhook_worker", "--interval", "0.2"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_for(condition, timeout=90, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def segment_calls(cio, verb="add_customers") -> list[dict]:

@@ -1,54 +1,12 @@
 """Driving the queue from a test: webhooks accepted for the background, and real `webhook_worker` processes."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
-
-from django.conf import settings as django_settings
 
 from settings_app.models import WebhookSettings
+from tests.worker_processes import run_worker_until_idle, start_worker, stop, wait_for
 
-
-def run_worker_until_idle(env, timeout=90):
-    """A real worker that processes what is ready and exits."""
-    subprocess.run(
-        [sys.executable, "manage.py", "webhook_worker", "--batch"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        check=True,
-        timeout=timeout,
-        capture_output=True,
-    )
-
-
-def start_worker(env):
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "webhook_worker", "--interval", "0.2"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def wait_for(condition, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+# The worker helpers are shared with the segment sender's tests; the queue's tests import them from here.
+__all__ = ["queued", "run_worker_until_idle", "start_worker", "stop", "wait_for"]
 
 
 def queued(client, action, email="ann@example.com", body=None, headers=None, **params):
