@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run manage test lint format bench-backfill bench-burst bench-accept smoke-production
+.PHONY: run manage test lint format docs docs-build screenshots bench-backfill bench-burst bench-accept smoke-production
 
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
@@ -50,6 +50,18 @@ bench-accept: $(VENV)/.installed-run
 # The site as production runs it (gunicorn, PostgreSQL, a worker), checked over HTTP (CI runs it too).
 smoke-production: $(VENV)/.installed-run
 	$(VPY) scripts/smoke_production.py
+
+$(VENV)/.installed-docs: $(VPY) requirements-docs.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-docs.txt
+	touch $@
+
+# The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8001 with live reload.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs serve --dev-addr 127.0.0.1:8001
+
+# The documentation site built into site/; --strict fails on a broken link or anchor, or a page not in the navigation.
+docs-build: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
 	$(VPY) -m ruff check .

@@ -23,9 +23,17 @@ def keep_role_group_in_step(sender, instance, created, raw=False, update_fields=
 
 
 # WP Fusion's hooks, as Django signals. Sent on transaction commit, never for a change that was rolled back.
-# tags_applied / tags_removed: the tags that changed (lists of Tag); tags_modified: the user's tags after every load.
 tags_applied = Signal()
+"""The user gained tags (a webhook, a backfill or `apply_tags`); `tags` is the list of `Tag` added. After commit."""
+
 tags_removed = Signal()
+"""Tags were taken off the user (a webhook, a backfill, `remove_tags`, `cio_sync_segments --prune`); `tags` is the
+list of `Tag` removed. After commit."""
+
 tags_modified = Signal()
-# A webhook (or backfill) created this user; `delivery` is the WebhookDelivery when there is one.
+"""After every webhook tag load and after any change above; `tags` is the list of every `Tag` the user holds now.
+After commit."""
+
 user_imported = Signal()
+"""A webhook or an import created the user; `delivery` is the `WebhookDelivery`, or None from `cio_import_users`.
+After commit."""
