@@ -1,4 +1,4 @@
-"""The demo's pages, each showing one way of gating by tags (see the README's quick tour)."""
+"""The demo's pages, each showing one way of gating by tags (see the quick tour in docs/index.md)."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render

@@ -1,4 +1,4 @@
-"""Production smoke test (CI runs it when PostgreSQL answers): the site as the README's Production section runs it.
+"""Production smoke test (CI runs it when PostgreSQL answers): the site as the docs' Production page runs it.
 
     .venv/bin/python scripts/smoke_production.py [postgres://postgres@127.0.0.1:5432/postgres]
 
@@ -85,7 +85,7 @@ def run(server_url: str) -> list[str]:
             requests.post(f"{emulator}/_emulator/reset", json={"fixture": FIXTURE}, timeout=10).raise_for_status()
             env = production_env(workdir, database_url, emulator, GUNICORN_ACCESS_LOG=str(workdir / "access.log"))
 
-            print("Set-up, as the README's Production section does it")
+            print("Set-up, as the docs' Production page does it")
             deploy_check = manage(env, "check", "--deploy", "--fail-level", "WARNING")
             check("check --deploy reports no issues", "no issues" in deploy_check, deploy_check)
             manage(env, "migrate", "--noinput")

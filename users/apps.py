@@ -16,6 +16,6 @@ class UsersConfig(AppConfig):
 
         freshness.watch(TAG_INDEX_KIND, Tag)
         watch_rules()
-        # `request.user.has_tag("VIP")` (README): the access check as a method of the user, attached here because
+        # `request.user.has_tag("VIP")` (docs/tags.md): the access check as a method of the user, attached here because
         # users.models sits below users.access and must not import it.
         User.has_tag = has_tag

@@ -1,5 +1,5 @@
 """The webhook actions Customer.io journeys call, each declared once: the view, the queue, processing, the settings
-page's URL list and `manage.py webhook_urls` read this registry (and a test holds the README's table to it)."""
+page's URL list and `manage.py webhook_urls` read this registry (and a test holds the table of docs/webhooks.md to it)."""
 
 import enum
 from collections.abc import Callable
@@ -37,7 +37,7 @@ class WebhookAction:
         return self.handler is not None
 
 
-# In the order the settings page, `webhook_urls` and the README list them.
+# In the order the settings page, `webhook_urls` and docs/webhooks.md list them.
 ACTIONS: dict[str, WebhookAction] = {
     action.name: action
     for action in (

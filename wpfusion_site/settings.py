@@ -192,7 +192,7 @@ AXES_CLIENT_IP_CALLABLE = "webhooks.intake.client_address.client_ip"
 # Argon2id first: memory-hard, and far cheaper in CPU per hash than PBKDF2's 1,000,000 iterations (which bound how
 # fast imports can make users with generated passwords). PBKDF2 stays so existing hashes verify; Django re-hashes
 # them with Argon2 at the next login. The default sizing (46 MiB, one pass, one lane: OWASP's first Argon2id
-# profile) costs about a tenth of a PBKDF2 hash in CPU on a 2-core host; see README "Passwords".
+# profile) costs about a tenth of a PBKDF2 hash in CPU on a 2-core host; see docs/security.md, "Passwords and logins".
 PASSWORD_HASHERS = [
     "users.hashers.SizedArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -1,5 +1,5 @@
 """The developer API over HTTP: the decorator, the mixin, the DRF permission and the template tags allow, refuse
-and redirect as the README says, for anonymous visitors, users with and without the tags, and staff."""
+and redirect as docs/tags.md says, for anonymous visitors, users with and without the tags, and staff."""
 
 from urllib.parse import parse_qs, urlsplit
 

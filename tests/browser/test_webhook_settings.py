@@ -6,12 +6,12 @@ from settings_app.models import WebhookSettings
 
 pytestmark = pytest.mark.browser
 
-ACTIONS = ("update_tags", "update", "add", "test")  # the README's four URLs
+ACTIONS = ("update_tags", "update", "add", "test")  # the four URLs of docs/connect.md
 NO_FIELD_WARNING = "Return Password is on but no Customer.io field is chosen"
 
 
 def open_webhook_settings(page):
-    """From the admin's index, the way the README sends a site owner there."""
+    """From the admin's index, the way docs/connect.md sends a site owner there."""
     page.goto("/admin/")
     app = page.get_by_role("table", name="Customer.io webhook settings")
     app.get_by_role("link", name="Webhook settings", exact=True).click()

@@ -1,4 +1,4 @@
-"""The demo members area `make run` adds, walked through as the README's quick tour does, against the emulator
+"""The demo members area `make run` adds, walked through as the quick tour of docs/index.md does, against the emulator
 loaded with the demo fixture."""
 
 import io

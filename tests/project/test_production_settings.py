@@ -1,4 +1,4 @@
-"""The production environment of the README's Production section passes `check --deploy`; each HTTPS setting can be
+"""The production environment of the docs' Production page passes `check --deploy`; each HTTPS setting can be
 turned down for a plain-HTTP staging host; the proxy and mail settings refuse what would be unsafe."""
 
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-# The README's production .env, as a site owner fills it in.
+# The production .env of docs/production.md, as a site owner fills it in.
 pytestmark = pytest.mark.django_db  # run alone too: the suite's autouse fixtures seed the test database
 
 PRODUCTION_ENV = {

@@ -269,7 +269,7 @@ def test_twenty_identical_adds_read_the_person_once_under_gunicorn(
     cio_emulator, subprocess_env, production_helpers, tmp_path
 ):
     """2 processes with a thread for every request of the burst (and, on PostgreSQL, a connection for each), the
-    condition the README states: with fewer (gunicorn's default 2 x 8), the requests left waiting for a thread may
+    condition docs/webhooks.md states: with fewer (gunicorn's default 2 x 8), the requests left waiting for a thread may
     arrive once every earlier copy was answered, and then read for themselves, as a later webhook must."""
     cio_emulator.reset({"segments": FIXTURE["segments"], "customers": NEW_PEOPLE})
     _return_passwords()

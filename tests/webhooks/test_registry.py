@@ -1,4 +1,4 @@
-"""The action registry is the one list of webhook actions: the README's table, the settings page and webhook_urls
+"""The action registry is the one list of webhook actions: the docs' Webhook reference table, the settings page and webhook_urls
 agree with it."""
 
 import re
@@ -14,20 +14,20 @@ from webhooks.actions import ACTIONS
 pytestmark = pytest.mark.django_db
 
 
-def readme_table_rows() -> list[tuple[str, str]]:
-    """(action, what happens) for each row of the README's "What each webhook does" table."""
-    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+def reference_table_rows() -> list[tuple[str, str]]:
+    """(action, what happens) for each row of the "What each webhook does" table in docs/webhooks.md."""
+    readme = (Path(settings.BASE_DIR) / "docs" / "webhooks.md").read_text()
     section = readme.split("## What each webhook does", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^\| `\?wpf_action=(\w+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
 
 
-def test_the_readme_table_has_one_row_per_registered_action():
-    rows = readme_table_rows()
+def test_the_reference_table_has_one_row_per_registered_action():
+    rows = reference_table_rows()
     assert sorted(action for action, _ in rows) == sorted(ACTIONS)
 
 
-def test_the_readme_says_which_actions_touch_nobody():
-    for action, what_happens in readme_table_rows():
+def test_the_reference_says_which_actions_touch_nobody():
+    for action, what_happens in reference_table_rows():
         assert ("touches nobody" in what_happens) == (not ACTIONS[action].touches_user), action
 
 

@@ -7,7 +7,7 @@ What DRF costs, and why it is still used: DRF's request and response layer costs
 (measured when this endpoint was a plain Django view, bench/accept.py). The classes here are lean (one shared
 instance of each stateless class, no metadata, no versioning, no format suffixes), and webhook requests skip the site
 middleware they do not use (webhooks.intake.middleware, about 60 us): in one process a queued accept costs the same
-CPU as the plain view did with the whole middleware list, and under gunicorn less (README, Performance).
+CPU as the plain view did with the whole middleware list, and under gunicorn less (docs/performance.md).
 """
 
 import functools

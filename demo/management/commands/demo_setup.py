@@ -20,7 +20,7 @@ class Command(BaseCommand):
         for email in DEMO_LOGINS:
             if not User.objects.filter(email_normalized=email).exists():
                 User.objects.create_user(username=email, email=email, password=DEMO_PASSWORD)
-        # The README's `add … &role=customer` example; production seeds only `subscriber` and leaves other roles to
+        # The docs' `add … &role=customer` example; production seeds only `subscriber` and leaves other roles to
         # the site admin. get_or_create: a developer who unmarks it in the admin keeps their choice on the next run.
         Role.objects.get_or_create(slug="customer", defaults={"name": "Customer", "webhook_assignable": True})
         payment_failed = Tag.objects.filter(name=PAYMENT_FAILED).first()
