@@ -15,9 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 def reference_table_rows() -> list[tuple[str, str]]:
-    """(action, what happens) for each row of the "What each webhook does" table in docs/webhooks.md."""
+    """(action, what happens) for each row of the "The actions at a glance" table in docs/webhooks.md."""
     readme = (Path(settings.BASE_DIR) / "docs" / "webhooks.md").read_text()
-    section = readme.split("## What each webhook does", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## The actions at a glance", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^\| `\?wpf_action=(\w+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
 
 
