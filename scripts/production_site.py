@@ -54,8 +54,8 @@ def fresh_database(server_url: str, name: str):
 
 
 def production_env(workdir: Path, database_url: str, emulator_url: str, **overrides) -> dict:
-    """The production settings of docs/production.md, on loopback: DEBUG off, a secret key, HTTPS behind a TLS proxy on this
-    host, PostgreSQL, a mail server, Customer.io replaced by the emulator."""
+    """The production settings of docs/production.md, on loopback: DEBUG off, a secret key, HTTPS behind a TLS proxy
+    on this host, PostgreSQL, a mail server, Customer.io replaced by the emulator."""
     keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     return {
         **keep,

@@ -1,5 +1,5 @@
 """The webhook actions Customer.io journeys call, each declared once: the view, the queue, processing, the settings
-page's URL list and `manage.py webhook_urls` read this registry (and a test holds the table of docs/webhooks.md to it)."""
+page's URL list and `manage.py webhook_urls` read this registry (a test holds docs/webhooks.md's table to it)."""
 
 import enum
 from collections.abc import Callable

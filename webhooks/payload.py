@@ -19,6 +19,12 @@ def is_true(value) -> bool:
     return str(value).strip().lower() not in FALSE_WORDS
 
 
+def query_or_body(query: dict, body: dict, name: str):
+    """A parameter from the query string, else from the body (JSON or form), as WP Fusion reads its request."""
+    value = query.get(name)
+    return value if value not in (None, "") else body.get(name)
+
+
 @dataclass
 class WebhookOptions:
     role: str = ""
@@ -26,13 +32,10 @@ class WebhookOptions:
 
     @classmethod
     def from_request(cls, body: dict, query: dict) -> "WebhookOptions":
-        def pick(name):
-            return query.get(name) if query.get(name) not in (None, "") else body.get(name)
-
-        role = pick("role")
+        role = query_or_body(query, body, "role")
         return cls(
             role=str(role).strip() if isinstance(role, str | int) and not isinstance(role, bool) else "",
-            send_notification=is_true(pick("send_notification")),
+            send_notification=is_true(query_or_body(query, body, "send_notification")),
         )
 
 

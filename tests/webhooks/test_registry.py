@@ -1,5 +1,5 @@
-"""The action registry is the one list of webhook actions: the docs' Webhook reference table, the settings page and webhook_urls
-agree with it."""
+"""The action registry is the one list of webhook actions: the docs' Webhook reference table, the settings page and
+webhook_urls agree with it."""
 
 import re
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tag-based access: the public API other apps and site code use (documented in docs/api.md and docs/tags.md, kept stable).
+"""Tag-based access: the public API other apps and site code use (docs/api.md, docs/tags.md; kept stable).
 
 from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags, user_tags
 """

@@ -19,7 +19,7 @@ from users.text import clean_text
 
 from ..actions import ACTIONS, WebhookAction
 from ..deliveries import dedup_key
-from ..payload import is_true
+from ..payload import is_true, query_or_body
 from . import refusals
 from .exceptions import DuplicateParameter, InvalidContact, NoAction, NoContact, UnknownAction
 
@@ -86,7 +86,7 @@ class WebhookRequestSerializer(serializers.Serializer):
             body=body,
             query=query,
             contact=find_contact(body, query) if action.touches_user else None,
-            in_background=is_true(query.get("async")),
+            in_background=is_true(query_or_body(query, body, "async")),
             cio_delivery_id=delivery_header(self.context["request"], "x-cio-delivery-id"),
             idempotency_key=delivery_header(self.context["request"], "x-cio-idempotency-key"),
         )

@@ -60,6 +60,33 @@ def test_the_background_setting_queues_without_the_parameter(client, worker_env,
     assert response.json()["status"] == "queued"
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [('{"email": "ann@example.com", "async": true}', "application/json"), ("email=ann%40example.com&async=1", None)],
+)
+def test_async_in_the_body_queues_as_in_the_query(client, body, content_type):
+    """WP Fusion reads `async` from the request as a whole: a journey that puts it in a JSON or form body is queued."""
+    key = WebhookSettings.load().access_key
+    response = client.post(
+        f"/?wpf_action=update_tags&access_key={key}",
+        data=body,
+        content_type=content_type or "application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+    assert WebhookDelivery.objects.get(pk=response.json()["delivery_id"]).status == "queued"
+
+
+def test_async_false_in_the_body_with_async_in_the_query_follows_the_query(client, cio_emulator):
+    key = WebhookSettings.load().access_key
+    response = client.post(
+        f"/?wpf_action=update_tags&access_key={key}&async=true",
+        data='{"email": "ann@example.com", "async": false}',
+        content_type="application/json",
+    )
+    assert response.json()["status"] == "queued"
+
+
 def test_a_retried_queued_delivery_is_accepted_once(client, worker_env):
     headers = {"x-cio-idempotency-key": "q-1"}
     first = queued(client, "update_tags", headers=headers)
