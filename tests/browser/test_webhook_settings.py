@@ -88,7 +88,7 @@ def test_regenerating_the_key_shows_a_new_key_and_new_urls(admin_page, screensho
     admin_page.reload()
     key_use = admin_page.locator("#recent-key-use tbody tr")
     expect(key_use).to_have_count(2)
-    expect(key_use.nth(0)).to_contain_text("current key")
+    expect(key_use.nth(0)).to_contain_text("current key")  # newest first
     expect(key_use.nth(1)).to_contain_text("previous key (valid until")
     screenshot(admin_page.locator("#access-keys"), "admin-key-rotation")
 
