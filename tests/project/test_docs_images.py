@@ -8,8 +8,9 @@ from tests.browser.screenshots import MAX_BYTES, SCREENSHOTS
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 IMAGES = DOCS / "images"
-# ![alt](images/NAME.png), optionally followed by a title: the form the pages use.
-IMAGE = re.compile(r"!\[[^\]]*\]\(images/([^)\s]+?)\.png[\s)]")
+# Every Markdown image's target; the pages show screenshots only, as ![alt](images/NAME.png).
+IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]+)")
+SCREENSHOT_FILE = re.compile(r"images/([^/]+)\.png")
 # screenshot(page, "NAME", ...) in a browser test.
 TAKEN = re.compile(r"\bscreenshot\(\s*[^,]+,\s*\"([^\"]+)\"")
 
@@ -18,7 +19,10 @@ def shown_images(docs: Path = DOCS) -> dict[str, list[str]]:
     """Each image name the pages show, with the pages that show it."""
     shown: dict[str, list[str]] = {}
     for page in sorted(docs.glob("**/*.md")):
-        for name in IMAGE.findall(page.read_text(encoding="utf-8")):
+        for target in IMAGE.findall(page.read_text(encoding="utf-8")):
+            # Anything but images/NAME.png (another folder, a JPEG, a URL) keeps its target and fails below.
+            screenshot_file = SCREENSHOT_FILE.fullmatch(target)
+            name = screenshot_file.group(1) if screenshot_file else target
             shown.setdefault(name, []).append(page.relative_to(docs).as_posix())
     return shown
 
