@@ -32,6 +32,13 @@ manage: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+# The documentation's pictures: the browser tests, each saving the page it checked as docs/images/NAME.png
+# (tests/browser/screenshots.py lists them; a missing browser fails rather than skips), then the check that the
+# pages and the pictures match.
+screenshots: $(VENV)/.installed-dev
+	SAVE_SCREENSHOTS=docs/images REQUIRE_BROWSER_TESTS=1 $(VPY) -m pytest tests/browser -m browser -q $(PYTEST_ARGS)
+	$(VPY) -m pytest -q tests/project/test_docs_images.py
+
 # The backfill commands on 100,000 emulated Customer.io people, next to WP Fusion's per-user method (minutes).
 bench-backfill: $(VENV)/.installed-run
 	$(VPY) bench/backfill.py

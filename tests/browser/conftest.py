@@ -1,13 +1,11 @@
 """Fixtures for the admin's browser tests: Debian's Chromium driven by Playwright against pytest-django's
-live_server. Set SAVE_SCREENSHOTS=docs to write the README's screenshots while the tests run."""
-
-import os
-from pathlib import Path
+live_server. `make screenshots` runs them with SAVE_SCREENSHOTS=docs/images to redraw the documentation's pictures
+(tests/browser/screenshots.py lists them)."""
 
 import pytest
 from django.conf import settings
 
-from . import chromium
+from . import chromium, screenshots
 
 SKIPPED_BROWSER_TESTS = pytest.StashKey[int]()
 
@@ -76,13 +74,20 @@ def admin_page(page, admin_user, client, live_server):
 
 @pytest.fixture
 def screenshot():
-    """screenshot(page, name): with SAVE_SCREENSHOTS=DIR set, saves the page as DIR/admin-NAME.png; else nothing."""
-    directory = os.environ.get("SAVE_SCREENSHOTS")
+    """screenshot(page_or_element, name, **options): with SAVE_SCREENSHOTS=DIR set, saves DIR/NAME.png through
+    Playwright's screenshot() (a Page or a Locator, with its options: full_page, clip); else nothing. The name must
+    be in screenshots.SCREENSHOTS, checked on every run so that `make test` catches a picture the docs do not know."""
+    directory = screenshots.directory()
 
-    def save(page, name: str, *, full_page: bool = True) -> None:
-        if directory:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(directory) / f"admin-{name}.png"), full_page=full_page)
+    def save(target, name: str, **options) -> None:
+        assert name in screenshots.SCREENSHOTS, f"{name!r} is not in tests/browser/screenshots.py's SCREENSHOTS"
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.png"
+        target.screenshot(path=str(path), **options)
+        size = path.stat().st_size
+        assert size <= screenshots.MAX_BYTES, f"{path} is {size:,} bytes: clip it to what the page needs"
 
     return save
 

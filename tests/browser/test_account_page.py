@@ -8,7 +8,7 @@ from users.models import Tag, UserTag
 pytestmark = pytest.mark.browser
 
 
-def test_a_login_without_next_lands_on_the_account_page_with_the_persons_tags(page, django_user_model):
+def test_a_login_without_next_lands_on_the_account_page_with_the_persons_tags(page, django_user_model, screenshot):
     ann = django_user_model.objects.create_user(
         "ann@example.com", "ann@example.com", "a-pass-42", first_name="Ann", last_name="Smith"
     )
@@ -24,5 +24,7 @@ def test_a_login_without_next_lands_on_the_account_page_with_the_persons_tags(pa
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.get_by_text("Ann Smith")).to_be_visible()
     expect(page.locator(".account-tags li")).to_have_text(["Newsletter", "VIP"])
+    page.set_viewport_size({"width": 900, "height": 560})
+    screenshot(page, "account-page")
     page.get_by_role("link", name="Change your password").click()
     expect(page).to_have_url(re.compile(r"/accounts/password_change/$"))

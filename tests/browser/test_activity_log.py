@@ -39,7 +39,7 @@ def test_filtering_the_activity_log_by_level_shows_only_those_lines(admin_page, 
     assert lines.count() < all_lines
     level_error = admin_page.get_by_role("cell", name="Error", exact=True)
     expect(lines.filter(has_not=level_error)).to_have_count(0)
-    screenshot(admin_page, "activity-log-filtered")
+    screenshot(admin_page, "admin-activity-log-filtered", full_page=True)
 
     filters.get_by_role("link", name="Warning", exact=True).click()
     expect(wrong_key).to_have_count(1)

@@ -27,6 +27,8 @@ def test_a_deliverys_page_lists_the_activity_lines_its_processing_wrote(admin_pa
     open_deliveries(admin_page)
     row = delivery_row(admin_page, "ann@example.com")
     expect(row).to_contain_text("Succeeded")
+    expect(delivery_row(admin_page, "bob@example.com")).to_contain_text("Skipped")  # no such user here
+    screenshot(admin_page, "admin-webhook-deliveries")
     row.get_by_role("link").first.click()
 
     expect(admin_page.get_by_role("heading", name="View webhook delivery")).to_be_visible()
@@ -35,7 +37,7 @@ def test_a_deliverys_page_lists_the_activity_lines_its_processing_wrote(admin_pa
     expect(admin_page.get_by_text("Loaded tags for ann@example.com: Newsletter, VIP")).to_be_visible()
     # Only this delivery's lines: Bob's delivery wrote its own.
     expect(admin_page.get_by_text("No matching user found for bob@example.com")).to_have_count(0)
-    screenshot(admin_page, "webhook-delivery")
+    screenshot(admin_page, "admin-webhook-delivery", full_page=True)
 
     admin_page.go_back()
     delivery_row(admin_page, "bob@example.com").get_by_role("link").first.click()

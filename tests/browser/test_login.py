@@ -12,7 +12,7 @@ def test_a_staff_user_logs_in_through_the_admin_login_form(page, admin_user, scr
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill("password")
     page.set_viewport_size({"width": 700, "height": 420})
-    screenshot(page, "login", full_page=False)
+    screenshot(page, "admin-login")
     page.get_by_role("button", name="Log in").click()
 
     expect(page).to_have_url(re.compile(r"/admin/$"))

@@ -39,13 +39,19 @@ def test_the_settings_page_shows_four_working_urls_with_the_current_key(admin_pa
     assert answer.json()["status"] == "ok"
 
 
-def test_the_urls_are_built_on_the_configured_site_base_url(admin_page, settings, screenshot):
+def test_the_header_and_the_urls_are_built_on_the_configured_site_base_url(admin_page, settings, screenshot):
     settings.SITE_BASE_URL = "https://mydomain.com"
     open_webhook_settings(admin_page)
     key = admin_page.get_by_label("Access key").input_value()
+    # Recommended: the key in a header, the URLs without it.
+    expect(admin_page.get_by_label("Authorization header")).to_have_value(f"Authorization: Bearer {key}")
+    for action in ACTIONS:
+        expect(admin_page.get_by_label(f"{action} URL, key in a header")).to_have_value(
+            f"https://mydomain.com/?wpf_action={action}"
+        )
     for action, url in shown_urls(admin_page).items():
         assert url == f"https://mydomain.com/?wpf_action={action}&access_key={key}"
-    screenshot(admin_page, "webhook-settings")
+    screenshot(admin_page, "admin-webhook-settings", full_page=True)
 
 
 def test_regenerating_the_key_shows_a_new_key_and_new_urls(admin_page, screenshot):
@@ -77,6 +83,13 @@ def test_regenerating_the_key_shows_a_new_key_and_new_urls(admin_page, screensho
     assert requests.post(old_urls["test"], json={}, timeout=10).status_code == 200
     assert requests.post(new_urls["test"], json={}, timeout=10).status_code == 200
     expect(admin_page.get_by_text("still works until")).to_be_visible()
+    # Which key each delivery used, to see when Customer.io stops sending the old one.
+    admin_page.reload()
+    key_use = admin_page.locator("#recent-key-use tbody tr")
+    expect(key_use).to_have_count(2)
+    expect(key_use.nth(0)).to_contain_text("current key")  # newest first
+    expect(key_use.nth(1)).to_contain_text("previous key (valid until")
+    screenshot(admin_page.locator("#access-keys"), "admin-key-rotation")
 
     # Ended now: the old URL is refused, the new one works.
     admin_page.get_by_role("button", name="End the grace period now").click()
