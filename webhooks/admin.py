@@ -127,7 +127,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 class RefusedRequestWindowAdmin(admin.ModelAdmin):
     """Requests refused for their key, per address and hour (webhooks.intake.refusals writes them): read-only."""
 
-    list_display = ["shown_address", "window", "count", "reason", "throttled", "first", "last", "asked_for"]
+    list_display = ["shown_address", "window", "count", "reason", "answered_429", "first", "last", "asked_for"]
     list_filter = ["overflow", "window_start"]
     search_fields = ["address"]
     date_hierarchy = "window_start"
@@ -146,8 +146,9 @@ class RefusedRequestWindowAdmin(admin.ModelAdmin):
             return f"wrong key ({row.wrong_key}), missing key ({row.missing_key})"
         return "missing key" if row.missing_key else "wrong key"
 
+    # Not named after the field: the admin would then take the field's own label ("throttled").
     @admin.display(description="answered 429", ordering="throttled")
-    def throttled(self, row):
+    def answered_429(self, row):
         return row.throttled
 
     @admin.display(description="first seen", ordering="first_seen")

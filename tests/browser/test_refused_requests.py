@@ -21,4 +21,6 @@ def test_requests_refused_for_their_key_are_counted_per_address(admin_page, send
     for shown in ("127.0.0.1", "wrong key (3), missing key (1)", "update_tags, add"):
         expect(row).to_contain_text(shown)
     expect(row.locator("td.field-count")).to_have_text("4")
+    expect(row.locator("td.field-answered_429")).to_have_text("0")  # all 403s: the throttle allows 20 a minute
+    expect(admin_page.locator("#result_list thead")).to_contain_text("ANSWERED 429", ignore_case=True)
     screenshot(admin_page, "admin-refused-requests")
