@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -50,6 +51,7 @@ class Command:
 class Tour:
     printed: str = ""  # the excerpt of what `make run` prints
     commands: list[Command] = field(default_factory=list)
+    manage: list[str] = field(default_factory=list)  # the ARGS of its `make manage ARGS="…"` lines
     text: str = ""
 
 
@@ -63,6 +65,7 @@ def read_page(path=PAGE) -> Tour:
             tour.printed = body
         elif lang == "bash":
             tour.commands += [Command(line) for line in body.splitlines() if line.startswith("curl ")]
+            tour.manage += re.findall(r'^make manage ARGS="([^"]+)"', body, re.M)
         elif lang == "json":
             assert tour.commands and tour.commands[-1].answer is None, f"a JSON answer with no curl before it:\n{body}"
             tour.commands[-1].answer = json.loads(body)
@@ -100,6 +103,7 @@ def free_port() -> int:
 class DevServer:
     site: str
     emulator: str
+    env: dict = field(repr=False)
     process: subprocess.Popen = field(repr=False)
     output: list[str] = field(repr=False)
 
@@ -148,7 +152,7 @@ def dev_server(tmp_path):
     )
     output = []
     threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-    server = DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}", process, output)
+    server = DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}", env, process, output)
 
     def answers():
         assert process.poll() is None, f"make run stopped:\n{server.printed()}"
@@ -208,12 +212,12 @@ def curl(server: DevServer, command: Command, key: str) -> requests.Response:
     return response
 
 
-def action_of(command: Command) -> tuple:
-    """What a webhook line asks for: its action and the email in its body, to check the page's order."""
-    url = next(word for word in shlex.split(command.line) if word.startswith("http"))
-    action = re.search(r"wpf_action=(\w+)", url)
-    body = re.search(r"\"email\": \"([^\"]+)\"", command.line)
-    return (action and action[1], body and body[1], url.split("?")[0].removeprefix(PAGE_EMULATOR) or "/")
+def what_it_asks(command: Command) -> tuple:
+    """A `curl` line's server, path, webhook action and the email in its body."""
+    url = urlsplit(next(word for word in shlex.split(command.line) if word.startswith("http")))
+    server = {urlsplit(PAGE_SITE).netloc: "site", urlsplit(PAGE_EMULATOR).netloc: "emulator"}[url.netloc]
+    email = re.search(r'"email": "([^"]+)"', command.line)
+    return server, url.path, parse_qs(url.query).get("wpf_action", [None])[0], email and email[1]
 
 
 def log_in(session: requests.Session, server: DevServer, email: str, page: str) -> requests.Response:
@@ -248,13 +252,14 @@ def emulator_calls(server: DevServer, path: str) -> list:
 def test_the_page_reads_as_the_test_expects():
     """Quick and without a server: the tour's commands, in order, are the ones the test below walks through."""
     tour = read_page()
-    assert [action_of(command) for command in tour.commands] == [
-        ("test", None, "http://127.0.0.1:8000/"),
-        ("update_tags", "ann@example.com", "http://127.0.0.1:8000/"),
-        (None, None, "/_emulator/requests"),
-        ("update_tags", "bob@example.com", "http://127.0.0.1:8000/"),
-        ("add", "cara@example.com", "http://127.0.0.1:8000/"),
+    assert [what_it_asks(command) for command in tour.commands] == [
+        ("site", "/", "test", None),
+        ("site", "/", "update_tags", "ann@example.com"),
+        ("emulator", "/_emulator/requests", None, None),
+        ("site", "/", "update_tags", "bob@example.com"),
+        ("site", "/", "add", "cara@example.com"),
     ]
+    assert [args.split()[0] for args in tour.manage] == ["webhook_urls", "cio_sync_segments", "cio_import_users"]
     for page in ("/members/", "/vip/", "/members/start/", "/payment-failed/", "password `demo`"):
         assert page in tour.text
 
@@ -268,8 +273,12 @@ def test_the_getting_started_tour_against_make_run(dev_server):
     assert len(key) >= 32
     commands = iter(tour.commands)
 
-    # 1. The key works.
-    curl(dev_server, next(commands), key)
+    # 1. The key works; a wrong one is refused as the page says.
+    check_key = next(commands)
+    curl(dev_server, check_key, key)
+    refusal = re.search(r"With a wrong key the answer is `(\d+)` with `(\{.*?\})`", tour.text)
+    wrong = requests.post(dev_server.url(shlex.split(check_key.line)[-1], "wrong"), timeout=30)
+    assert (wrong.status_code, wrong.json()) == (int(refusal[1]), json.loads(refusal[2]))
 
     # 2. Ann logs in: /members/ refuses her, she holds no tags.
     ann = requests.Session()
@@ -308,3 +317,18 @@ def test_the_getting_started_tour_against_make_run(dev_server):
     assert again["user_id"] == command.answer["user_id"]
 
     assert next(commands, None) is None, "a command on the page this test does not run"
+
+    # Commands in a second terminal: `make manage` (scripts/manage_dev.py) reaches the same site and emulator.
+    for args in tour.manage:
+        result = subprocess.run(
+            [sys.executable, "scripts/manage_dev.py", *shlex.split(args)],
+            cwd=ROOT,
+            env=dev_server.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"make manage ARGS={args!r}\n{result.stdout}{result.stderr}"
+        assert "no Customer.io emulator answers" not in result.stderr
+        if args == "webhook_urls":
+            assert f"test {dev_server.site}/?wpf_action=test&access_key={key}" in result.stdout
