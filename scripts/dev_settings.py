@@ -12,7 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-HOST, PORT = "127.0.0.1", "8000"
+HOST = "127.0.0.1"
+# PORT and EMULATOR_PORT move the site and the emulator off 8000 and 8765 (another checkout running, a test).
+PORT = os.environ.get("PORT", "8000")
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_PORT = os.environ.get("EMULATOR_PORT", "8765")
 EMULATOR_URL = f"http://{EMULATOR_HOST}:{EMULATOR_PORT}"

@@ -89,6 +89,8 @@ def main():
         while all(child.poll() is None for child in children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 children[-1].wait(timeout=1)
+        if children[-1].returncode:
+            print(f"The web server stopped. If port {PORT} is in use, set PORT (PORT=8010 make run).", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:
