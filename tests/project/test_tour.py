@@ -332,3 +332,16 @@ def test_the_getting_started_tour_against_make_run(dev_server):
         assert "no Customer.io emulator answers" not in result.stderr
         if args == "webhook_urls":
             assert f"test {dev_server.site}/?wpf_action=test&access_key={key}" in result.stdout
+
+
+def test_the_readme_tour_is_the_pages_tour():
+    """The README's short tour repeats commands of the page above, word for word, so the test that runs the page
+    holds the README to the code too."""
+    readme = (ROOT / "README.md").read_text()
+    readme_commands = [
+        line.strip() for line in readme.splitlines() if line.strip().startswith(("curl ", "make manage"))
+    ]
+    page_commands = {command.line for command in read_page().commands}
+    page_commands |= {f'make manage ARGS="{args}"' for args in read_page().manage}
+    assert readme_commands, "the README shows no tour commands"
+    assert [line for line in readme_commands if line not in page_commands] == []
