@@ -214,3 +214,15 @@ def test_no_secret_in_a_scrape(hook, scrape, access_key, settings):
     assert access_key not in text
     assert settings.CUSTOMERIO_APP_API_KEY not in text
     assert json.dumps(access_key)[1:-1] not in text
+
+
+def test_a_rate_limited_call_is_counted_by_its_status(hook, emulator, settings, commits):
+    make_user()
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    emulator.set_faults(fail_rate=1.0, fail_status=429, path_prefix="/v1/customers/")
+    moved = Moved(customerio("app", 429))
+
+    with commits():
+        assert hook("update_tags").status_code >= 500
+
+    assert moved() == [1]
