@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from cio import get_client
@@ -226,3 +227,16 @@ def test_a_rate_limited_call_is_counted_by_its_status(hook, emulator, settings, 
         assert hook("update_tags").status_code >= 500
 
     assert moved() == [1]
+
+
+def test_without_the_database_the_counters_still_go_out(scrape, monkeypatch, caplog):
+    def unreachable():
+        raise OperationalError("could not connect to server at db.internal as app_user")
+
+    monkeypatch.setattr("webhooks.metrics.collector.queue_backlog", unreachable)
+
+    text = scrape()
+
+    assert "# TYPE webhook_requests_total counter" in text
+    assert "webhook_deliveries_waiting" not in text  # deploy/'s WpfusionDatabaseUnreadable fires on its absence
+    assert "OperationalError" in caplog.text and "db.internal" not in caplog.text
