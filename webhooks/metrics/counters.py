@@ -67,10 +67,23 @@ def refusal_reason(code: str, *, key_sent: bool) -> str:
 
 def webhook_answered(action: str, status: int, seconds: float, refused_for: str | None = None) -> None:
     """One answer of the webhook (`action`: action_label's). `refused_for`: refusal_reason's, for a refusal."""
-    REQUESTS.labels(action, str(status)).inc()
-    DURATION.labels(action).observe(seconds)
+    _series(REQUESTS, action, str(status)).inc()
+    _series(DURATION, action).observe(seconds)
     if refused_for is not None:
-        REFUSED.labels(refused_for).inc()
+        _series(REFUSED, refused_for).inc()
+
+
+# Each series once looked up, for the webhook's every answer: the client's labels() converts, validates and locks each
+# time. A few dozen entries at most: every label value comes from a fixed set (and HTTP statuses).
+_children: dict[tuple, object] = {}
+
+
+def _series(metric, *labels: str):
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def deliveries_processed(actions: Iterable[str], outcome: str) -> None:
