@@ -191,3 +191,34 @@ def _expected_key(key, expected: dict) -> bool:
     if base != name:  # a histogram's buckets and sum move with its count
         return any(entry[0] == f"{base}_count" for entry in expected)
     return any(entry[0] == name and frozenset(label_names(name, entry[1]).items()) == labels for entry in expected)
+
+
+def test_without_a_directory_gunicorn_gives_its_workers_a_private_one(
+    cio_emulator, subprocess_env, production_helpers, tmp_path, access_key
+):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = production_helpers.production_env(
+        tmp_path, subprocess_env["DATABASE_URL"], cio_emulator.url, METRICS_TOKEN=TOKEN, TMPDIR=str(temporary)
+    )
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+    processes = production_helpers.Processes(tmp_path)
+    try:
+        url = production_helpers.start_gunicorn(
+            processes, env, WEB_CONCURRENCY="2", GUNICORN_CMD_ARGS="--max-requests 3", GUNICORN_ACCESS_LOG=""
+        )
+        headers = {**production_helpers.VIA_PROXY, "Content-Type": "application/json"}
+        before = value(scrape(url, production_helpers.VIA_PROXY), "webhook_requests_total", action="test", status="200")
+        for _ in range(6):
+            answer = requests.post(f"{url}/?wpf_action=test&access_key={access_key}", data="{}", headers=headers)
+            assert answer.status_code == 200
+        after = value(scrape(url, production_helpers.VIA_PROXY), "webhook_requests_total", action="test", status="200")
+        private = list(temporary.glob("metrics-*"))
+    finally:
+        stopped = processes.stop_all()
+
+    assert stopped == {"gunicorn": 0}, processes.output("gunicorn")
+    # Six answers from several worker processes (each replaced after 3 requests), added up.
+    assert after - before == 6
+    assert len(private) == 1
+    assert not private[0].exists()  # removed when gunicorn stopped
