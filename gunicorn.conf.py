@@ -11,9 +11,13 @@ Every value can be changed from the environment (or the site's .env file) withou
     GUNICORN_LOG_LEVEL gunicorn's own log level (default info)
     GUNICORN_WORKER_CLASS  gthread (default); bench/same_person.py compares it with sync (with GUNICORN_THREADS=1:
                        gunicorn runs sync workers with threads as gthread)
+    PROMETHEUS_MULTIPROC_DIR  where each process writes its metrics for /metrics to add up (the systemd units set it;
+                       with METRICS_TOKEN set and this unset, a private directory for this gunicorn's workers only)
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import environ
@@ -61,6 +65,40 @@ control_socket_disable = True
 
 # Load the application before forking: a broken setting fails once, at start, and workers share the memory.
 preload_app = True
+
+# Metrics (/metrics): each worker counts in its own files in PROMETHEUS_MULTIPROC_DIR, and a scrape through any worker
+# adds them all up (webhooks.metrics.files). Set before the application is loaded (preload_app), since the client reads
+# it when first imported. Production's systemd units give gunicorn and the webhook_worker processes one directory
+# (/run/wpfusion-metrics), so that one scrape holds both; without it, and with metrics on, this gunicorn's workers
+# share a private directory, removed at exit (the workers' counts, not the webhook_worker processes').
+_PRIVATE_METRICS_DIR = "WPFUSION_PRIVATE_METRICS_DIR"
+if _env.str("METRICS_TOKEN", default="") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_PRIVATE_METRICS_DIR] = tempfile.mkdtemp(prefix="metrics-")
+
+
+def on_starting(server):
+    # Files of processes that ended before this start (an earlier run, a worker's crash) join the archive: totals
+    # keep counting up, and the directory holds one file set per running process (not per process that ever ran).
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:
+        from webhooks.metrics import files
+
+        files.fold_ended_processes(metrics_dir)
+
+
+def child_exit(server, worker):
+    # A worker replaced (max requests, a timeout, a crash): its counts stay in the totals, its files go.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:
+        from webhooks.metrics import files
+
+        files.process_ended(metrics_dir, worker.pid)
+
+
+def on_exit(server):
+    private = os.environ.get(_PRIVATE_METRICS_DIR)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 class _AccessLogWithoutRefusals(glogging.Logger):

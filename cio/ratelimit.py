@@ -23,6 +23,7 @@ import weakref
 from django.db import connections, transaction
 
 from .errors import DeadlineExceeded
+from .metrics import RATE_LIMIT_WAIT
 
 # Requests reach Customer.io a little after they are granted, and not always with the same delay; a grant window
 # slightly longer than a second keeps the arrivals themselves within the rate.
@@ -55,6 +56,7 @@ class SharedRateLimiter:
                 raise DeadlineExceeded(
                     f"Customer.io App API rate limit: no request slot before the deadline ({self.rate}/s)"
                 )
+            RATE_LIMIT_WAIT.inc(wait)
             time.sleep(wait)
 
     def _try_grant(self) -> float:

@@ -18,6 +18,7 @@ from users.services.activity import log_activity
 from users.services.backfills.common import IN_LIST_LIMIT
 
 from . import row_inserts
+from .metrics import counters as metrics
 from .models import WebhookDelivery
 
 Status = WebhookDelivery.Status
@@ -99,13 +100,16 @@ def record_answered(fields: dict, key: str | None, outcome, *, duration_ms: int)
     values = {**fields, **_outcome_fields(outcome, duration_ms), "dedup_key": key, "attempts": 1}
     if "user" in values:
         values["user_id"] = values.pop("user").pk
-    return insert_or_reopen(
+    opened = insert_or_reopen(
         lambda: Opened(None, OpenState.NEW, row_inserts.insert(WebhookDelivery, values)),
         key,
         {"status": Status.PROCESSING, "lease_expires_at": None},
         attempt=1,
         again=lambda delivery: record_outcome([delivery], outcome, duration_ms=duration_ms),
     )
+    if opened.state == OpenState.NEW:  # a retry taken AGAIN was counted by record_outcome
+        metrics.deliveries_processed([fields.get("action", "")], outcome.status)
+    return opened
 
 
 def insert_or_reopen(
@@ -188,6 +192,7 @@ def record_outcome(
         written.update(status=Status.RETRYING, next_attempt_at=retry_at)
     count = held.update(**written)
     _note_progress()
+    _count_processed(deliveries, count, written)
     for delivery in deliveries:
         for name, value in written.items():
             setattr(delivery, name, value)
@@ -221,6 +226,7 @@ def record_successes(successes: list[tuple[list[WebhookDelivery], dict, int]], *
     for delivery in rows:
         delivery.status = Status.SUCCEEDED
     _note_progress()
+    metrics.deliveries_processed([delivery.action for delivery in rows], Status.SUCCEEDED)
 
 
 BULK_CHUNK = IN_LIST_LIMIT
@@ -236,6 +242,20 @@ def last_recorded_at() -> float:
     """time.monotonic() of the last outcome this process wrote: the worker's sign of progress inside a long task
     (one task may process a batch of thousands of deliveries)."""
     return _last_recorded
+
+
+def _count_processed(deliveries: list[WebhookDelivery], count: int, written: dict) -> None:
+    """Count the deliveries record_outcome wrote (webhook_deliveries_processed_total). Usually all it was given; when
+    some had lost their lease to another processing, the ones written are read back (stamped with this write's
+    updated_at), so that each outcome is counted once, by the processing that wrote it."""
+    if not count:
+        return
+    actions = [delivery.action for delivery in deliveries]
+    if count < len(deliveries):
+        actions = WebhookDelivery.objects.filter(
+            pk__in=[delivery.pk for delivery in deliveries], updated_at=written["updated_at"], status=written["status"]
+        ).values_list("action", flat=True)
+    metrics.deliveries_processed(actions, written["status"])
 
 
 def _outcome_fields(outcome, duration_ms: int, error: str | None = None) -> dict:

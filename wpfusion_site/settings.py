@@ -1,6 +1,7 @@
 """Settings for the site. Every value that differs between deployments comes from the environment
 (or a `.env` file beside manage.py); `.env.example` documents each one."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,8 +158,8 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if 
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
-# Load balancers and monitors probe over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers and monitors probe over plain HTTP; a Prometheus on this host scrapes gunicorn over loopback.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Behind a proxy that terminates TLS: believe its X-Forwarded-Proto (only from TRUSTED_PROXIES, see
 # webhooks.intake.client_address.TrustedProxyHeadersMiddleware) to know a request came over HTTPS.
 BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
@@ -312,6 +313,21 @@ WEBHOOK_PLAN_MAX_WAIT_SECONDS = env.float("WEBHOOK_PLAN_MAX_WAIT_SECONDS", defau
 # Seconds a tag applied or removed on the site is protected from Customer.io's lagging segment reads after the
 # change was sent (update_tags or cio_resync_tags running meanwhile keep the site's version).
 TAG_CHANGE_SETTLE_SECONDS = env.int("TAG_CHANGE_SETTLE_SECONDS", default=600)
+
+# Prometheus metrics (/metrics, webhooks.metrics): off (404) unless a scraper's bearer token is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The client's multiprocess mode: every process (gunicorn's workers, each webhook_worker) writes its counts to files in
+# this directory and /metrics adds them up. prometheus_client reads it from the environment when first imported (the
+# .env file is read into the environment above); the systemd units of deploy/ set it. Checked here, so that a wrong
+# path stops the site with a sentence rather than a traceback from the first counter.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not (
+    Path(PROMETHEUS_MULTIPROC_DIR).is_dir() and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK | os.X_OK)
+):
+    raise SystemExit(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory this user can write: create it, or "
+        "unset PROMETHEUS_MULTIPROC_DIR to keep each process's counts in memory."
+    )
 
 # The access key travels in webhook URLs: keep it out of request log lines and error reports.
 DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"

@@ -8,6 +8,7 @@ from users.forms import SetOrResetPasswordForm
 from users.views import account
 from webhooks.health import healthz
 from webhooks.intake.views import home, webhook_view
+from webhooks.metrics.views import metrics
 
 urlpatterns = [
     # The root answers Customer.io webhooks in WP Fusion's URL format (/?wpf_action=...&access_key=...).
@@ -20,6 +21,8 @@ urlpatterns = [
     ),
     # For load balancers and uptime monitors: no key, no session, never Customer.io.
     path("healthz", healthz, name="healthz"),
+    # For Prometheus: off without METRICS_TOKEN, and only with it (docs/operations.md, "Metrics").
+    path("metrics", metrics, name="metrics"),
     # LOGIN_REDIRECT_URL names it; the address is Django's default one, so a login without ?next= never finds a 404.
     path("accounts/profile/", account, name="account"),
     path("accounts/", include("django.contrib.auth.urls")),

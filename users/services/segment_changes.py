@@ -70,6 +70,11 @@ def wake_worker() -> None:
         send_segment_changes.enqueue()
 
 
+def waiting_count() -> int:
+    """Tag changes not sent to Customer.io yet (due now, waiting for a retry, or being sent)."""
+    return SegmentChange.objects.filter(sent_at__isnull=True).count()
+
+
 def wake_if_due() -> None:
     """For the worker's sweep: changes whose retry time came, or whose worker died, get a task again."""
     if due_changes(timezone.now()).exists():

@@ -32,11 +32,12 @@ from users.services.accounts import secret_attribute_names
 from users.text import clean_text
 
 from .. import deliveries
+from ..metrics import counters as metrics
 from ..payload import person_from_body
 from ..processing import request_for_delivery, run_action
 from ..queue.enqueue import open_queued
 from . import answers, refusals
-from .authentication import AccessKeyAuthentication, HasAccessKey
+from .authentication import AccessKeyAuthentication, HasAccessKey, presented_keys
 from .client_address import client_ip
 from .exceptions import (
     InvalidPayload,
@@ -142,16 +143,22 @@ class CustomerIOWebhookView(APIView):
 
     post = put = patch = delete = get
 
+    def dispatch(self, request, *args, **kwargs):
+        self.started = time.monotonic()  # for webhook_request_duration_seconds: every answer, refusals too
+        return super().dispatch(request, *args, **kwargs)
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         if response.get("Content-Type", "").startswith("text/html"):
             response["Cache-Control"] = "no-store"  # the page's URL may hold the key
-        if 400 <= response.status_code < 500 and not isinstance(_checked_key(request), KeyMatch):
+        refused = 400 <= response.status_code < 500
+        if refused and not isinstance(_checked_key(request), KeyMatch):
             _count_as_refused(request._request)
             # Counted and logged per address per minute (webhooks.intake.refusals): Django's "Forbidden: /" line
             # and gunicorn's access line per request would let a flood fill the disk through the logs.
             response._has_been_logged = True
             request._request.META["wpfusion.refused"] = True  # gunicorn.conf.py's access log skips it
+        _count_answer(request._request, response, time.monotonic() - self.started, refused)
         return response
 
     # The webhook -------------------------------------------------------------------------------------------------
@@ -245,6 +252,28 @@ def _count_as_refused(django_request) -> None:
     except SuspiciousOperation:
         action, key_sent = "", False
     refusals.refuse(client_ip(django_request), action, key_sent=key_sent)
+
+
+def _count_answer(django_request, response, seconds: float, refused: bool) -> None:
+    """Every answer for Prometheus (webhooks.metrics.counters): its action (from a fixed set, whatever was sent),
+    status and time, and why a refused one was refused."""
+    try:
+        action = metrics.action_label(django_request.GET.get("wpf_action"))
+    except SuspiciousOperation:
+        action = metrics.UNKNOWN
+    reason = None
+    if refused:
+        code = response.data.get("error", "") if isinstance(getattr(response, "data", None), dict) else ""
+        key_sent = code == "invalid_access_key" and bool(_presented_keys(django_request))
+        reason = metrics.refusal_reason(code, key_sent=key_sent)
+    metrics.webhook_answered(action, response.status_code, seconds, reason)
+
+
+def _presented_keys(django_request) -> list[str]:
+    try:
+        return presented_keys(django_request)
+    except SuspiciousOperation:
+        return []
 
 
 def _refuse_declared_oversize(django_request) -> None:

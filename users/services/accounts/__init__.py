@@ -17,6 +17,7 @@ from .passwords import (
     BatchPasswordReturns,
     claim_owed_password_return,
     generate_password,
+    password_returns_owed,
     settle_password_returns,
 )
 from .people import (
@@ -58,6 +59,7 @@ __all__ = [
     "meta_log_context",
     "meta_log_message",
     "new_username_base",
+    "password_returns_owed",
     "person_email",
     "pick_usernames",
     "plan_new_account",

@@ -9,6 +9,7 @@ from django.utils.crypto import get_random_string
 
 from users.services import segment_changes
 from webhooks.health import record_heartbeat
+from webhooks.metrics import files as metrics_files
 from webhooks.queue import recovery
 from webhooks.queue.task_rows import PROCESS_DELIVERY
 from webhooks.queue.worker import ProgressWorker, beat
@@ -45,6 +46,9 @@ class Command(BaseCommand):
             target=self._sweep_forever, args=(stop_sweeping, worker, worker_id, started_at), daemon=True, name="sweep"
         )
         record_heartbeat(worker_id, started_at)
+        metrics_dir = metrics_files.directory()
+        if metrics_dir:  # earlier processes' metric files join the archive (webhooks.metrics.files)
+            metrics_files.fold_ended_processes(metrics_dir)
         recovery.sweep()
         segment_changes.wake_if_due()
         if not batch:
