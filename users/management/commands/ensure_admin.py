@@ -7,6 +7,7 @@ from users.models import User
 
 
 class Command(BaseCommand):
+    # `make run`'s: the hint below is in the development form.
     help = (
         "Make sure a superuser exists for the admin. Credentials come from ADMIN_USERNAME, ADMIN_EMAIL and "
         "ADMIN_PASSWORD; without ADMIN_PASSWORD a password is generated and printed once, at creation."
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         if User.objects.filter(username=username).exists():
             self.stdout.write(
                 f"Admin account '{username}' exists (password unchanged; "
-                f"reset it with: python manage.py changepassword {username})."
+                f'reset it with: make manage ARGS="changepassword {username}")'
             )
             return
         password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
