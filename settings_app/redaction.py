@@ -54,6 +54,15 @@ _BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
 _SET_PASSWORD_TOKEN = re.compile(r"(/reset/[\w-]{1,64}/)(?!set-password(?:[/?#\s\"']|$))[^/?#&\s\"'<>]+")
 
 
+def secret_values(text: str) -> set[str]:
+    """The values scrub() masks in `text`: an error report looks for them wherever else they appear."""
+    found = set()
+    for pattern in (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _SET_PASSWORD_TOKEN):
+        for match in pattern.finditer(text):
+            found.add(match.group(0)[match.end(1) - match.start(0) :].strip("'\""))
+    return found - {""}
+
+
 def scrub(text: str) -> str:
     """`text` with secret query parameters, secret items of a dict's repr, Bearer tokens and set-password tokens
     masked."""

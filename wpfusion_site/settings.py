@@ -372,3 +372,17 @@ LOGGING = {
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# Error reports to Sentry (or a server speaking its protocol): off unless SENTRY_DSN is set. What is sent, and what is
+# scrubbed from it first (access keys, passwords, API keys, set-password links): webhooks.error_reports.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from webhooks.error_reports import start as start_error_reports
+
+    start_error_reports(
+        SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default=""),
+        release=env.str("SENTRY_RELEASE", default=""),
+        # Performance traces: a share of requests (0 to 1); 0, the default, sends errors only.
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
