@@ -87,7 +87,7 @@ class SafeExceptionReporter(ExceptionReporter):
 class ScrubDebugPagesMiddleware:
     """With DEBUG on, Django's 404 and 500 pages print the request URL, frame variables and more: remove every
     valid access key from them, wherever it appears (URL, header, a variable), whatever the reporter filter missed.
-    Outermost middleware, so it sees the technical pages of every layer. Does nothing when DEBUG is off."""
+    Outermost but for the request id, so it sees the technical pages of every layer. Does nothing with DEBUG off."""
 
     def __init__(self, get_response):
         self.get_response = get_response
