@@ -42,7 +42,8 @@ class RequestIdMiddleware:
 
     The id stays set until the request is finished (Django's request_finished, when the server closes the answer),
     not just until this middleware returns: Django logs a 4xx answer ("Not Found: /x") after the middleware, and
-    gunicorn writes its access line after that. A dictionary read, a token, a context-variable write."""
+    gunicorn writes its access line after that. A dictionary read, a token, a context-variable write and a header:
+    about 2 us a request, measured alone (bench/accept_profile.py shows it beside the other middleware)."""
 
     def __init__(self, get_response):
         from django.core.signals import request_finished
