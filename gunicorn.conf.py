@@ -13,6 +13,7 @@ Every value can be changed from the environment (or the site's .env file) withou
                        gunicorn runs sync workers with threads as gthread)
     PROMETHEUS_MULTIPROC_DIR  where each process writes its metrics for /metrics to add up (the systemd units set it;
                        with METRICS_TOKEN set and this unset, a private directory for this gunicorn's workers only)
+    LOG_FORMAT         plain (default) or json, as for the site: gunicorn's error and access lines follow it
 """
 
 import os
@@ -22,6 +23,11 @@ from pathlib import Path
 
 import environ
 from gunicorn import glogging
+
+from settings_app.redaction import scrub
+from webhooks.log_context import REQUEST_ID_HEADER, LogContextFilter
+from webhooks.log_json import JsonFormatter
+from webhooks.logging import RedactSecretsFilter
 
 # The same .env file as the site (ENV_FILE, else .env beside this file), so one file configures both.
 _env = environ.Env()
@@ -101,15 +107,64 @@ def on_exit(server):
         shutil.rmtree(private, ignore_errors=True)
 
 
-class _AccessLogWithoutRefusals(glogging.Logger):
-    """The access log without the webhook's refused requests (a wrong or missing key, the throttle's 429): the site
+_LOG_FORMAT = _env.str("LOG_FORMAT", default="plain").lower()
+_REQUEST_ID = REQUEST_ID_HEADER.lower()
+
+
+class _SiteLogger(glogging.Logger):
+    """gunicorn's logs as the site's: secrets scrubbed from its error lines (one may quote a request line) and from
+    access-logged paths (a set-password link's token); with LOG_FORMAT=json, one JSON object per line, the access
+    line's fields separate and with the request's X-Request-ID.
+
+    The access log leaves out the webhook's refused requests (a wrong or missing key, the throttle's 429): the site
     logs those once per address per minute with a count (webhooks.intake.refusals), so a flood of them cannot fill
     the disk through this log either. The view marks them in the request's environ."""
+
+    def setup(self, cfg):
+        super().setup(cfg)  # run again on a configuration reload: gunicorn's own handlers are new then
+        json = _LOG_FORMAT == "json"
+        # The plain access line is not filtered: its format holds the path alone (atoms() below), and scrubbing
+        # every header and environ value it is given would cost each request more than the line itself.
+        for handler in (*self.error_log.handlers, *(self.access_log.handlers if json else ())):
+            handler.addFilter(RedactSecretsFilter())
+            if json:
+                handler.addFilter(LogContextFilter())
+                handler.setFormatter(JsonFormatter())
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        if "/reset/" in (atoms.get("U") or ""):
+            atoms["U"] = scrub(atoms["U"])
+        return atoms
 
     def access(self, resp, req, environ, request_time):
         if environ.get("wpfusion.refused"):
             return
-        super().access(resp, req, environ, request_time)
+        if _LOG_FORMAT != "json":
+            super().access(resp, req, environ, request_time)
+        elif self.access_log_enabled:
+            self._json_access(resp, environ, request_time)
+
+    def _json_access(self, resp, environ, request_time):
+        # The path without the query string (it may hold the key), as the plain line; no Referer, for that reason.
+        method, path = environ.get("REQUEST_METHOD", ""), scrub(environ.get("PATH_INFO", ""))
+        status = str(resp.status).split(None, 1)[0]
+        request_id = next((value for name, value in resp.headers if name.lower() == _REQUEST_ID), None)
+        fields = {
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": method,
+            "path": path,
+            "protocol": environ.get("SERVER_PROTOCOL"),
+            "status": int(status) if status.isdigit() else status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 1),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "request_id": request_id,
+        }
+        try:
+            self.access_log.info("%s %s %s", method, path, status, extra=fields)
+        except Exception:
+            self.exception("Could not write an access line")
 
 
-logger_class = _AccessLogWithoutRefusals
+logger_class = _SiteLogger

@@ -1,6 +1,8 @@
-"""Masking of secrets before anything is logged or stored.
+"""Masking of secrets before anything is logged, stored or reported.
 
-Passwords, access keys and API keys must never reach the ActivityLog, a stored webhook body or a log line.
+Passwords, access keys, API keys and set-password links must never reach the ActivityLog, a stored webhook body, a
+log line or an error report. Pure Python (no Django import): the log formatters and gunicorn's configuration use it
+before Django is set up.
 """
 
 import re
@@ -9,8 +11,8 @@ from collections.abc import Mapping
 MASK = "********"
 
 # What makes a name (a dictionary key, a query parameter, a header) a secret's: any name containing one of these,
-# case-insensitively. "pass" covers user_pass, password, passwd, passphrase. The one list: the log scrubber
-# (webhooks.logging) builds its patterns from it.
+# case-insensitively. "pass" covers user_pass, password, passwd, passphrase. The one list: the text scrubber below
+# builds its patterns from it.
 SECRET_NAME_PARTS = r"pass|pwd|secret|token|access[_-]?key|api[_-]?key|authorization|credential"  # noqa: S105
 SECRET_KEY_PATTERN = re.compile(SECRET_NAME_PARTS, re.IGNORECASE)
 
@@ -36,3 +38,48 @@ def without_secrets(query: Mapping) -> dict:
     """A query-string dict with secret parameters (access_key above all) removed, not just masked, so that not even
     the key's length is kept."""
     return {key: value for key, value in query.items() if not is_secret_key(key)}
+
+
+# A secret's name as is_secret_key decides it (any name containing a secret-looking part: access_key, X-Access-Key,
+# user_pass, ...). Bounded, so that a long run of name characters in a log line costs linear time.
+_SECRET_NAME = rf"[\w.-]{{0,64}}(?:{SECRET_NAME_PARTS})[\w.-]{{0,64}}"
+# access_key=KEY in a URL or query string.
+_SECRET_PARAM = re.compile(rf"(?i)((?<![\w.-]){_SECRET_NAME}=)[^&\s\"']*")
+# 'access_key': 'KEY' in the repr of a dict (a view's parsed query).
+_SECRET_ITEM = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
+# The key in an Authorization header's value.
+_BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
+# The token of a set-password link (the welcome email's, Django's password reset: /accounts/reset/<uidb64>/<token>/),
+# which logs in whoever holds it until it is used. Django's own next step, /reset/<uidb64>/set-password/, is kept.
+_SET_PASSWORD_TOKEN = re.compile(r"(/reset/[\w-]{1,64}/)(?!set-password(?:[/?#\s\"']|$))[^/?#&\s\"'<>]+")
+
+
+def secret_values(text: str) -> set[str]:
+    """The values scrub() masks in `text`: an error report looks for them wherever else they appear."""
+    found = set()
+    for pattern in (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _SET_PASSWORD_TOKEN):
+        for match in pattern.finditer(text):
+            found.add(match.group(0)[match.end(1) - match.start(0) :].strip("'\""))
+    return found - {""}
+
+
+# Literal pieces of SECRET_NAME_PARTS: a text without any of them (case-folded) holds no secret name. Python's regular
+# expressions cost about 0.1 us per character of text, substring tests a hundredth of that: the patterns above run
+# only on a text that may match them.
+_NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "authorization", "credential")
+
+
+def scrub(text: str) -> str:
+    """`text` with secret query parameters, secret items of a dict's repr, Bearer tokens and set-password tokens
+    masked."""
+    lowered = text.casefold()
+    if any(piece in lowered for piece in _NAME_PIECES):
+        if "=" in text:
+            text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
+        if ":" in text:
+            text = _SECRET_ITEM.sub(rf"\g<1>'{MASK}'", text)
+    if "bearer" in lowered:
+        text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    if "/reset/" in text:
+        text = _SET_PASSWORD_TOKEN.sub(rf"\g<1>{MASK}", text)
+    return text

@@ -4,6 +4,13 @@ figures `webhook_queue` prints.
 /healthz answers 200 whenever the database answers, even with a long queue: a backlog during a Customer.io outage
 must not make a load balancer pull every web node (alert on the queue with `webhook_queue --max-age`). It reads two
 indexed aggregates, needs no key and no session, and never calls Customer.io.
+
+Why not django-health-check (weighed for issue 22): its database check would replace one `except DatabaseError`,
+and the figures monitors read here (waiting deliveries, the oldest one's age, the worker heartbeat) would still be
+ours, as a custom check plus a view reshaping its JSON into this contract — more code to keep than this module, and a
+dependency. Its cache check would fail the node when a shared Redis hiccups, though the site runs through that (the
+cache is an optimisation here: configuration versions fall back to the database); its migrations check builds the
+migration graph on every probe. So the check stays this small view.
 """
 
 import logging

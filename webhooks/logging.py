@@ -2,46 +2,40 @@
 
 The key travels in the query string (`?wpf_action=...&access_key=KEY`, the URL format Customer.io journeys and
 WP Fusion use), so every place that prints a request URL must drop it: request log lines (`django.server`,
-`django.request`) and Django's error reports.
+`django.request`) and Django's error reports. What counts as a secret, and the text scrubber, live in
+settings_app.redaction; Sentry's events are scrubbed in webhooks.error_reports.
 """
 
 import logging
-import re
 
 from django.http import HttpRequest
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from settings_app.redaction import MASK, SECRET_NAME_PARTS, is_secret_key
-
-# A secret's name as redaction decides it (any name containing a secret-looking part: access_key, X-Access-Key,
-# user_pass, ...). Bounded, so that a long run of name characters in a log line costs linear time.
-_SECRET_NAME = rf"[\w.-]{{0,64}}(?:{SECRET_NAME_PARTS})[\w.-]{{0,64}}"
-# access_key=KEY in a URL or query string.
-_SECRET_PARAM = re.compile(rf"(?i)((?<![\w.-]){_SECRET_NAME}=)[^&\s\"']*")
-# 'access_key': 'KEY' in the repr of a dict (a view's parsed query).
-_SECRET_ITEM = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
-# The key in an Authorization header's value.
-_BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
-
-
-def scrub(text: str) -> str:
-    text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
-    text = _SECRET_ITEM.sub(rf"\g<1>'{MASK}'", text)
-    return _BEARER.sub(rf"\g<1>{MASK}", text)
+from settings_app.redaction import MASK, is_secret_key, scrub
 
 
 class RedactSecretsFilter(logging.Filter):
-    """Rewrites a record's message (and string arguments) with secret query parameters masked."""
+    """Rewrites a record's message (formatted with its arguments) and traceback text with secrets masked
+    (settings_app.redaction.scrub). On every handler, before any formatter (plain or JSON) sees the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: scrub(value) if isinstance(value, str) else value for key, value in record.args.items()}
+        if not isinstance(record.msg, dict):  # a dict message is the JSON formatter's to write (and scrub)
+            # The message is formatted first, then scrubbed: scrubbing the format string alone would turn
+            # "access_key=%s" into a string without its placeholder, and the failed formatting would print the raw
+            # arguments to stderr.
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken logging call: its message without the arguments, rather than a report of them
+                message = str(record.msg)
+            record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            # An exception's message may quote a URL; formatters print exc_text when it is set.
+            record.exc_text = scrub(_TRACEBACKS.formatException(record.exc_info))
         # The request object rides along on django.request records; handlers that format it see only the path.
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class OneLineWarning(logging.Filter):
@@ -93,7 +87,7 @@ class SafeExceptionReporter(ExceptionReporter):
 class ScrubDebugPagesMiddleware:
     """With DEBUG on, Django's 404 and 500 pages print the request URL, frame variables and more: remove every
     valid access key from them, wherever it appears (URL, header, a variable), whatever the reporter filter missed.
-    Outermost middleware, so it sees the technical pages of every layer. Does nothing when DEBUG is off."""
+    Outermost but for the request id, so it sees the technical pages of every layer. Does nothing with DEBUG off."""
 
     def __init__(self, get_response):
         self.get_response = get_response

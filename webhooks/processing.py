@@ -17,6 +17,7 @@ from users.services.contacts import Contact, IdentityConflict
 
 from . import deliveries
 from .actions import ACTIONS, WebhookAction
+from .log_context import delivery_context
 from .models import WebhookDelivery
 from .payload import WebhookOptions
 
@@ -86,11 +87,12 @@ def request_for_delivery(
 
 
 def run_action(action: WebhookAction, request: ActionRequest | None) -> Outcome:
-    """Run the action (`request` is None for one that touches nobody); every activity line written meanwhile names
-    the delivery."""
+    """Run the action (`request` is None for one that touches nobody); every activity line, log line and error
+    report written meanwhile names the delivery."""
     if action.handler is None:
         return Outcome(Status.SUCCEEDED, 200, {"status": "ok", "action": action.name})
-    with lines_for_delivery(getattr(request.delivery, "pk", None)):
+    delivery_id = getattr(request.delivery, "pk", None)
+    with lines_for_delivery(delivery_id), delivery_context(delivery_id, action.name):
         return _run(action, request)
 
 

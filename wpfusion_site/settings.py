@@ -61,7 +61,9 @@ if ENABLE_DEMO:
     INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
-    # Outermost: with DEBUG on, takes every access key out of Django's 404/500 debug pages.
+    # Outermost: every request, the webhook's included, runs inside its request id (log lines, X-Request-ID).
+    "webhooks.log_context.RequestIdMiddleware",
+    # With DEBUG on, takes every access key out of Django's 404/500 debug pages.
     "webhooks.logging.ScrubDebugPagesMiddleware",
     # First: X-Forwarded-Proto counts only from TRUSTED_PROXIES, before anything asks whether the request is secure.
     "webhooks.intake.client_address.TrustedProxyHeadersMiddleware",
@@ -334,16 +336,24 @@ DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "webhooks.logging.SafeReporterFilter"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: one readable line per record; json: one JSON object per line with the request id, and the delivery id and
+# action where there is one (webhooks.log_json), for a log system. gunicorn.conf.py reads it too.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise SystemExit(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Each handler scrubs secrets first, then adds the request and delivery ids, then formats.
     "filters": {
         "redact_secrets": {"()": "webhooks.logging.RedactSecretsFilter"},
+        "log_context": {"()": "webhooks.log_context.LogContextFilter"},
         "one_line_warning": {"()": "webhooks.logging.OneLineWarning"},
         "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "webhooks.log_json.JsonFormatter"},
         "django.server": {
             "()": "django.utils.log.ServerFormatter",
             "format": "[{server_time}] {message}",
@@ -351,11 +361,15 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets", "log_context"],
+        },
         "django.server": {
             "class": "logging.StreamHandler",
-            "formatter": "django.server",
-            "filters": ["redact_secrets"],
+            "formatter": "json" if LOG_FORMAT == "json" else "django.server",
+            "filters": ["redact_secrets", "log_context"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -374,3 +388,17 @@ LOGGING = {
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# Error reports to Sentry (or a server speaking its protocol): off unless SENTRY_DSN is set. What is sent, and what is
+# scrubbed from it first (access keys, passwords, API keys, set-password links): webhooks.error_reports.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from webhooks.error_reports import start as start_error_reports
+
+    start_error_reports(
+        SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default=""),
+        release=env.str("SENTRY_RELEASE", default=""),
+        # Performance traces: a share of requests (0 to 1); 0, the default, sends errors only.
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )

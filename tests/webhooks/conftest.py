@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 from django.core.cache import cache
@@ -103,3 +104,40 @@ def app_calls(emulator):
 def track_calls(emulator):
     """The Track API requests the emulator received."""
     return [r for r in emulator.requests("/api/")]
+
+
+class JsonLog:
+    """What LOG_FORMAT=json would write meanwhile: a handler built as the settings build the console's (the secret
+    scrubber, then the request and delivery ids, then the JSON formatter) on the loggers the site configures."""
+
+    LOGGERS = ("", "django", "django.server", "axes")
+
+    def __init__(self):
+        import io
+
+        from webhooks.log_context import LogContextFilter
+        from webhooks.log_json import JsonFormatter
+        from webhooks.logging import RedactSecretsFilter
+
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.addFilter(RedactSecretsFilter())
+        self.handler.addFilter(LogContextFilter())
+        self.handler.setFormatter(JsonFormatter())
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.text.splitlines()]
+
+
+@pytest.fixture
+def json_log():
+    log = JsonLog()
+    for name in JsonLog.LOGGERS:
+        logging.getLogger(name).addHandler(log.handler)
+    yield log
+    for name in JsonLog.LOGGERS:
+        logging.getLogger(name).removeHandler(log.handler)

@@ -10,6 +10,7 @@ from cio.errors import CustomerIOError
 from users.services.password_hashing import HashedAhead
 
 from ..actions import ACTIONS
+from ..log_context import delivery_context, name_action
 from ..processing import failure, request_for_delivery, run_action
 from . import bulk_adds, bulk_tags, bulk_updates, planning
 from .claiming import ContactWork, claim_work
@@ -24,11 +25,18 @@ logger = logging.getLogger(__name__)
 
 
 def process(delivery_id: int) -> None:
-    """The task body. Never raises: every outcome is recorded on the deliveries."""
+    """The task body. Never raises: every outcome is recorded on the deliveries. Log lines written for the batch
+    name the task's delivery (and, once claimed, its action); each contact processed one by one names its own."""
+    with delivery_context(delivery_id, None):
+        _process_batch(delivery_id)
+
+
+def _process_batch(delivery_id: int) -> None:
     wait_for_burst(delivery_id)
     works = claim_work(delivery_id)
     if not works:
         return
+    name_action(next((d.action for work in works for d in work.deliveries if d.pk == delivery_id), None))
     all_ids = [d.pk for work in works for d in work.deliveries]
     with LeaseKeeper(all_ids):
         started = time.monotonic()

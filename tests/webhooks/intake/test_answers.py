@@ -28,7 +28,7 @@ def test_the_answer_is_json_whatever_accept_says(hook, emulator, accept):
 
 
 @pytest.mark.parametrize("key", ["wrong-key", ""])
-def test_a_wrong_or_missing_key_is_refused_without_storing_or_logging_anything(hook, emulator, key, caplog):
+def test_a_wrong_or_missing_key_is_refused_without_storing_or_logging_anything(hook, emulator, key, caplog, json_log):
     response = hook("add", key=key)
     assert response.status_code == 403
     assert response.json() == {"error": "invalid_access_key", "detail": "Invalid Access Key"}
@@ -37,6 +37,7 @@ def test_a_wrong_or_missing_key_is_refused_without_storing_or_logging_anything(h
     assert emulator.requests() == []
     if key:
         assert key not in caplog.text
+        assert key not in json_log.text
 
 
 def test_a_missing_access_key_parameter_is_refused(client, emulator):

@@ -150,7 +150,7 @@ def failing_view(monkeypatch, client):
 
 @pytest.mark.parametrize("debug", [True, False])
 def test_an_unexpected_failure_is_a_json_500_without_the_key_even_with_debug_on(
-    failing_view, access_key, settings, emulator, debug, caplog
+    failing_view, access_key, settings, emulator, debug, caplog, json_log
 ):
     """No HTML error page ever reaches Customer.io (the debug page neither); the traceback goes to the log, scrubbed."""
     settings.DEBUG = debug
@@ -167,6 +167,11 @@ def test_an_unexpected_failure_is_a_json_500_without_the_key_even_with_debug_on(
         assert response.json() == {"error": "internal_error", "detail": "The site failed to process this webhook."}
     assert "the database went away" in caplog.text
     assert access_key not in caplog.text
+    # LOG_FORMAT=json: the same three reports, each with its traceback and request id, and no key.
+    reports = [line for line in json_log.lines() if line["message"] == "Internal Server Error: /"]
+    assert len(reports) == 3 and all("the database went away" in line["exc_info"] for line in reports)
+    assert all(line["request_id"] for line in reports)
+    assert access_key not in json_log.text
 
 
 def test_the_debug_404_page_never_shows_the_key(client, access_key, settings):

@@ -62,3 +62,67 @@ def test_a_planned_account_and_a_hash_under_way_never_show_their_password():
     account = NewAccount(User(username="ann"), "Pl41ntext-Secret", True, "", [], "ann")
     assert "Pl41ntext-Secret" not in repr(account)
     assert "Pl41ntext-Secret" not in repr(HashedAhead("Pl41ntext-Secret", Future(), generated=True))
+
+
+# The JSON format (LOG_FORMAT=json) --------------------------------------------------------------------------------
+
+CANARY_KEY = "Canary" + "AccessKey9"
+CANARY_PASSWORD = "Canary" + "Passw0rd!"
+CANARY_TOKEN = "cabc12-" + "0123456789abcdef0123"
+
+
+def test_the_json_handler_scrubs_before_it_formats():
+    from django.conf import settings
+
+    logging_config = settings.LOGGING
+    for handler in ("console", "django.server"):
+        assert logging_config["handlers"][handler]["filters"] == ["redact_secrets", "log_context"]
+    assert logging_config["formatters"]["json"] == {"()": "webhooks.log_json.JsonFormatter"}
+
+
+class Leaky:
+    def __repr__(self):
+        return f"<Leaky /?wpf_action=add&access_key={CANARY_KEY}>"
+
+
+def test_json_lines_never_hold_a_secret(json_log):
+    log = logging.getLogger("webhooks.intake.views")
+    log.warning('"POST /?wpf_action=add&access_key=%s HTTP/1.1" 200', CANARY_KEY)
+    log.warning("Authorization: Bearer %s", CANARY_KEY)
+    log.warning("Welcome link https://example.com/accounts/reset/MQ/%s/ sent", CANARY_TOKEN)
+    log.warning("Parsed %s", {"email": "ann@example.com", "user_pass": CANARY_PASSWORD})
+    log.warning("extras", extra={"password": CANARY_PASSWORD, "context": {"api_key": CANARY_KEY}, "thing": Leaky()})
+    try:
+        raise RuntimeError(f"could not open /?access_key={CANARY_KEY} for {{'password': '{CANARY_PASSWORD}'}}")
+    except RuntimeError:
+        log.exception("failed")
+    logging.getLogger("django.request").error("Internal Server Error: /", extra={"request": Leaky()})
+    lines = json_log.lines()
+    assert len(lines) == 7
+    for canary in (CANARY_KEY, CANARY_PASSWORD, CANARY_TOKEN):
+        assert canary not in json_log.text
+    assert "/accounts/reset/MQ/********/" in lines[2]["message"]
+    assert lines[4]["password"] == "********" and lines[4]["context"] == {"api_key": "********"}
+    assert "RuntimeError: could not open" in lines[5]["exc_info"]
+    assert "request" not in lines[6]
+
+
+def test_plain_lines_lose_set_password_tokens_and_secrets_in_tracebacks():
+    import io
+
+    [console] = [handler for handler in logging.getLogger().handlers if handler.name == "console"]
+    sink = io.StringIO()
+    previous = console.setStream(sink)
+    try:
+        log = logging.getLogger("webhooks.intake.views")
+        log.warning("GET /accounts/reset/MQ/%s/ then /accounts/reset/MQ/set-password/", CANARY_TOKEN)
+        try:
+            raise RuntimeError(f"GET /?access_key={CANARY_KEY}")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        console.setStream(previous)
+    printed = sink.getvalue()
+    assert CANARY_TOKEN not in printed and CANARY_KEY not in printed
+    assert "/accounts/reset/MQ/set-password/" in printed
+    assert "RuntimeError: GET /?access_key=********" in printed

@@ -53,8 +53,7 @@ class Command(BaseCommand):
         segment_changes.wake_if_due()
         if not batch:
             sweeper.start()
-        self.stdout.write(f"webhook worker {worker_id} started")
-        self.stdout.flush()
+        logger.info("Webhook worker %s started", worker_id)  # a log line, so that LOG_FORMAT applies to it too
         worker.configure_signals()
         try:
             worker.run()
