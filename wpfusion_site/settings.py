@@ -318,10 +318,8 @@ TAG_CHANGE_SETTLE_SECONDS = env.int("TAG_CHANGE_SETTLE_SECONDS", default=600)
 
 # Prometheus metrics (/metrics, webhooks.metrics): off (404) unless a scraper's bearer token is set.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# The client's multiprocess mode: every process (gunicorn's workers, each webhook_worker) writes its counts to files in
-# this directory and /metrics adds them up. prometheus_client reads it from the environment when first imported (the
-# .env file is read into the environment above); the systemd units of deploy/ set it. Checked here, so that a wrong
-# path stops the site with a sentence rather than a traceback from the first counter.
+# The client's multiprocess mode (every process writes its counts here; /metrics adds them up; prometheus_client reads
+# it from the environment). Checked here, so a wrong path stops the site with a sentence, not a counter's traceback.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR and not (
     Path(PROMETHEUS_MULTIPROC_DIR).is_dir() and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK | os.X_OK)
@@ -336,8 +334,7 @@ DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "webhooks.logging.SafeReporterFilter"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-# plain: one readable line per record; json: one JSON object per line with the request id, and the delivery id and
-# action where there is one (webhooks.log_json), for a log system. gunicorn.conf.py reads it too.
+# plain: readable lines; json: one JSON object per line with the request, delivery and action ids (webhooks.log_json).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise SystemExit(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
@@ -399,6 +396,5 @@ if SENTRY_DSN:
         SENTRY_DSN,
         environment=env.str("SENTRY_ENVIRONMENT", default=""),
         release=env.str("SENTRY_RELEASE", default=""),
-        # Performance traces: a share of requests (0 to 1); 0, the default, sends errors only.
-        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),  # 0: errors only, no traces
     )
