@@ -45,6 +45,11 @@ def claim_owed_password_return(user: User) -> bool:
     )
 
 
+def password_returns_owed() -> int:
+    """Users whose generated password Customer.io has not accepted yet (the admin overview shows the number)."""
+    return User.objects.filter(password_return_due=True).count()
+
+
 def settle_password_returns(users: list[User]) -> None:
     """Nothing is owed to Customer.io for these users any more (returned, or no longer to be returned)."""
     User.objects.filter(pk__in=[user.pk for user in users]).update(

@@ -1,0 +1,222 @@
+"""What the admin overview shows, read from the database in a fixed number of aggregate queries whatever the number
+of rows: deliveries, Customer.io calls and refused requests per hour over the last 7 days (one GROUP BY each, the
+hour truncated by the database), the queue now, failing contacts, worker heartbeats, and the users' outboxes.
+
+Hours are UTC hours (refused requests and Customer.io calls are stored per UTC hour); the page labels them in the
+site's time zone. The deliveries' query reads the (received_at, status) index alone on PostgreSQL (see
+docs/performance.md, "The admin overview").
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from django.db.models import Count, Max, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from users.services.accounts.passwords import password_returns_owed
+from users.services.segment_changes import Waiting, waiting_changes
+
+from ..health import Backlog, queue_backlog
+from ..models import CustomerIOCallHour, RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
+
+Status = WebhookDelivery.Status
+DAYS = 7
+HOURS = 24
+FAILING_CONTACTS_SHOWN = 20
+WORKERS_SHOWN = 10
+
+# The deliveries chart's outcomes, in stacking order; every status not finished yet counts as "waiting".
+OUTCOMES = ["succeeded", "skipped", "failed", "invalid", "waiting"]
+_OUTCOME_OF = {Status.SUCCEEDED: "succeeded", Status.SKIPPED: "skipped", Status.FAILED: "failed"}
+_OUTCOME_OF[Status.INVALID] = "invalid"
+# Customer.io calls: all of them, and those answered 429 (rate limited).
+CALL_SERIES = ["calls", "429s"]
+REFUSED_SERIES = ["refused", "answered 429"]
+
+
+@dataclass
+class HourlyCounts:
+    """Counts per UTC hour start and series name, with the hours of the last 24 hours and days of the last 7."""
+
+    series: list[str]
+    hours: list[datetime]  # the last 24 hour starts, oldest first (the last one is the current, partial hour)
+    days: list[date]  # the last 7 days in the site's time zone, oldest first (the last one is today)
+    counts: dict[datetime, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, hour: datetime, name: str, count: int) -> None:
+        bucket = self.counts[hour]
+        bucket[name] = bucket.get(name, 0) + count
+
+    def by_hour(self) -> list[tuple[datetime, dict[str, int]]]:
+        return [(hour, self._full(self.counts.get(hour, {}))) for hour in self.hours]
+
+    def by_day(self) -> list[tuple[date, dict[str, int]]]:
+        totals = {day: dict.fromkeys(self.series, 0) for day in self.days}
+        for hour, values in self.counts.items():
+            day = timezone.localtime(hour).date()
+            if day in totals:
+                for name, count in values.items():
+                    totals[day][name] += count
+        return list(totals.items())
+
+    def last_24_hours(self) -> dict[str, int]:
+        totals = dict.fromkeys(self.series, 0)
+        for _, values in self.by_hour():
+            for name, count in values.items():
+                totals[name] += count
+        return totals
+
+    def _full(self, values: dict[str, int]) -> dict[str, int]:
+        return {name: values.get(name, 0) for name in self.series}
+
+
+@dataclass
+class FailingContact:
+    contact: str
+    contact_key: str
+    retrying: int
+    failed: int
+    last_received_at: datetime
+
+
+@dataclass
+class Worker:
+    worker_id: str
+    host: str
+    pid: int | None
+    started_at: datetime
+    seen_at: datetime
+    age_seconds: float
+
+
+@dataclass
+class Figures:
+    now: datetime
+    deliveries: HourlyCounts
+    calls: HourlyCounts
+    refused: HourlyCounts
+    backlog: Backlog
+    failing_contacts: list[FailingContact]
+    failing_contacts_total: int
+    workers: list[Worker]
+    password_returns_owed: int
+    segment_changes: Waiting
+
+    @property
+    def oldest_waiting_seconds(self) -> float | None:
+        return self.backlog.oldest_age(self.now)
+
+    @property
+    def oldest_segment_change_seconds(self) -> float | None:
+        oldest = self.segment_changes.oldest_created_at
+        return (self.now - oldest).total_seconds() if oldest else None
+
+
+def read_figures(now: datetime | None = None) -> Figures:
+    """Everything the overview shows: nine queries."""
+    now = now or timezone.now()
+    hours, days, since = _periods(now)
+    failing, failing_total = failing_contacts(now)
+    return Figures(
+        now=now,
+        deliveries=deliveries_per_hour(since, hours, days),
+        calls=calls_per_hour(since, hours, days),
+        refused=refused_per_hour(since, hours, days),
+        backlog=queue_backlog(),
+        failing_contacts=failing,
+        failing_contacts_total=failing_total,
+        workers=workers(now),
+        password_returns_owed=password_returns_owed(),
+        segment_changes=waiting_changes(),
+    )
+
+
+def _periods(now: datetime) -> tuple[list[datetime], list[date], datetime]:
+    """The last 24 UTC hour starts, the last 7 local days, and the start of the oldest of those days."""
+    current_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [current_hour - timedelta(hours=back) for back in range(HOURS - 1, -1, -1)]
+    today = timezone.localdate(now)
+    days = [today - timedelta(days=back) for back in range(DAYS - 1, -1, -1)]
+    first_midnight = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
+    # From the start of the UTC hour holding the first local midnight (a zone half an hour off UTC included).
+    since = min(first_midnight.astimezone(UTC).replace(minute=0, second=0, microsecond=0), hours[0])
+    return hours, days, since
+
+
+def deliveries_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
+    """Deliveries received per hour, by outcome (one GROUP BY hour, status)."""
+    counts = HourlyCounts(OUTCOMES, hours, days)
+    rows = (
+        WebhookDelivery.objects.filter(received_at__gte=since)
+        .annotate(hour=TruncHour("received_at", tzinfo=UTC))
+        .values_list("hour", "status")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    for hour, status, n in rows:
+        counts.add(hour, _OUTCOME_OF.get(status, "waiting"), n)
+    return counts
+
+
+def calls_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
+    """Customer.io calls per hour (both APIs), and those answered 429."""
+    counts = HourlyCounts(CALL_SERIES, hours, days)
+    rows = (
+        CustomerIOCallHour.objects.filter(hour__gte=since)
+        .values_list("hour")
+        .annotate(calls=Sum("count"), limited=Sum("count", filter=Q(answer=CustomerIOCallHour.Answer.RATE_LIMITED)))
+        .order_by()
+    )
+    for hour, calls, limited in rows:
+        counts.add(hour, "calls", calls or 0)
+        counts.add(hour, "429s", limited or 0)
+    return counts
+
+
+def refused_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
+    """Requests refused for their key per hour, and those of them answered 429 (the refused-request throttle)."""
+    counts = HourlyCounts(REFUSED_SERIES, hours, days)
+    rows = (
+        RefusedRequestWindow.objects.filter(window_start__gte=since)
+        .values_list("window_start")
+        .annotate(refused=Sum("count"), throttled=Sum("throttled"))
+        .order_by()
+    )
+    for hour, refused, throttled in rows:
+        counts.add(hour, "refused", refused or 0)
+        counts.add(hour, "answered 429", throttled or 0)
+    return counts
+
+
+def failing_contacts(now: datetime) -> tuple[list[FailingContact], int]:
+    """Contacts with deliveries waiting for a retry, or failed for good in the last 24 hours: the most recent ones
+    first, and how many there are in all (two queries)."""
+    failing = (
+        WebhookDelivery.objects.filter(
+            Q(status=Status.RETRYING) | Q(status=Status.FAILED, received_at__gte=now - timedelta(hours=HOURS))
+        )
+        .exclude(contact_key="")
+        .values("contact_key")
+    )
+    total = failing.annotate(n=Count("*")).order_by().count()
+    rows = failing.annotate(
+        contact=Max("contact"),
+        retrying=Count("pk", filter=Q(status=Status.RETRYING)),
+        failed=Count("pk", filter=Q(status=Status.FAILED)),
+        last=Max("received_at"),
+    ).order_by("-last", "contact_key")[:FAILING_CONTACTS_SHOWN]
+    contacts = [
+        FailingContact(row["contact"], row["contact_key"], row["retrying"], row["failed"], row["last"]) for row in rows
+    ]
+    return contacts, total
+
+
+def workers(now: datetime) -> list[Worker]:
+    """The workers seen most recently, with their heartbeat's age."""
+    rows = WorkerHeartbeat.objects.order_by("-seen_at", "worker_id")[:WORKERS_SHOWN]
+    return [
+        Worker(row.worker_id, row.host, row.pid, row.started_at, row.seen_at, (now - row.seen_at).total_seconds())
+        for row in rows
+    ]
