@@ -145,19 +145,39 @@ def _periods(now: datetime) -> tuple[list[datetime], list[date], datetime]:
     return hours, days, since
 
 
+class UTCHour(TruncHour):
+    """The UTC hour a time falls in (TruncHour in UTC). On SQLite, Django's truncation calls a Python function for
+    each row (seconds on millions of rows), and even SQLite's strftime() parses each date; but the column holds UTC
+    text there ("2026-12-07 14:05:09.123456"), whose first 13 characters are the hour: twice as fast again."""
+
+    def __init__(self, expression, **extra):
+        super().__init__(expression, tzinfo=UTC, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.lhs)
+        return f"(substr({sql}, 1, 13) || ':00:00')", params
+
+
 def deliveries_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
-    """Deliveries received per hour, by outcome (one GROUP BY hour, status)."""
+    """Deliveries received per hour, by outcome: one GROUP BY hour, counting each outcome with a FILTER (grouping
+    by hour alone lets SQLite walk the (received_at, status) index rather than sort by status)."""
     counts = HourlyCounts(OUTCOMES, hours, days)
-    rows = (
+    for row in deliveries_query(since):
+        for name in OUTCOMES:
+            counts.add(row["hour"], name, row[name])
+    return counts
+
+
+def deliveries_query(since: datetime):
+    outcomes = {name: Count("pk", filter=Q(status=status)) for status, name in _OUTCOME_OF.items()}
+    outcomes["waiting"] = Count("pk", filter=~Q(status__in=list(_OUTCOME_OF)))
+    return (
         WebhookDelivery.objects.filter(received_at__gte=since)
-        .annotate(hour=TruncHour("received_at", tzinfo=UTC))
-        .values_list("hour", "status")
-        .annotate(n=Count("*"))
+        .annotate(hour=UTCHour("received_at"))
+        .values("hour")
+        .annotate(**outcomes)
         .order_by()
     )
-    for hour, status, n in rows:
-        counts.add(hour, _OUTCOME_OF.get(status, "waiting"), n)
-    return counts
 
 
 def calls_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
