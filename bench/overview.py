@@ -10,9 +10,10 @@ received evenly over the last 7 days (85 % succeeded, 8 % skipped, 4 % failed, 2
 waiting, 200 of them retrying), 100,000 users (1,000 owed a password return), 10,000 tag changes (500 unsent),
 Customer.io call counts and refused-request counts for every hour, and 4 worker heartbeats. Then it analyses the
 tables and times each of the page's queries (median of 5 runs after a warm-up), the whole page through Django's
-test client (the admin view, its template and 6 charts), and prints the query plan of the deliveries' GROUP BY.
-With --compare-index (on by default) it then times the deliveries' query again with only a plain received_at index,
-as before the overview.
+test client (the admin view, its template and 6 charts) — with the cache of settled hours empty (every 5 minutes at
+most) and filled (the other page views) — and prints the query plan of the deliveries' GROUP BY over 7 days.
+Unless --no-compare-index, it then adds an index on (received_at, status) and times the deliveries' 7 days and the
+queue's count again, with their plans: what such an index would buy and cost.
 
 Each database runs in a process of its own (Django is set up once per process). Figures, not pass/fail.
 """
@@ -108,26 +109,31 @@ def run_one(url: str, deliveries: int, compare_index: bool) -> None:
     fill(connection, deliveries)
     filled = time.monotonic() - started
     print(f"\n== {vendor}: {deliveries:,} deliveries over 7 days (filled and analysed in {filled:.0f} s)")
-    print(f"   deliveries table with its indexes: {table_size(connection)}")
+    print(f"   deliveries table: {table_size(connection)}")
     timings = time_queries()
     width = max(len(name) for name in timings)
     print(f"   {'query':<{width}}  median of {RUNS}  (min - max)")
     for name, runs in timings.items():
         print(f"   {name:<{width}}  {ms(statistics.median(runs)):>9}  ({ms(min(runs))} - {ms(max(runs))})")
-    print("   plan of the deliveries per hour and status:")
+    print("   plan of the deliveries per hour, all 7 days:")
     for line in deliveries_plan(connection):
         print(f"     {line}")
+    print("   plan of the queue now (/healthz reads it too):")
+    for line in backlog_plan(connection):
+        print(f"     {line}")
     if compare_index:
+        # The alternative: an index on (received_at, status), which PostgreSQL can read without the rows.
         with connection.cursor() as cursor:
-            cursor.execute("DROP INDEX delivery_received_status")
-            cursor.execute("CREATE INDEX bench_received_at ON webhooks_webhookdelivery (received_at)")
+            cursor.execute("CREATE INDEX bench_received_status ON webhooks_webhookdelivery (received_at, status)")
         analyse(connection)
-        runs = time_deliveries_only()
-        print(
-            f"   with a plain received_at index instead (as before): deliveries per hour and status "
-            f"{ms(statistics.median(runs))} ({ms(min(runs))} - {ms(max(runs))})"
-        )
+        print("   with an index on (received_at, status) added:")
+        for name, runs in time_alternative().items():
+            print(f"   {name:<{width}}  {ms(statistics.median(runs)):>9}  ({ms(min(runs))} - {ms(max(runs))})")
+        print("   plan of the deliveries per hour, all 7 days:")
         for line in deliveries_plan(connection):
+            print(f"     {line}")
+        print("   plan of the queue now (/healthz reads it too):")
+        for line in backlog_plan(connection):
             print(f"     {line}")
 
 
@@ -157,10 +163,10 @@ def table_size(connection) -> str:
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT pg_size_pretty(pg_relation_size('webhooks_webhookdelivery')), "
-                "pg_size_pretty(pg_relation_size('delivery_received_status'))"
+                "pg_size_pretty(pg_indexes_size('webhooks_webhookdelivery'))"
             )
-            table, index = cursor.fetchone()
-            return f"rows {table}, the (received_at, status) index {index}"
+            table, indexes = cursor.fetchone()
+            return f"rows {table}, indexes {indexes}"
         cursor.execute("PRAGMA page_count")
         pages = cursor.fetchone()[0]
         cursor.execute("PRAGMA page_size")
@@ -197,9 +203,24 @@ def time_queries() -> dict[str, list[float]]:
         response = client.get("/admin/webhooks/overview/")
         assert response.status_code == 200, response.status_code
 
+    def cold(function):
+        def run():
+            figures.forget_settled()
+            return function()
+
+        return run
+
+    def warm(function):
+        figures.forget_settled()
+        function()  # counts the settled hours into the cache
+        return function
+
     return {
-        "deliveries per hour and status (7 days)": timed(
-            lambda: figures.deliveries_per_hour(since, hours, days).by_day()
+        "deliveries per hour, all 7 days (cache empty)": timed(
+            cold(lambda: figures.deliveries_per_hour(since, hours, days, now))
+        ),
+        "deliveries per hour, recent hours (rest cached)": timed(
+            warm(lambda: figures.deliveries_per_hour(since, hours, days, now))
         ),
         "Customer.io calls per hour": timed(lambda: figures.calls_per_hour(since, hours, days)),
         "refused requests per hour": timed(lambda: figures.refused_per_hour(since, hours, days)),
@@ -208,18 +229,44 @@ def time_queries() -> dict[str, list[float]]:
         "worker heartbeats": timed(lambda: figures.workers(now)),
         "owed password returns": timed(password_returns_owed),
         "waiting tag changes": timed(waiting_changes),
-        "all nine queries (read_figures)": timed(figures.read_figures),
-        "the whole page (test client)": timed(page),
+        "all nine queries (cache empty)": timed(cold(figures.read_figures)),
+        "all nine queries (settled hours cached)": timed(warm(figures.read_figures)),
+        "the whole page (cache empty)": timed(cold(page)),
+        "the whole page (settled hours cached)": timed(warm(page)),
     }
 
 
-def time_deliveries_only() -> list[float]:
+def time_alternative() -> dict[str, list[float]]:
     from django.utils import timezone
 
+    from webhooks.health import queue_backlog
     from webhooks.overview import figures
 
-    hours, days, since = figures._periods(timezone.now())
-    return timed(lambda: figures.deliveries_per_hour(since, hours, days))
+    now = timezone.now()
+    hours, days, since = figures._periods(now)
+
+    def count_all():
+        figures.forget_settled()
+        figures.deliveries_per_hour(since, hours, days, now)
+
+    return {
+        "deliveries per hour, all 7 days (cache empty)": timed(count_all),
+        "queue now (waiting, oldest)": timed(queue_backlog),
+    }
+
+
+def backlog_plan(connection) -> list[str]:
+    """The plan of webhooks.health.queue_backlog's one query."""
+    statement = (
+        "SELECT COUNT(id), MIN(received_at) FROM webhooks_webhookdelivery "
+        "WHERE status IN ('queued', 'retrying', 'processing')"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("EXPLAIN ANALYZE " + statement)
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute("EXPLAIN QUERY PLAN " + statement)
+        return [row[-1] for row in cursor.fetchall()]
 
 
 def deliveries_plan(connection) -> list[str]:

@@ -56,10 +56,12 @@ def no_refused_requests_counted():
 @pytest.fixture(autouse=True)
 def no_customerio_calls_counted():
     """Customer.io call counts (per process, written once a minute) start empty in every test: a count left over
-    from an earlier test would be written during a later one."""
+    from an earlier test would be written during a later one. So does the admin overview's cache."""
     from webhooks import cio_calls
+    from webhooks.overview.figures import forget_settled
 
     cio_calls.forget()
+    forget_settled()  # the admin overview's cached hours of deliveries, in Django's cache
     yield
     cio_calls.forget()
 

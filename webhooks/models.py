@@ -21,10 +21,13 @@ class WebhookDelivery(models.Model):
     # Accepted and not yet processed: the background worker owes them a run.
     WAITING = (Status.QUEUED, Status.RETRYING)
 
-    # Indexed first in Meta.indexes (delivery_received_status). (Text columns are indexed in Meta.indexes too, never
-    # with db_index=True: on PostgreSQL that also builds a varchar_pattern_ops twin for LIKE "prefix%", which no
-    # query here runs, and every index is kept up to date by every accepted webhook's INSERT.)
-    received_at = models.DateTimeField(auto_now_add=True)
+    # Indexed: the admin's and settings page's newest-first lists, the admin's date filter, prune_webhook_data's
+    # "finished and older than --days", the admin overview's recent hours. (Text columns are indexed in Meta.indexes
+    # below, never with db_index=True: on PostgreSQL that also builds a varchar_pattern_ops twin for LIKE "prefix%",
+    # which no query here runs, and every index is kept up to date by every accepted webhook's INSERT.)
+    # Not (received_at, status): SQLite would then answer the queue's "status IN (...)" (/healthz) by scanning that
+    # whole index rather than the status one (docs/performance.md, "The admin overview").
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     action = models.CharField(max_length=32, blank=True)
     contact = models.CharField(max_length=254, blank=True, help_text="Email, cio_id or id.")
@@ -69,10 +72,6 @@ class WebhookDelivery(models.Model):
         # contact (an admin filter on a handful of values, walked along received_at; the admin's search is a
         # substring match no B-tree serves), cio_delivery_id (retries are found by dedup_key).
         indexes = [
-            # The admin's and settings page's newest-first lists, the admin's date filter, prune_webhook_data's
-            # "finished and older than --days", and the admin overview's deliveries per hour and status, which
-            # PostgreSQL reads from this index alone (an index-only scan) instead of the wide rows.
-            models.Index(fields=["received_at", "status"], name="delivery_received_status"),
             # The queue: waiting deliveries (status IN queued/retrying), the sweep's expired leases, /healthz and
             # webhook_queue's counts by status, prune's finished ones — status first covers status alone.
             models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),

@@ -15,7 +15,9 @@ def test_the_overview_shows_the_databases_numbers(admin_page, send_webhook, scre
     assert send_webhook("add", "ann@example.com").status_code == 200
     assert send_webhook("update_tags", "nobody@example.com").status_code == 200
     assert send_webhook("update", "ann@example.com", key="wrong-key-000000").status_code == 403
-    WebhookDelivery.objects.create(action="update", contact="bob@example.com", status=WebhookDelivery.Status.QUEUED)
+    WebhookDelivery.objects.create(
+        action="update", contact="bob@example.com", contact_key="email:bob@example.com", status="retrying"
+    )
     User.objects.filter(email="ann@example.com").update(password_return_due=True)
     from webhooks.intake import refusals
 
@@ -50,3 +52,11 @@ def test_the_overview_shows_the_databases_numbers(admin_page, send_webhook, scre
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert page_width <= window_width
+
+    # A failing contact links to their deliveries.
+    expect(admin_page.locator("#failing-contacts-total")).to_have_text("1")
+    admin_page.get_by_role("table", name="Failing contacts").get_by_role("link", name="bob@example.com").click()
+    expect(admin_page.get_by_role("heading", name="Select webhook delivery to view")).to_be_visible()
+    rows = admin_page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("Retrying")

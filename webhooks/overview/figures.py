@@ -3,14 +3,21 @@ of rows: deliveries, Customer.io calls and refused requests per hour over the la
 hour truncated by the database), the queue now, failing contacts, worker heartbeats, and the users' outboxes.
 
 Hours are UTC hours (refused requests and Customer.io calls are stored per UTC hour); the page labels them in the
-site's time zone. The deliveries' query reads the (received_at, status) index alone on PostgreSQL (see
-docs/performance.md, "The admin overview").
+site's time zone.
+
+Deliveries are the one big table. Counting 7 days of them reads millions of index entries (a second or more on a
+busy 2-core machine, see docs/performance.md, "The admin overview"), so the hours that ended more than SETTLED ago
+are counted at most once every SETTLED_CACHE_SECONDS and kept in Django's cache (shared by every process with
+REDIS_URL); each page view counts only the recent hours. Either way it is one query. A delivery that changes its
+outcome hours after it arrived (a retry succeeding late, a replay) shows in the chart within SETTLED_CACHE_SECONDS.
 """
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from django.core.cache import cache
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
@@ -21,11 +28,18 @@ from users.services.segment_changes import Waiting, waiting_changes
 from ..health import Backlog, queue_backlog
 from ..models import CustomerIOCallHour, RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
 
+logger = logging.getLogger(__name__)
+
 Status = WebhookDelivery.Status
 DAYS = 7
 HOURS = 24
 FAILING_CONTACTS_SHOWN = 20
 WORKERS_SHOWN = 10
+# Hours of deliveries counted from the cache: those that ended more than SETTLED ago (most of their deliveries are
+# finished), recounted at most every SETTLED_CACHE_SECONDS.
+SETTLED = timedelta(hours=2)
+SETTLED_CACHE_SECONDS = 300
+SETTLED_KEY = "webhooks:overview:settled-deliveries"
 
 # The deliveries chart's outcomes, in stacking order; every status not finished yet counts as "waiting".
 OUTCOMES = ["succeeded", "skipped", "failed", "invalid", "waiting"]
@@ -121,7 +135,7 @@ def read_figures(now: datetime | None = None) -> Figures:
     failing, failing_total = failing_contacts(now)
     return Figures(
         now=now,
-        deliveries=deliveries_per_hour(since, hours, days),
+        deliveries=deliveries_per_hour(since, hours, days, now),
         calls=calls_per_hour(since, hours, days),
         refused=refused_per_hour(since, hours, days),
         backlog=queue_backlog(),
@@ -146,29 +160,45 @@ def _periods(now: datetime) -> tuple[list[datetime], list[date], datetime]:
 
 
 class UTCHour(TruncHour):
-    """The UTC hour a time falls in (TruncHour in UTC). On SQLite, Django's truncation calls a Python function for
-    each row (seconds on millions of rows), and even SQLite's strftime() parses each date; but the column holds UTC
-    text there ("2026-12-07 14:05:09.123456"), whose first 13 characters are the hour: twice as fast again."""
+    """The UTC hour a time falls in (TruncHour in UTC), computed as cheaply as each database allows: on PostgreSQL
+    date_bin() (no time zone conversion per row, twice as fast as date_trunc(... AT TIME ZONE 'UTC')); on SQLite the
+    first 13 characters of the column's UTC text ("2026-12-07 14:05:09.123456"), where Django's truncation would call
+    a Python function for each row."""
 
     def __init__(self, expression, **extra):
         super().__init__(expression, tzinfo=UTC, **extra)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.lhs)
+        return f"date_bin('1 hour', {sql}, TIMESTAMPTZ '2000-01-01 00:00:00+00')", params
 
     def as_sqlite(self, compiler, connection, **extra_context):
         sql, params = compiler.compile(self.lhs)
         return f"(substr({sql}, 1, 13) || ':00:00')", params
 
 
-def deliveries_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
-    """Deliveries received per hour, by outcome: one GROUP BY hour, counting each outcome with a FILTER (grouping
-    by hour alone lets SQLite walk the (received_at, status) index rather than sort by status)."""
+def deliveries_per_hour(since: datetime, hours: list[datetime], days: list[date], now: datetime) -> HourlyCounts:
+    """Deliveries received per hour, by outcome: one query, over the recent hours only while the settled ones are
+    cached (see the module's docstring)."""
     counts = HourlyCounts(OUTCOMES, hours, days)
-    for row in deliveries_query(since):
+    settled_before = (now - SETTLED).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    settled = _cached_settled(since, settled_before)
+    if settled is None:
+        rows = list(deliveries_query(since))
+        settled = [row for row in rows if row["hour"] < settled_before]
+        _cache_settled(since, settled_before, settled)
+        recent = [row for row in rows if row["hour"] >= settled_before]
+    else:
+        recent = deliveries_query(settled_before)
+    for row in [*settled, *recent]:
         for name in OUTCOMES:
             counts.add(row["hour"], name, row[name])
     return counts
 
 
 def deliveries_query(since: datetime):
+    """One GROUP BY hour, counting each outcome with a FILTER: grouping by hour alone lets SQLite walk the
+    (received_at, status) index instead of sorting by status, and PostgreSQL read that index alone."""
     outcomes = {name: Count("pk", filter=Q(status=status)) for status, name in _OUTCOME_OF.items()}
     outcomes["waiting"] = Count("pk", filter=~Q(status__in=list(_OUTCOME_OF)))
     return (
@@ -178,6 +208,29 @@ def deliveries_query(since: datetime):
         .annotate(**outcomes)
         .order_by()
     )
+
+
+def _cached_settled(since: datetime, until: datetime) -> list[dict] | None:
+    try:
+        cached = cache.get(SETTLED_KEY)
+    except Exception as error:  # the cache is down: count everything instead
+        logger.warning("Overview: the cache is unavailable (%s); counting every hour", type(error).__name__)
+        return None
+    if not cached or cached.get("since") != since or cached.get("until") != until:
+        return None
+    return cached["rows"]
+
+
+def _cache_settled(since: datetime, until: datetime, rows: list[dict]) -> None:
+    try:
+        cache.set(SETTLED_KEY, {"since": since, "until": until, "rows": rows}, SETTLED_CACHE_SECONDS)
+    except Exception as error:
+        logger.warning("Overview: could not cache the settled hours (%s)", type(error).__name__)
+
+
+def forget_settled() -> None:
+    """Drop the cached hours (tests start from nothing)."""
+    cache.delete(SETTLED_KEY)
 
 
 def calls_per_hour(since: datetime, hours: list[datetime], days: list[date]) -> HourlyCounts:
