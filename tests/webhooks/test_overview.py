@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from users.models import SegmentChange, Tag, User
 from webhooks.models import CustomerIOCallHour, RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
-from webhooks.overview.figures import read_figures
+from webhooks.overview.figures import forget_settled, read_figures
 
 URL = "/admin/webhooks/overview/"
 Status = WebhookDelivery.Status
@@ -182,7 +182,20 @@ def test_the_number_of_queries_is_the_same_whatever_the_rows(admin_client, djang
     for n in range(12):
         WorkerHeartbeat.objects.create(worker_id=f"w{n}", started_at=now, seen_at=now)
     with django_assert_num_queries(11):
-        assert admin_client.get(URL).status_code == 200
+        assert admin_client.get(URL).status_code == 200  # the settled hours from the cache
+    forget_settled()
+    with django_assert_num_queries(11):
+        assert admin_client.get(URL).status_code == 200  # every hour counted
+
+
+def test_settled_hours_are_counted_again_every_few_minutes(db, settings):
+    deliveries(Status.SUCCEEDED, 2, hours_ago=5)
+    assert read_figures().deliveries.last_24_hours()["succeeded"] == 2
+    deliveries(Status.SUCCEEDED, 1, hours_ago=5)  # an hour that ended more than 2 hours ago: cached
+    deliveries(Status.SUCCEEDED, 4, hours_ago=1)  # a recent hour: counted on every view
+    assert read_figures().deliveries.last_24_hours()["succeeded"] == 2 + 4
+    forget_settled()  # as when the cached counts expire (SETTLED_CACHE_SECONDS)
+    assert read_figures().deliveries.last_24_hours()["succeeded"] == 3 + 4
 
 
 def test_an_empty_site_draws_empty_charts(admin_client, db):
@@ -197,7 +210,7 @@ def test_hours_are_labelled_in_the_sites_time_zone(admin_client, db, settings):
     deliveries(Status.SUCCEEDED, 1)
     html = admin_client.get(URL).content.decode()
     local_start = timezone.localtime(this_hour(), timezone=timezone.get_fixed_timezone(330))
-    assert f"{local_start:%a %-d %b, %H:%M}: succeeded 1" in html
+    assert f"{local_start:%a} {local_start.day} {local_start:%b, %H:%M}: succeeded 1" in html
     assert "hour (Asia/Kolkata)" in html
 
 
@@ -205,3 +218,17 @@ def test_rows_of_nine_days_ago_are_outside_the_week(db):
     deliveries(Status.SUCCEEDED, 1, hours_ago=24 * 8)
     figures = read_figures(datetime.now(UTC))
     assert sum(values["succeeded"] for _, values in figures.deliveries.by_day()) == 0
+
+
+def test_without_a_cache_every_hour_is_counted(db, monkeypatch):
+    from webhooks.overview import figures
+
+    class Down:
+        def get(self, *args, **kwargs):
+            raise ConnectionError("cache down")
+
+        set = get
+
+    deliveries(Status.SUCCEEDED, 2, hours_ago=5)
+    monkeypatch.setattr(figures, "cache", Down())
+    assert read_figures().deliveries.last_24_hours()["succeeded"] == 2

@@ -4,40 +4,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('webhooks', '0007_user_index_where_set'),
+        ("webhooks", "0007_user_index_where_set"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Overview',
-            fields=[
-            ],
+            name="Overview",
+            fields=[],
             options={
-                'verbose_name': 'overview',
-                'verbose_name_plural': 'overview',
-                'proxy': True,
-                'default_permissions': ('view',),
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "overview",
+                "verbose_name_plural": "overview",
+                "proxy": True,
+                "default_permissions": ("view",),
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('webhooks.webhookdelivery',),
+            bases=("webhooks.webhookdelivery",),
         ),
         migrations.CreateModel(
-            name='CustomerIOCallHour',
+            name="CustomerIOCallHour",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hour', models.DateTimeField()),
-                ('api', models.CharField(max_length=8)),
-                ('answer', models.CharField(choices=[('ok', '2xx/3xx'), ('429', '429 rate limited'), ('4xx', 'other 4xx'), ('5xx', '5xx'), ('error', 'no answer (timeout, connection)')], max_length=8)),
-                ('count', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hour", models.DateTimeField()),
+                ("api", models.CharField(max_length=8)),
+                (
+                    "answer",
+                    models.CharField(
+                        choices=[
+                            ("ok", "2xx/3xx"),
+                            ("429", "429 rate limited"),
+                            ("4xx", "other 4xx"),
+                            ("5xx", "5xx"),
+                            ("error", "no answer (timeout, connection)"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'verbose_name': 'Customer.io calls (one hour)',
-                'verbose_name_plural': 'Customer.io calls per hour',
-                'ordering': ['-hour', 'api', 'answer'],
-                'constraints': [models.UniqueConstraint(fields=('hour', 'api', 'answer'), name='cio_call_hour')],
+                "verbose_name": "Customer.io calls (one hour)",
+                "verbose_name_plural": "Customer.io calls per hour",
+                "ordering": ["-hour", "api", "answer"],
+                "constraints": [models.UniqueConstraint(fields=("hour", "api", "answer"), name="cio_call_hour")],
             },
         ),
     ]

@@ -50,7 +50,7 @@ def overview_context() -> dict:
 
 def _pair(chart_id: str, title: str, counts: HourlyCounts, y_title: str, zone: str, *, stacked: bool) -> ChartPair:
     hours = [(_hour_label(hour), _hour_words(hour), values) for hour, values in counts.by_hour()]
-    days = [(_day_label(day), f"{day:%A %-d %B}", values) for day, values in counts.by_day()]
+    days = [(_day_label(day), f"{day:%A} {day.day} {day:%B}", values) for day, values in counts.by_day()]
     return ChartPair(
         title,
         stacked_bars(
@@ -80,11 +80,12 @@ def _hour_label(hour: datetime) -> str:
 
 
 def _hour_words(hour: datetime) -> str:
-    return f"{timezone.localtime(hour):%a %-d %b, %H:%M}"
+    local = timezone.localtime(hour)
+    return f"{local:%a} {local.day} {local:%b, %H:%M}"
 
 
 def _day_label(day: date) -> str:
-    return f"{day:%a %-d}"
+    return f"{day:%a} {day.day}"
 
 
 def deliveries_link(contact_key: str) -> str:
