@@ -43,8 +43,12 @@ SETTLED_KEY = "webhooks:overview:settled-deliveries"
 
 # The deliveries chart's outcomes, in stacking order; every status not finished yet counts as "waiting".
 OUTCOMES = ["succeeded", "skipped", "failed", "invalid", "waiting"]
-_OUTCOME_OF = {Status.SUCCEEDED: "succeeded", Status.SKIPPED: "skipped", Status.FAILED: "failed"}
-_OUTCOME_OF[Status.INVALID] = "invalid"
+_OUTCOME_OF = {
+    Status.SUCCEEDED: "succeeded",
+    Status.SKIPPED: "skipped",
+    Status.FAILED: "failed",
+    Status.INVALID: "invalid",
+}
 # Customer.io calls: all of them, and those answered 429 (rate limited).
 CALL_SERIES = ["calls", "429s"]
 REFUSED_SERIES = ["refused", "answered 429"]
