@@ -118,6 +118,9 @@ def run_one(url: str, deliveries: int, compare_index: bool) -> None:
     print("   plan of the deliveries per hour, all 7 days:")
     for line in deliveries_plan(connection):
         print(f"     {line}")
+    print("   plan of the deliveries per hour, recent hours (the others cached):")
+    for line in deliveries_plan(connection, recent=True):
+        print(f"     {line}")
     print("   plan of the queue now (/healthz reads it too):")
     for line in backlog_plan(connection):
         print(f"     {line}")
@@ -269,12 +272,15 @@ def backlog_plan(connection) -> list[str]:
         return [row[-1] for row in cursor.fetchall()]
 
 
-def deliveries_plan(connection) -> list[str]:
+def deliveries_plan(connection, *, recent: bool = False) -> list[str]:
     from django.utils import timezone
 
     from webhooks.overview import figures
 
-    hours, days, since = figures._periods(timezone.now())
+    now = timezone.now()
+    hours, days, since = figures._periods(now)
+    if recent:  # from the start of the hour that began SETTLED before now, as deliveries_per_hour asks
+        since = (now - figures.SETTLED).replace(minute=0, second=0, microsecond=0)
     query = figures.deliveries_query(since)
     options = {"analyze": True} if connection.vendor == "postgresql" else {}
     return query.explain(**options).splitlines()
