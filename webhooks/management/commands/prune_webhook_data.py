@@ -47,7 +47,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows, "
             f"{heartbeats} worker heartbeats, {refused} refused-request rows, {call_hours} Customer.io call-count rows "
-            f"and {logins + failure_logs} login "
-            f"records older than {days} days, {locks} contact lock rows and {attempts} failed-login counts past "
-            "their cool-off."
+            f"and {logins + failure_logs} login records older than {days} days, {locks} contact lock rows and "
+            f"{attempts} failed-login counts past their cool-off."
         )
