@@ -53,6 +53,19 @@ def no_refused_requests_counted():
     _forget_refused_requests()
 
 
+@pytest.fixture(autouse=True)
+def no_customerio_calls_counted():
+    """Customer.io call counts (per process, written once a minute) start empty in every test: a count left over
+    from an earlier test would be written during a later one. So does the admin overview's cache."""
+    from webhooks import cio_calls
+    from webhooks.overview.figures import forget_settled
+
+    cio_calls.forget()
+    forget_settled()  # the admin overview's cached hours of deliveries, in Django's cache
+    yield
+    cio_calls.forget()
+
+
 def _forget_refused_requests():
     from django.core.cache import cache
 

@@ -11,6 +11,7 @@ from users.models import ActivityLog
 from . import settings_admin  # noqa: F401  (registers the Webhook settings page)
 from .actions import ACTIONS, get_action
 from .models import RefusedRequestWindow, WebhookDelivery
+from .overview import admin as overview_admin  # noqa: F401  (registers the Overview page)
 from .queue.enqueue import requeue
 
 # The task backend's "Task Results" are the queue's plumbing: each task only carries a delivery, whose own page

@@ -8,6 +8,13 @@ class WebhooksConfig(AppConfig):
     def ready(self):
         from django.core.servers.basehttp import WSGIServer
 
+        from cio.transport import api_call_finished
+
+        from .cio_calls import count_call
+
+        # Customer.io calls per hour for the admin overview: counted in memory, written once a minute.
+        api_call_finished.connect(count_call, dispatch_uid="webhooks.cio_calls")
+
         # Django's development server (runserver, the tests' live server) listens with a backlog of 10: a journey's
         # burst of 20 webhooks on new connections overflows it, the kernel holds the rest back for its one-second
         # SYN retry, and they arrive after the others were answered — the site then reads Customer.io for them

@@ -22,9 +22,11 @@ class WebhookDelivery(models.Model):
     WAITING = (Status.QUEUED, Status.RETRYING)
 
     # Indexed: the admin's and settings page's newest-first lists, the admin's date filter, prune_webhook_data's
-    # "finished and older than --days". (Text columns are indexed in Meta.indexes below, never with db_index=True:
-    # on PostgreSQL that also builds a varchar_pattern_ops twin for LIKE "prefix%", which no query here runs, and
-    # every index is kept up to date by every accepted webhook's INSERT.)
+    # "finished and older than --days", the admin overview's recent hours. (Text columns are indexed in Meta.indexes
+    # below, never with db_index=True: on PostgreSQL that also builds a varchar_pattern_ops twin for LIKE "prefix%",
+    # which no query here runs, and every index is kept up to date by every accepted webhook's INSERT.)
+    # Not (received_at, status): SQLite would then answer the queue's "status IN (...)" (/healthz) by scanning that
+    # whole index rather than the status one (docs/performance.md, "The admin overview").
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     action = models.CharField(max_length=32, blank=True)
@@ -131,3 +133,41 @@ class RefusedRequestWindow(models.Model):
     def __str__(self):
         who = "other addresses" if self.overflow else self.address
         return f"{self.count} refused from {who} ({self.window_start:%Y-%m-%d %H:%M})"
+
+
+class CustomerIOCallHour(models.Model):
+    """Calls to Customer.io (every HTTP attempt, retries included) in one hour, per API and kind of answer: the admin
+    overview's chart. Counted in memory by each process and added here at most once a minute (webhooks.cio_calls),
+    so the table stays small — hours × 2 APIs × 5 kinds — and a call costs no write. Deleted by prune_webhook_data
+    like deliveries."""
+
+    class Answer(models.TextChoices):
+        OK = "ok", "2xx/3xx"
+        RATE_LIMITED = "429", "429 rate limited"
+        CLIENT_ERROR = "4xx", "other 4xx"
+        SERVER_ERROR = "5xx", "5xx"
+        NO_ANSWER = "error", "no answer (timeout, connection)"
+
+    hour = models.DateTimeField()  # the hour's start, UTC; indexed first in the unique constraint
+    api = models.CharField(max_length=8)  # "app" | "track"
+    answer = models.CharField(max_length=8, choices=Answer.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-hour", "api", "answer"]
+        verbose_name = "Customer.io calls (one hour)"
+        verbose_name_plural = "Customer.io calls per hour"
+        constraints = [models.UniqueConstraint(fields=["hour", "api", "answer"], name="cio_call_hour")]
+
+    def __str__(self):
+        return f"{self.count} {self.api} API calls answered {self.answer} ({self.hour:%Y-%m-%d %H:%M})"
+
+
+class Overview(WebhookDelivery):
+    """No table: the admin's Overview page (webhooks.overview), listed under Webhooks at /admin/webhooks/overview/.
+    A proxy so that the admin lists it like its other pages and it has a permission of its own to grant."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "overview"

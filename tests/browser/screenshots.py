@@ -27,6 +27,7 @@ SCREENSHOTS = {
     "admin-access-rule": "an access rule's page",
     "admin-user": "a user's page: role and tags",
     "admin-import-runs": "the runs of cio_import_users",
+    "admin-overview": "Webhooks → Overview: the queue, the workers and the last 24 hours and 7 days as charts",
     "account-page": "a logged-in person's account page with their tags",
     "webhook-connected": "the page a browser shows for the test webhook URL",
 }

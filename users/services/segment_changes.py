@@ -10,11 +10,12 @@ version.
 """
 
 from collections import defaultdict
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -70,9 +71,17 @@ def wake_worker() -> None:
         send_segment_changes.enqueue()
 
 
-def waiting_count() -> int:
-    """Tag changes not sent to Customer.io yet (due now, waiting for a retry, or being sent)."""
-    return SegmentChange.objects.filter(sent_at__isnull=True).count()
+@dataclass(frozen=True)
+class Waiting:
+    count: int
+    oldest_created_at: datetime | None
+
+
+def waiting_changes() -> Waiting:
+    """Changes not sent to Customer.io yet (due, held by a worker or waiting for a retry), and when the oldest was
+    made: one query on the (sent_at, next_attempt_at) index."""
+    figures = SegmentChange.objects.filter(sent_at__isnull=True).aggregate(n=Count("pk"), oldest=Min("created_at"))
+    return Waiting(figures["n"], figures["oldest"])
 
 
 def wake_if_due() -> None:

@@ -25,7 +25,7 @@ class QueueCollector:
         try:
             backlog = queue_backlog()
             heartbeat = newest_heartbeat()
-            changes = segment_changes.waiting_count()
+            changes = segment_changes.waiting_changes().count
             passwords = password_returns_owed()
         except DatabaseError as error:
             # The counters still go out; the gauges are missing from this scrape (the class name only: a driver's

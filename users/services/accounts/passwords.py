@@ -46,7 +46,7 @@ def claim_owed_password_return(user: User) -> bool:
 
 
 def password_returns_owed() -> int:
-    """Users owed a password return to Customer.io (generated, not yet accepted by Customer.io)."""
+    """Users whose generated password Customer.io has not accepted yet (the overview and /metrics show it)."""
     return User.objects.filter(password_return_due=True).count()
 
 

@@ -7,13 +7,13 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from users.models import ActivityLog, ContactLock
-from webhooks.models import RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
+from webhooks.models import CustomerIOCallHour, RefusedRequestWindow, WebhookDelivery, WorkerHeartbeat
 
 
 class Command(BaseCommand):
     help = (
-        "Delete finished webhook deliveries, activity log lines, finished task rows, refused-request counts and "
-        "login records older than --days, and failed-login counts past their cool-off."
+        "Delete finished webhook deliveries, activity log lines, finished task rows, refused-request counts, "
+        "Customer.io call counts and login records older than --days, and failed-login counts past their cool-off."
     )
 
     def add_arguments(self, parser):
@@ -35,6 +35,8 @@ class Command(BaseCommand):
         heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()
         # Counts of refused requests, per address and hour: the cap keeps the table small, this keeps it current.
         refused, _ = RefusedRequestWindow.objects.filter(window_start__lt=cutoff).delete()
+        # Customer.io calls per hour (the admin overview's chart): a few rows an hour, kept as long as deliveries.
+        call_hours, _ = CustomerIOCallHour.objects.filter(hour__lt=cutoff).delete()
         # django-axes deletes failed-login counts past their cool-off only when somebody next logs in (or fails
         # to); a burst of failures followed by silence would stay. Past the cool-off they lock nobody out.
         attempts, _ = AccessAttempt.objects.filter(
@@ -44,7 +46,7 @@ class Command(BaseCommand):
         failure_logs, _ = AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
         self.stdout.write(
             f"Deleted {deliveries} deliveries, {log_lines} activity log lines, {tasks} task rows, "
-            f"{heartbeats} worker heartbeats, {refused} refused-request rows and {logins + failure_logs} login "
-            f"records older than {days} days, {locks} contact lock rows and {attempts} failed-login counts past "
-            "their cool-off."
+            f"{heartbeats} worker heartbeats, {refused} refused-request rows, {call_hours} Customer.io call-count rows "
+            f"and {logins + failure_logs} login records older than {days} days, {locks} contact lock rows and "
+            f"{attempts} failed-login counts past their cool-off."
         )

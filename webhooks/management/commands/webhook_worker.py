@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from users.services import segment_changes
+from webhooks import cio_calls
 from webhooks.health import record_heartbeat
 from webhooks.metrics import files as metrics_files
 from webhooks.queue import recovery
@@ -70,6 +71,7 @@ class Command(BaseCommand):
                     beat(worker, worker_id, started_at)
                     recovery.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
+                    cio_calls.flush_if_due()  # this process's Customer.io call counts, once a minute
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
                 finally:
