@@ -7,6 +7,7 @@ is not shared across threads). The rate limiter needs nothing more: its state li
 thread reaches it through a connection of its own. Each call keeps the deadline it was given.
 """
 
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,9 @@ def call_together(*calls):
     in order, is raised once every call has finished."""
     if len(calls) < 2 or not _may_run_elsewhere():
         return [call() for call in calls]
-    futures = [_pool().submit(_on_pool_thread, call) for call in calls[1:]]
+    # Each call runs in a copy of the caller's context, so that what it logs carries the caller's request and
+    # delivery ids (context variables do not follow a task into a pool thread by themselves).
+    futures = [_pool().submit(contextvars.copy_context().run, _on_pool_thread, call) for call in calls[1:]]
     outcomes = [_outcome(calls[0])]
     for future in futures:
         try:

@@ -49,6 +49,10 @@ _SECRET_PARAM = re.compile(rf"(?i)((?<![\w.-]){_SECRET_NAME}=)[^&\s\"']*")
 _SECRET_ITEM = re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*)(?:'[^']*'|\"[^\"]*\")")
 # The key in an Authorization header's value.
 _BEARER = re.compile(r"(?i)(\bBearer\s+)[^\s'\"&<]+")
+# The user:password of HTTP Basic auth (base64; the capital B and the alphabet keep "a basic plan" as it is).
+_BASIC = re.compile(r"(\bBasic\s+)[A-Za-z0-9+/]{8,}={0,2}")
+# The password of a URL's user information: postgres://site:PASSWORD@db/site, redis://:PASSWORD@cache:6379/0.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://[^:/@\s\"']{0,256}:)[^@\s/\"']{1,256}(?=@)")
 # The token of a set-password link (the welcome email's, Django's password reset: /accounts/reset/<uidb64>/<token>/),
 # which logs in whoever holds it until it is used. Django's own next step, /reset/<uidb64>/set-password/, is kept.
 _SET_PASSWORD_TOKEN = re.compile(r"(/reset/[\w-]{1,64}/)(?!set-password(?:[/?#\s\"']|$))[^/?#&\s\"'<>]+")
@@ -57,7 +61,7 @@ _SET_PASSWORD_TOKEN = re.compile(r"(/reset/[\w-]{1,64}/)(?!set-password(?:[/?#\s
 def secret_values(text: str) -> set[str]:
     """The values scrub() masks in `text`: an error report looks for them wherever else they appear."""
     found = set()
-    for pattern in (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _SET_PASSWORD_TOKEN):
+    for pattern in (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _BASIC, _SET_PASSWORD_TOKEN, _URL_PASSWORD):
         for match in pattern.finditer(text):
             found.add(match.group(0)[match.end(1) - match.start(0) :].strip("'\""))
     return found - {""}
@@ -70,8 +74,8 @@ _NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "authorizatio
 
 
 def scrub(text: str) -> str:
-    """`text` with secret query parameters, secret items of a dict's repr, Bearer tokens and set-password tokens
-    masked."""
+    """`text` with secret query parameters, secret items of a dict's repr, Bearer and Basic credentials,
+    set-password tokens and the passwords of URLs (a database's, Redis', a mail server's) masked."""
     lowered = text.casefold()
     if any(piece in lowered for piece in _NAME_PIECES):
         if "=" in text:
@@ -80,6 +84,10 @@ def scrub(text: str) -> str:
             text = _SECRET_ITEM.sub(rf"\g<1>'{MASK}'", text)
     if "bearer" in lowered:
         text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    if "Basic" in text:
+        text = _BASIC.sub(rf"\g<1>{MASK}", text)
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", text)
     if "/reset/" in text:
         text = _SET_PASSWORD_TOKEN.sub(rf"\g<1>{MASK}", text)
     return text

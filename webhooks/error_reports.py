@@ -21,6 +21,7 @@ tagged with the request id, and the delivery id and action, when it has them (we
 """
 
 import warnings
+from urllib.parse import urlsplit
 
 import sentry_sdk
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -144,6 +145,10 @@ def _known_secrets() -> set[str]:
         getattr(settings, name, "")
         for name in ("SECRET_KEY", "CUSTOMERIO_APP_API_KEY", "CUSTOMERIO_TRACK_API_KEY", "METRICS_TOKEN")
     }
+    # The passwords of the database, the mail server and Redis, wherever a report may carry them outside a URL.
+    values.update(str(database.get("PASSWORD") or "") for database in settings.DATABASES.values())
+    values.add(getattr(settings, "EMAIL_HOST_PASSWORD", ""))
+    values.add(urlsplit(getattr(settings, "REDIS_URL", "") or "").password or "")
     try:
         from settings_app.models import WebhookSettings
 

@@ -15,6 +15,8 @@ import secrets
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.conf import settings
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # An id from the proxy or load balancer in front is kept, so that one id follows the request through every log: when
@@ -52,7 +54,11 @@ class RequestIdMiddleware:
         request_finished.connect(_forget_request_id, dispatch_uid="webhooks.log_context.forget_request_id")
 
     def __call__(self, request):
-        request.request_id = current = request_id_for(request.META.get(_REQUEST_ID_META, ""))
+        # An incoming id is kept only from a trusted proxy (TRUSTED_PROXIES, as for X-Forwarded-For): from anyone
+        # else it could forge the ids that tie log lines and error reports together.
+        trusted = request.META.get("REMOTE_ADDR") in settings.TRUSTED_PROXIES
+        incoming = request.META.get(_REQUEST_ID_META, "") if trusted else ""
+        request.request_id = current = request_id_for(incoming)
         request_id.set(current)
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = current

@@ -316,18 +316,17 @@ WEBHOOK_PLAN_MAX_WAIT_SECONDS = env.float("WEBHOOK_PLAN_MAX_WAIT_SECONDS", defau
 # change was sent (update_tags or cio_resync_tags running meanwhile keep the site's version).
 TAG_CHANGE_SETTLE_SECONDS = env.int("TAG_CHANGE_SETTLE_SECONDS", default=600)
 
-# Prometheus metrics (/metrics, webhooks.metrics): off (404) unless a scraper's bearer token is set.
+# Prometheus metrics (/metrics, webhooks.metrics): off (404) without a scraper's bearer token, long enough not to guess.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# The client's multiprocess mode (every process writes its counts here; /metrics adds them up; prometheus_client reads
-# it from the environment). Checked here, so a wrong path stops the site with a sentence, not a counter's traceback.
+if 0 < len(METRICS_TOKEN) < 32:
+    raise SystemExit("METRICS_TOKEN is too short to keep /metrics private: give it 32 characters or more.")
+# The client's multiprocess mode (each process writes its counts here, /metrics adds them up); a wrong path stops the
+# site with a sentence rather than a counter's traceback.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR and not (
     Path(PROMETHEUS_MULTIPROC_DIR).is_dir() and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK | os.X_OK)
 ):
-    raise SystemExit(
-        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory this user can write: create it, or "
-        "unset PROMETHEUS_MULTIPROC_DIR to keep each process's counts in memory."
-    )
+    raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory this user can write.")
 
 # The access key travels in webhook URLs: keep it out of request log lines and error reports.
 DEFAULT_EXCEPTION_REPORTER = "webhooks.logging.SafeExceptionReporter"

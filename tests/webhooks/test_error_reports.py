@@ -97,8 +97,10 @@ def call_wsgi(method: str, url: str, body: bytes, headers: dict) -> int:
     return int(statuses[0].split()[0])
 
 
-def test_a_failing_webhook_is_reported_without_any_secret(sentry, canary_site, monkeypatch, emulator):
+def test_a_failing_webhook_is_reported_without_any_secret(sentry, canary_site, monkeypatch, emulator, settings):
     import webhooks.intake.views
+
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # RequestFactory's address, standing for a proxy: its request id is kept
 
     monkeypatch.setattr(webhooks.intake.views.deliveries, "record_outcome", careless_record_outcome)
     logging.getLogger("webhooks.intake.views").info("Received /?wpf_action=update_tags&access_key=%s", KEY)
@@ -243,3 +245,29 @@ def test_the_settings_start_sentry_when_a_dsn_is_set():
         [sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["True", "staging", "1.2.3", "0.25", "False", "True"], result.stderr
+
+
+def test_the_passwords_of_the_database_mail_and_redis_are_masked_wherever_they_appear(canary_site, settings):
+    """In a URL they are scrubbed by their place (user:password@); anywhere else the report knows them from the
+    settings."""
+    database_password, mail_password, redis_password = "Canary-Db-51", "Canary-Mail-52", "Canary-Redis-53"
+    settings.DATABASES = {"default": {**settings.DATABASES["default"], "PASSWORD": database_password}}
+    settings.EMAIL_HOST_PASSWORD = mail_password
+    settings.REDIS_URL = f"redis://:{redis_password}@cache:6379/0"
+    event = {
+        "extra": {"dsn": f"postgres://site:{database_password}@db/site", "location": settings.REDIS_URL},
+        "exception": {
+            "values": [
+                {
+                    "type": "OperationalError",
+                    "value": f"login failed ({mail_password})",
+                    "stacktrace": {"frames": [{"function": "f", "vars": {"p": f"'{database_password}'"}}]},
+                }
+            ]
+        },
+        "breadcrumbs": {"values": [{"message": "Authorization: Basic c2l0ZTpDYW5hcnktTWFpbC01Mg=="}]},
+    }
+    text = json.dumps(error_reports.before_send(event, {}))
+    for canary in (database_password, mail_password, redis_password, "c2l0ZTpDYW5hcnktTWFpbC01Mg"):
+        assert canary not in text, text
+    assert "postgres://site:********@db/site" in text

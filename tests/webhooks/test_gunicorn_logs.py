@@ -30,6 +30,7 @@ def run_gunicorn(env: dict, tmp_path, log_format: str, send) -> tuple[str, str]:
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "2",
         "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
+        "TRUSTED_PROXIES": "127.0.0.1",  # the test stands for the proxy: its X-Request-ID is kept
     }
     errors = (tmp_path / "error.log").open("w")
     process = subprocess.Popen([GUNICORN, "wpfusion_site.wsgi"], cwd=settings.BASE_DIR, env=env, stderr=errors)

@@ -41,6 +41,7 @@ def test_every_record_is_one_json_line_with_the_same_keys_first(json_log):
 
 def test_a_synchronous_webhook_line_carries_the_request_and_the_delivery(hook, emulator, json_log, settings):
     settings.CUSTOMERIO_MAX_RETRIES = 0
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client's address: a proxy whose X-Request-ID is kept
     make_user()
     emulator.set_faults(fail_rate=1.0, fail_status=503)
     response = hook("update", headers={"X-Request-ID": "lb-7f3a9c"})
@@ -83,12 +84,21 @@ def test_an_unsafe_or_missing_request_id_is_replaced_by_our_own(client, sent):
     assert client.get("/healthz")["X-Request-ID"] != answer["X-Request-ID"]
 
 
+def test_a_request_id_from_anyone_but_a_trusted_proxy_is_replaced(client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.5"]
+    answer = client.get("/healthz", headers={"X-Request-ID": "forged-1"})
+    assert OUR_ID.fullmatch(answer["X-Request-ID"])
+    answer = client.get("/healthz", headers={"X-Request-ID": "from-the-proxy"}, REMOTE_ADDR="10.0.0.5")
+    assert answer["X-Request-ID"] == "from-the-proxy"
+
+
 @pytest.mark.parametrize("sent", ["abc", "Root=1-67891233-abcdef012345678912345678", "a.b_c:d-e+f", "7" * 64])
 def test_a_short_plain_request_id_is_kept(sent):
     assert request_id_for(sent) == sent
 
 
-def test_site_pages_and_django_lines_have_a_request_id(client, json_log):
+def test_site_pages_and_django_lines_have_a_request_id(client, json_log, settings):
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
     answer = client.get("/no-such-page", headers={"X-Request-ID": "probe-1"})
     assert answer.status_code == 404 and answer["X-Request-ID"] == "probe-1"
     [line] = [line for line in json_log.lines() if line["logger"] == "django.request"]
@@ -136,7 +146,7 @@ def test_the_settings_write_json_lines_only_when_asked(tmp_path):
         "logging.getLogger('webhooks.worker').warning('Worker %s stalled', 'w-1')\n"
     )
     database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    result = run_with_settings({**database, "LOG_FORMAT": "json"}, script)
+    result = run_with_settings({**database, "LOG_FORMAT": "json", "TRUSTED_PROXIES": "127.0.0.1"}, script)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [(line["logger"], line["message"], line["request_id"]) for line in lines] == [

@@ -1,7 +1,7 @@
 """The queue's figures as gauges, read from the database when Prometheus scrapes: they live there, so every web
 process answers the same, whichever one the scrape reaches, and no process has to keep them up to date. Five
-aggregates, each on an index (the users' password flag excepted: a count of one boolean column), the same ones
-/healthz and `webhook_queue` read."""
+aggregates, each on an index (the owed password returns on a partial one), the ones /healthz, `webhook_queue` and
+the admin overview read."""
 
 import logging
 

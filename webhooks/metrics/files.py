@@ -20,6 +20,7 @@ from its PID. Stdlib and prometheus_client only: gunicorn.conf.py imports this b
 import contextlib
 import fcntl
 import glob
+import logging
 import os
 from collections import defaultdict
 
@@ -31,6 +32,11 @@ ARCHIVE = "archive"
 # Types whose values add up across processes (gauges are read from the database at scrape time instead).
 ADDITIVE_TYPES = ("counter", "histogram")
 LOCK_FILE = ".lock"
+# A file no process can read (one cut short when its process was killed while creating it, or a full disk) is set
+# aside under this suffix: scrapes and folds read `*.db` only.
+SET_ASIDE = ".corrupt"
+
+logger = logging.getLogger(__name__)
 
 
 def directory() -> str | None:
@@ -57,16 +63,27 @@ class LockedMultiProcessCollector(multiprocess.MultiProcessCollector):
 
 
 def process_ended(path: str, pid: int) -> None:
-    """A process known to have ended (gunicorn's child_exit): its live gauges go, its counts join the archive."""
-    multiprocess.mark_process_dead(pid, path)
-    with locked(path, exclusive=True):
-        _fold(path, lambda file_pid: file_pid == pid)
+    """A process known to have ended (gunicorn's child_exit): its live gauges go, its counts join the archive.
+
+    Never raises: it runs in gunicorn's master, where an exception stops the whole server, and in a worker's start;
+    bookkeeping of metrics must not take the site down. A failure is logged and the files wait for the next fold."""
+    try:
+        multiprocess.mark_process_dead(pid, path)
+        with locked(path, exclusive=True):
+            _fold(path, lambda file_pid: file_pid == pid)
+    except Exception:
+        logger.exception("Could not fold the metrics of ended process %s in %s", pid, path)
 
 
 def fold_ended_processes(path: str) -> int:
-    """Fold the files of every process no longer running into the archive (at start). Returns how many."""
-    with locked(path, exclusive=True):
-        return _fold(path, lambda file_pid: not _running(file_pid))
+    """Fold the files of every process no longer running into the archive (at start). Returns how many; never
+    raises (see process_ended)."""
+    try:
+        with locked(path, exclusive=True):
+            return _fold(path, lambda file_pid: not _running(file_pid))
+    except Exception:
+        logger.exception("Could not fold the metrics of ended processes in %s", path)
+        return 0
 
 
 def _fold(path: str, ended) -> int:
@@ -80,9 +97,18 @@ def _fold(path: str, ended) -> int:
         if not files:
             continue
         totals: dict[str, float] = defaultdict(float)
+        readable = []
         for name in files:
-            for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(name):
+            try:
+                values = list(MmapedDict.read_all_values_from_file(name))
+            except Exception:
+                logger.warning("Set aside the unreadable metrics file %s (its counts are lost)", name)
+                os.replace(name, name + SET_ASIDE)
+                continue
+            readable.append(name)
+            for key, value, _timestamp, _position in values:
                 totals[key] += value
+        files = readable
         archive = MmapedDict(os.path.join(path, f"{kind}_{ARCHIVE}.db"))
         try:
             for key, value in totals.items():

@@ -59,11 +59,13 @@ def metrics(request):
     if not settings.METRICS_TOKEN:
         raise Http404("Metrics are off (METRICS_TOKEN is not set).")
     if not _authorized(request):
-        return HttpResponse(
+        refused = HttpResponse(
             "A valid Authorization: Bearer token is required.\n",
             status=401,
             content_type="text/plain; charset=utf-8",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
+        refused._has_been_logged = True  # no django.request line per guess: a token of 32+ characters is not guessed
+        return refused
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encode(registry()), content_type=content_type)

@@ -126,3 +126,16 @@ def test_plain_lines_lose_set_password_tokens_and_secrets_in_tracebacks():
     assert CANARY_TOKEN not in printed and CANARY_KEY not in printed
     assert "/accounts/reset/MQ/set-password/" in printed
     assert "RuntimeError: GET /?access_key=********" in printed
+
+
+def test_log_lines_lose_the_passwords_of_urls_and_basic_credentials():
+    from settings_app.redaction import scrub
+
+    assert scrub("could not connect to postgres://site:S3cret-Db@db:5432/site") == (
+        "could not connect to postgres://site:********@db:5432/site"
+    )
+    assert scrub("cache redis://:R3dis-pw@cache:6379/0 down") == "cache redis://:********@cache:6379/0 down"
+    assert scrub("Authorization: Basic Y3VzdG9tZXJpbzpLRVk=") == "Authorization: Basic ********"
+    # What is not a credential stays readable.
+    for text in ("ann@example.com on https://example.com/a@b", "the basic plan", "Basic users", "http://host:80/x"):
+        assert scrub(text) == text

@@ -4,7 +4,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-TOKEN = "test-metrics-token-5f0c"
+TOKEN = "test-metrics-token-5f0c-0123456789abcdef"
 
 
 def sample(name: str, **labels) -> float:

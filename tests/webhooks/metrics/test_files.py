@@ -106,3 +106,17 @@ def test_files_of_no_process_are_left_alone(directory):
 
     assert files.fold_ended_processes(str(directory)) == 0
     assert sorted(path.name for path in directory.iterdir()) == [".lock", "counter_archive.db", "notes.db"]
+
+
+def test_an_unreadable_file_of_an_ended_process_is_set_aside_and_the_rest_still_folds(tmp_path, caplog):
+    """A process killed while creating its file leaves it empty. Folding runs in gunicorn's master (child_exit) and
+    at every start: it must carry on, never raise, and keep scrapes readable."""
+    count(tmp_path, 3)
+    broken = tmp_path / "counter_999999.db"  # no such process
+    broken.write_bytes(b"")
+    assert files.fold_ended_processes(str(tmp_path)) == 2  # the counting process's counter and histogram files
+    assert not broken.exists() and (tmp_path / "counter_999999.db.corrupt").exists()
+    assert "Set aside the unreadable metrics file" in caplog.text
+    assert totals(tmp_path) == (3, 3, 1.5)
+
+    files.process_ended(str(tmp_path), 999998)  # nothing of it there: no error either

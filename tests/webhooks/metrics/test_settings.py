@@ -18,7 +18,7 @@ PRODUCTION = {
     "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
     "TRUSTED_PROXIES": "127.0.0.1",
     "BEHIND_TLS_PROXY": "true",
-    "METRICS_TOKEN": "q3Jx-metrics-token-for-the-check",
+    "METRICS_TOKEN": "q3Jx-metrics-token-for-the-check-4d2a9",
 }
 
 
@@ -57,7 +57,13 @@ def test_a_directory_that_cannot_be_written_is_refused_in_one_sentence(tmp_path,
     result = check(PROMETHEUS_MULTIPROC_DIR=str(directory))
 
     assert result.returncode != 0
+    assert result.stderr.strip() == f"PROMETHEUS_MULTIPROC_DIR={directory} is not a directory this user can write."
+
+
+def test_a_token_short_enough_to_guess_is_refused_in_one_sentence(tmp_path):
+    result = check(METRICS_TOKEN="abc123", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+
+    assert result.returncode != 0
     assert result.stderr.strip() == (
-        f"PROMETHEUS_MULTIPROC_DIR={directory} is not a directory this user can write: create it, or unset "
-        "PROMETHEUS_MULTIPROC_DIR to keep each process's counts in memory."
+        "METRICS_TOKEN is too short to keep /metrics private: give it 32 characters or more."
     )
