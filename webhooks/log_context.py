@@ -91,6 +91,9 @@ class LogContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id.get()
+        delivery_id, action = delivery.get()
         if getattr(record, "delivery_id", None) is None:
-            record.delivery_id, record.action = delivery.get()
+            record.delivery_id = delivery_id
+        if getattr(record, "action", None) is None:  # an `action` passed as extra by the caller stays
+            record.action = action
         return True

@@ -11,7 +11,7 @@ import sys
 import pytest
 from django.conf import settings as django_settings
 
-from webhooks.log_context import delivery_context, request_id_for
+from webhooks.log_context import LogContextFilter, delivery_context, request_id_for
 from webhooks.models import WebhookDelivery
 from webhooks.queue import drain
 
@@ -163,3 +163,10 @@ def test_the_settings_write_json_lines_only_when_asked(tmp_path):
     refused = run_with_settings({**database, "LOG_FORMAT": "xml"}, "import django; django.setup()")
     assert refused.returncode != 0
     assert "LOG_FORMAT must be 'plain' or 'json', not 'xml'." in refused.stderr
+
+
+def test_an_action_the_caller_passes_is_kept_outside_a_delivery():
+    record = logging.LogRecord("webhooks.x", logging.INFO, __file__, 1, "m", None, None)
+    record.action = "add"
+    assert LogContextFilter().filter(record)
+    assert (record.action, record.delivery_id) == ("add", None)
