@@ -247,11 +247,14 @@ def test_the_settings_start_sentry_when_a_dsn_is_set():
     assert result.stdout.split() == ["True", "staging", "1.2.3", "0.25", "False", "True"], result.stderr
 
 
-def test_the_passwords_of_the_database_mail_and_redis_are_masked_wherever_they_appear(canary_site, settings):
+def test_the_passwords_of_the_database_mail_and_redis_are_masked_wherever_they_appear(
+    canary_site, settings, monkeypatch
+):
     """In a URL they are scrubbed by their place (user:password@); anywhere else the report knows them from the
     settings."""
     database_password, mail_password, redis_password = "Canary-Db-51", "Canary-Mail-52", "Canary-Redis-53"
-    settings.DATABASES = {"default": {**settings.DATABASES["default"], "PASSWORD": database_password}}
+    # Not a settings override (Django warns against changing DATABASES under a running test): one key, restored.
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", database_password)
     settings.EMAIL_HOST_PASSWORD = mail_password
     settings.REDIS_URL = f"redis://:{redis_password}@cache:6379/0"
     event = {
