@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 from django.db import connection
@@ -157,3 +158,14 @@ def emulator_env(cio_emulator, subprocess_env):
         "CUSTOMERIO_APP_API_URL": cio_emulator.url,
         "CUSTOMERIO_TRACK_API_URL": cio_emulator.url,
     }
+
+
+@pytest.fixture
+def production_helpers(settings):
+    """scripts/production_site.py: gunicorn started as production runs it (scripts/ is not a package)."""
+    sys.path.insert(0, str(settings.BASE_DIR / "scripts"))
+    try:
+        import production_site
+    finally:
+        sys.path.pop(0)
+    return production_site

@@ -4,17 +4,19 @@ that run the docs' commands against it: on free ports and its own SQLite file wh
 `.env`."""
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.worker_processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # The addresses the docs show (`make run`'s defaults); the tests' server listens elsewhere.
@@ -46,14 +48,19 @@ class DevServer:
         url = page_url.replace(PAGE_SITE, self.site).replace(PAGE_EMULATOR, self.emulator)
         return url.replace("KEY", key)
 
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    def manage(self, args: str) -> subprocess.CompletedProcess:
+        """`make manage ARGS="<args>"` in a second terminal (scripts/manage_dev.py), against this site; it must
+        succeed."""
+        result = subprocess.run(
+            [sys.executable, "scripts/manage_dev.py", *shlex.split(args)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"make manage ARGS={args!r}\n{result.stdout}{result.stderr}"
+        return result
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 site `make run` starts, and every output line the page shows found in what each command printed (times aside)."""
 
 import re
-import shlex
-import subprocess
-import sys
 
 import pytest
 
@@ -47,15 +44,7 @@ def test_the_page_shows_the_session_it_lists():
 
 def test_the_backfills_session_against_make_run(dev_server):
     for args, expected in shown_session(PAGE.read_text()):
-        result = subprocess.run(
-            [sys.executable, "scripts/manage_dev.py", *shlex.split(args)],
-            cwd=ROOT,
-            env=dev_server.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, f"make manage ARGS={args!r}\n{result.stdout}{result.stderr}"
+        result = dev_server.manage(args)
         printed = [without_durations(line) for line in (result.stdout + result.stderr).splitlines()]
         missing = [line for line in expected if without_durations(line) not in printed]
         assert not missing, f"make manage ARGS={args!r} did not print what the page shows:\n" + "\n".join(printed)

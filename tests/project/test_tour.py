@@ -9,8 +9,6 @@ development setup), and a fresh shell's environment: none of the site's settings
 import json
 import re
 import shlex
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from .dev_site import PAGE_EMULATOR, PAGE_SITE, DevServer, wait_for
+from tests.worker_processes import wait_for
+
+from .dev_site import PAGE_EMULATOR, PAGE_SITE, DevServer
 
 pytestmark = pytest.mark.slow
 
@@ -229,15 +229,7 @@ def test_the_getting_started_tour_against_make_run(dev_server):
 
     # Commands in a second terminal: `make manage` (scripts/manage_dev.py) reaches the same site and emulator.
     for args in tour.manage:
-        result = subprocess.run(
-            [sys.executable, "scripts/manage_dev.py", *shlex.split(args)],
-            cwd=ROOT,
-            env=dev_server.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, f"make manage ARGS={args!r}\n{result.stdout}{result.stderr}"
+        result = dev_server.manage(args)
         assert "no Customer.io emulator answers" not in result.stderr
         if args == "webhook_urls":
             assert f"test {dev_server.site}/?wpf_action=test&access_key={key}" in result.stdout

@@ -4,7 +4,6 @@ The rule (users.services.accounts.recent_reads): a copy that arrived while anoth
 counts as received when the first copy of that run did; a read begun after that answers it."""
 
 import json
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -246,17 +245,6 @@ def _send_burst(url: str, email: str, style: str, headers: dict) -> list[tuple[i
 
 
 # Over HTTP: gunicorn with the production settings -------------------------------------------------------------------
-
-
-@pytest.fixture
-def production_helpers(settings):
-    """scripts/production_site.py: gunicorn started as production runs it."""
-    sys.path.insert(0, str(settings.BASE_DIR / "scripts"))
-    try:
-        import production_site
-    finally:
-        sys.path.pop(0)
-    return production_site
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ failures (the emulator's fault injection); each counter moves by exactly what wa
 worker never go backwards, and the gauges are the database's."""
 
 import json
-import sys
 import time
 from collections import Counter
 
@@ -24,16 +23,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.
 COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 # Every Customer.io attempt the site made, as the emulator saw it: (api, status).
 CUSTOMERIO_PATHS = ("/v1/", "/api/")
-
-
-@pytest.fixture
-def production_helpers(settings):
-    sys.path.insert(0, str(settings.BASE_DIR / "scripts"))
-    try:
-        import production_site
-    finally:
-        sys.path.pop(0)
-    return production_site
 
 
 @pytest.fixture
