@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from .logging_config import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -337,53 +339,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise SystemExit(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    # Each handler scrubs secrets first, then adds the request and delivery ids, then formats.
-    "filters": {
-        "redact_secrets": {"()": "webhooks.logging.RedactSecretsFilter"},
-        "log_context": {"()": "webhooks.log_context.LogContextFilter"},
-        "one_line_warning": {"()": "webhooks.logging.OneLineWarning"},
-        "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
-    },
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "webhooks.log_json.JsonFormatter"},
-        "django.server": {
-            "()": "django.utils.log.ServerFormatter",
-            "format": "[{server_time}] {message}",
-            "style": "{",
-        },
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": LOG_FORMAT,
-            "filters": ["redact_secrets", "log_context"],
-        },
-        "django.server": {
-            "class": "logging.StreamHandler",
-            "formatter": "json" if LOG_FORMAT == "json" else "django.server",
-            "filters": ["redact_secrets", "log_context"],
-        },
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
-        # A request for a host not in ALLOWED_HOSTS is a stranger's probe, not the site's failure: one WARNING line,
-        # not an ERROR with a traceback.
-        "django.security.DisallowedHost": {
-            "handlers": ["console"],
-            "level": "WARNING",
-            "filters": ["one_line_warning"],
-            "propagate": False,
-        },
-        # django-axes: lockouts and repeated failures are warnings; its start-up and per-attempt lines are noise.
-        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-    },
-}
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
 
 # Error reports to Sentry (or a server speaking its protocol): off unless SENTRY_DSN is set. What is sent, and what is
 # scrubbed from it first (access keys, passwords, API keys, set-password links): webhooks.error_reports.
