@@ -2,7 +2,7 @@ import re
 import secrets
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinLengthValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinLengthValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.html import escape
 from solo.models import SingletonModel
@@ -62,6 +62,61 @@ class WebhookSettings(SingletonModel):
         default=False, help_text="Answer webhooks at once and process them in the background worker."
     )
 
+    # The site -> Customer.io direction (users.services.outbox): what the site tells Customer.io by itself.
+    push_profiles = models.BooleanField(
+        "send profile changes",
+        default=True,
+        help_text=(
+            "Tell Customer.io when a user is created on the site, changes a field mapped to push, changes their email "
+            "or role, or logs in. Needs the Track API credentials; changes Customer.io itself made are never sent "
+            "back."
+        ),
+    )
+    push_staff = models.BooleanField(
+        "send staff accounts",
+        default=False,
+        help_text="Also send staff and superuser accounts' profiles and events to Customer.io.",
+    )
+    event_login = models.BooleanField("login", default=False, help_text="Send a login event each time a user logs in.")
+    event_password_reset = models.BooleanField(
+        "password reset", default=False, help_text="Send a password_reset event when a user sets a new password."
+    )
+    event_tag_applied = models.BooleanField(
+        "tag applied on the site",
+        default=False,
+        help_text="Send a tag_applied_on_site event for each tag applied on the site (apply_tags, the admin).",
+    )
+    event_access_refused = models.BooleanField(
+        "access refused",
+        default=False,
+        help_text="Send an access_refused event (with the rule) when a logged-in user is refused a page by a rule.",
+    )
+    return_login_link = models.BooleanField(
+        "return a login link",
+        default=False,
+        help_text=(
+            "Write a single-use login link to a Customer.io attribute when a webhook creates a user, so the "
+            "journey's email can offer it. Never for staff or superusers."
+        ),
+    )
+    return_login_link_field = models.CharField(
+        "login link field",
+        max_length=150,
+        blank=True,
+        help_text="The Customer.io attribute that receives the link. Nothing is returned while empty.",
+    )
+    return_login_link_to_existing = models.BooleanField(
+        "also for existing users",
+        default=False,
+        help_text="Also return a fresh link when an add webhook finds the user already on the site.",
+    )
+    login_link_lifetime_hours = models.PositiveIntegerField(
+        "login link lifetime (hours)",
+        default=72,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 30)],
+        help_text="A link stops working after this long, after it is used once, or when the password changes.",
+    )
+
     class Meta:
         verbose_name = "webhook settings"
 
@@ -93,6 +148,10 @@ class WebhookSettings(SingletonModel):
     def return_password_misconfigured(self) -> bool:
         return self.return_password and not self.return_password_field.strip()
 
+    @property
+    def returns_login_links(self) -> bool:
+        return self.return_login_link and bool(self.return_login_link_field.strip())
+
 
 # What a FieldMapping may write to. "meta.<key>" stores the attribute in User.meta under <key>.
 USER_FIELD_CHOICES = [
@@ -102,8 +161,13 @@ USER_FIELD_CHOICES = [
     ("username", "Username (from user_login)"),
     ("password", "Password (from user_pass)"),
     ("role", "Role"),
+    # The site's own record of the account: sent to Customer.io, never written from it.
+    ("id", "Site user id (push only)"),
+    ("date_joined", "Registered (push only)"),
+    ("last_login", "Last login (push only)"),
 ]
 FIRST_CLASS_USER_FIELDS = {value for value, _ in USER_FIELD_CHOICES}
+PUSH_ONLY_USER_FIELDS = {"id", "date_joined", "last_login"}
 META_FIELD_PATTERN = re.compile(r"^meta\.[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -117,16 +181,27 @@ def validate_user_field(value: str) -> None:
 
 
 class FieldMapping(models.Model):
-    """Which Customer.io attribute fills which user field."""
+    """Which Customer.io attribute fills which user field (pull), which user field is sent to which attribute (push),
+    or both."""
+
+    class Direction(models.TextChoices):
+        PULL = "pull", "Pull: Customer.io → site"
+        PUSH = "push", "Push: site → Customer.io"
+        BOTH = "both", "Both ways"
 
     cio_attribute = models.CharField("Customer.io attribute", max_length=150)
     user_field = models.CharField(
         max_length=120,
         validators=[validate_user_field],
         # Help texts are HTML in Django's forms: the angle brackets must be escaped to be seen.
-        help_text=escape("email, first_name, last_name, username, password, role, or meta.<key>"),
+        help_text=escape(
+            "email, first_name, last_name, username, password, role, meta.<key>; to push only: id, date_joined, "
+            "last_login"
+        ),
     )
     active = models.BooleanField(default=True)
+    # Pull is what every mapping meant before directions existed, so rows made then keep their meaning.
+    direction = models.CharField(max_length=4, choices=Direction.choices, default=Direction.PULL)
 
     class Meta:
         ordering = ["user_field", "cio_attribute"]
@@ -135,15 +210,35 @@ class FieldMapping(models.Model):
     def __str__(self):
         return f"{self.cio_attribute} → {self.user_field}"
 
+    @property
+    def pulls(self) -> bool:
+        return self.direction in (self.Direction.PULL, self.Direction.BOTH)
+
+    @property
+    def pushes(self) -> bool:
+        return self.direction in (self.Direction.PUSH, self.Direction.BOTH)
+
     def clean(self):
         super().clean()
         if self.user_field.startswith("meta.") and is_secret_key(self.cio_attribute):
             # User.meta is shown in the admin and logged as meta data: no place for a password.
             raise ValidationError({"user_field": f"{self.cio_attribute} looks like a password: it cannot go to meta."})
-        if self.active and not self.user_field.startswith("meta."):
+        if self.pushes and (self.user_field == "password" or is_secret_key(self.cio_attribute)):
+            # The site holds only a password's hash, and nothing secret is ever sent on the site's initiative.
+            raise ValidationError({"direction": "A password is never pushed to Customer.io: use Pull."})
+        if self.pulls and self.user_field in PUSH_ONLY_USER_FIELDS:
+            raise ValidationError({"direction": f"{self.user_field} is the site's own record: it can only be pushed."})
+        if self.active and self.pushes:
+            # Two fields pushed to one attribute would make what Customer.io keeps depend on row order.
+            clash = FieldMapping.objects.filter(active=True, cio_attribute=self.cio_attribute).exclude(pk=self.pk)
+            if any(other.pushes for other in clash):
+                raise ValidationError(
+                    {"cio_attribute": f"Another active mapping already pushes to {self.cio_attribute}."}
+                )
+        if self.active and self.pulls and not self.user_field.startswith("meta."):
             # Two active sources for one first-class field would make the result depend on row order.
             clash = FieldMapping.objects.filter(active=True, user_field=self.user_field).exclude(pk=self.pk)
-            if clash.exists():
+            if any(other.pulls for other in clash):
                 raise ValidationError(
                     {"user_field": f"Another active mapping already fills {self.user_field}: deactivate it first."}
                 )

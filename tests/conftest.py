@@ -6,7 +6,7 @@ from django.db import connection
 
 from cio_emulator import EmulatorControl
 from settings_app.models import FieldMapping
-from settings_app.seed import seed_field_mappings
+from settings_app.seed import seed_field_mappings, seed_push_mappings
 from users.models import Role
 from users.seed import seed_roles
 
@@ -100,6 +100,7 @@ def seeded_rows(request):
         request.getfixturevalue("transactional_db" if transactional else "db")
         seed_roles(Role)
         seed_field_mappings(FieldMapping)
+        seed_push_mappings(FieldMapping)
     yield
 
 

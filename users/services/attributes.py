@@ -1,4 +1,6 @@
-"""Customer.io attributes → user fields, through the site's field mappings."""
+"""Customer.io attributes → user fields, through the site's field mappings, and user fields → attributes."""
+
+from datetime import datetime
 
 from settings_app.models import FieldMapping, cached_field_mappings
 
@@ -9,9 +11,20 @@ from ..text import clean_text
 NAME_MAX_LENGTH = 150
 
 
-def active_mappings() -> list[FieldMapping]:
-    """The active mappings (per-process copies, fresh within a second: read-only)."""
-    return [mapping for mapping in cached_field_mappings() if mapping.active]
+def pull_mappings() -> list[FieldMapping]:
+    """The active mappings that write Customer.io attributes onto users (per-process copies, fresh within a second:
+    read-only)."""
+    return [mapping for mapping in cached_field_mappings() if mapping.active and mapping.pulls]
+
+
+def push_mappings() -> list[FieldMapping]:
+    """The active mappings that send user fields to Customer.io; never a password (the model refuses one, and an
+    older row is skipped here too)."""
+    return [
+        mapping
+        for mapping in cached_field_mappings()
+        if mapping.active and mapping.pushes and mapping.user_field != "password"
+    ]
 
 
 def mapped_values(attributes: dict, mappings: list[FieldMapping]) -> dict[str, str]:
@@ -79,6 +92,8 @@ def user_attributes(user: User, mappings: list[FieldMapping]) -> dict:
             value = user.role.slug if user.role_id else None
         else:
             value = getattr(user, field_name, None)
+        if isinstance(value, datetime):
+            value = int(value.timestamp())  # Customer.io takes dates as Unix timestamps
         if value not in (None, ""):
             attributes[mapping.cio_attribute] = value
     return attributes

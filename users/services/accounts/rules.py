@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from settings_app.models import FieldMapping, WebhookSettings, cached_field_mappings
 
 from ...models import Role
-from ..attributes import active_mappings
+from ..attributes import pull_mappings
 from ..roles import find_assignable_role
 
 
@@ -22,7 +22,7 @@ class AccountRules:
 
     @classmethod
     def load(cls) -> "AccountRules":
-        return cls(WebhookSettings.cached(), active_mappings())
+        return cls(WebhookSettings.cached(), pull_mappings())
 
     @property
     def return_field(self) -> str:

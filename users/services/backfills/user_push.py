@@ -5,7 +5,7 @@ from cio.track_api import identify_operation
 
 from ...models import ActivityLog, User
 from ..activity import Activity, log_activities, log_activity
-from ..attributes import active_mappings, user_attributes
+from ..attributes import push_mappings, user_attributes
 from .common import BACKFILL, BackfillError, BackfillResult, Progress, counting_calls, in_chunks, selected_users
 
 # Users whose operations go to batch() together; it packs them into requests of up to 500 KB.
@@ -21,9 +21,12 @@ def push_users(result: BackfillResult, *, emails: list[str] | None = None, progr
     progress = progress or Progress()
     client = get_client()
     client.require_credentials(track=True)
-    mappings = [mapping for mapping in active_mappings() if mapping.user_field != "password"]
+    mappings = push_mappings()
     if not mappings:
-        raise BackfillError("No active field mappings: nothing to push (see Field mappings in the admin).")
+        raise BackfillError(
+            "No active field mapping pushes: nothing to send (set a mapping's direction to Push or Both in the "
+            "admin's Field mappings)."
+        )
     with counting_calls(result):
         users = selected_users(emails, result).select_related("role")
         progress.stage(result.wording("Pushing users", "Users who would be pushed"), total=users.count(), unit="users")

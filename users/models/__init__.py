@@ -6,7 +6,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .emails import EmailAddressField, normalize_email
+from ..emails import EmailAddressField, normalize_email
 
 
 class Role(models.Model):
@@ -87,6 +87,8 @@ class User(AbstractUser):
     # it expires by itself if that processing died.
     password_return_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     welcome_email_due = models.BooleanField(default=False, editable=False)
+    # When Customer.io last accepted this person's profile from the site (users.services.outbox).
+    cio_pushed_at = models.DateTimeField("sent to Customer.io", null=True, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -338,30 +340,18 @@ class AccessRule(models.Model):
         return f"{self.path}{'*' if self.prefix else ''}"
 
 
-class SegmentChange(models.Model):
-    """A tag applied or removed on the site that Customer.io's manual segment has to follow (the outbox of
-    users.access.apply_tags / remove_tags). Written in the same transaction as the local change, so nothing is lost;
-    sent in batches by the background worker, retried with backoff; kept a while after it was sent, because
-    Customer.io's segment reads lag its writes and the tag must not flicker off meanwhile."""
+# The outboxes towards Customer.io live beside the models they point at.
+from .outbox import OutboxEntry, SegmentChange  # noqa: E402
 
-    class Action(models.TextChoices):
-        ADD = "add", "Add to segment"
-        REMOVE = "remove", "Remove from segment"
-
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="segment_changes")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="segment_changes")
-    action = models.CharField(max_length=8, choices=Action.choices)
-    created_at = models.DateTimeField(auto_now_add=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A worker sending it holds it until then; a worker that died lets it go by itself.
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    last_error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["sent_at", "next_attempt_at"], name="users_segchange_due")]
-
-    def __str__(self):
-        return f"{self.get_action_display()}: {self.tag} for {self.user}"
+__all__ = [
+    "AccessRule",
+    "ActivityLog",
+    "ContactLock",
+    "ImportRun",
+    "OutboxEntry",
+    "Role",
+    "SegmentChange",
+    "Tag",
+    "User",
+    "UserTag",
+]
