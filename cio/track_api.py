@@ -21,6 +21,9 @@ BATCH_OPERATION_MAX_BYTES = 32 * 1024
 class BatchFailure:
     index: int  # position in the operations passed to batch()
     reason: str
+    # Whether sending the operation again can succeed: not for one too large or one Customer.io refused as invalid
+    # (207), yes for a request that failed as a whole (5xx, timeout).
+    retryable: bool = False
 
 
 @dataclass
@@ -97,7 +100,7 @@ class TrackAPI(Transport):
         except Unauthorized:
             raise
         except CustomerIOError as exc:
-            result.failures.extend(BatchFailure(index, str(exc)) for index, _ in chunk)
+            result.failures.extend(BatchFailure(index, str(exc), exc.retryable) for index, _ in chunk)
             return
         failed_positions = set()
         for error in answer.get("errors") or []:

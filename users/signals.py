@@ -1,7 +1,9 @@
-from django.db.models.signals import post_save, pre_save
+from django.contrib.auth.signals import user_logged_in
+from django.db.models.signals import post_init, post_save, pre_save
 from django.dispatch import Signal, receiver
 
 from .models import Role, User
+from .services import outbox
 from .services.roles import sync_role_group
 
 
@@ -20,6 +22,30 @@ def keep_role_group_in_step(sender, instance, created, raw=False, update_fields=
     # User.from_db remembers the role a loaded user had, so an unrelated save costs no group queries.
     if created or instance.role_id != getattr(instance, "_synced_role_id", None):
         sync_role_group(instance)
+
+
+@receiver(post_init, sender=User)
+def remember_what_customerio_was_told(sender, instance, **kwargs):
+    # A user loaded from the database (it has a pk): what a later save is compared with. A new user has nothing to
+    # compare with: its first save is a creation, always sent.
+    if instance.pk is not None:
+        outbox.remember_state(instance)
+
+
+@receiver(post_save, sender=User)
+def tell_customerio_of_profile_change(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    if update_fields is not None and not outbox.may_change_pushed_fields(update_fields):
+        return  # e.g. a password or a bookkeeping flag: nothing Customer.io follows
+    outbox.record_profile_change(instance, created=created)
+
+
+@receiver(user_logged_in)
+def track_login(sender, request, user, **kwargs):
+    from .tracking import track_if_enabled
+
+    track_if_enabled("event_login", user, "login")
 
 
 # WP Fusion's hooks, as Django signals. Sent on transaction commit, never for a change that was rolled back.

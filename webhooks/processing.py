@@ -14,6 +14,7 @@ from users.services import accounts
 from users.services.accounts import ActionRequest, ResultStatus
 from users.services.activity import lines_for_delivery
 from users.services.contacts import Contact, IdentityConflict
+from users.services.outbox import from_customerio
 
 from . import deliveries
 from .actions import ACTIONS, WebhookAction
@@ -92,7 +93,8 @@ def run_action(action: WebhookAction, request: ActionRequest | None) -> Outcome:
     if action.handler is None:
         return Outcome(Status.SUCCEEDED, 200, {"status": "ok", "action": action.name})
     delivery_id = getattr(request.delivery, "pk", None)
-    with lines_for_delivery(delivery_id), delivery_context(delivery_id, action.name):
+    # What Customer.io told the site is never sent back to it (users.services.outbox).
+    with lines_for_delivery(delivery_id), delivery_context(delivery_id, action.name), from_customerio():
         return _run(action, request)
 
 

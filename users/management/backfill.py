@@ -14,6 +14,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from cio import errors as cio_errors
 from users.services.backfills.common import BackfillError, BackfillResult, Progress
 
+from ..services.outbox import from_customerio
+
 
 class ProgressBar(Progress):
     """A tqdm bar per stage, for a terminal."""
@@ -101,7 +103,9 @@ class BackfillCommand(BaseCommand):
         # On a terminal, log lines are printed above the bar instead of through it.
         with _interrupt_on_sigterm(), logging_redirect_tqdm() if on_terminal else contextlib.nullcontext():
             try:
-                self.run(result, progress, options)
+                # Whatever a backfill writes came from Customer.io: it is never sent back (users.services.outbox).
+                with from_customerio():
+                    self.run(result, progress, options)
             except KeyboardInterrupt:
                 error = CommandError(f"Interrupted.{self.resume_hint}", returncode=130)
             except BackfillError as exc:

@@ -38,6 +38,7 @@ from users.services.activity import Activity, log_activities
 from users.services.attributes import mapped_values
 from users.services.backfills.common import batched, held_identities
 from users.services.contacts import ContactKind, lock_contacts, person_cio_id
+from users.services.outbox import owe_login_links
 from users.services.roles import add_role_groups
 from users.services.tags import send_on_commit, send_tag_signals
 from users.signals import user_imported
@@ -179,6 +180,7 @@ def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
         try:
             with transaction.atomic():
                 User.objects.bulk_create([account.user for account in accounts.values()])
+                owe_login_links([account.user for account in accounts.values()], created=True)
         except IntegrityError:
             # Somebody created one of them (or took a username) since we looked: one by one sorts it out.
             return {}

@@ -7,6 +7,7 @@ import time
 from django.conf import settings
 
 from cio.errors import CustomerIOError
+from users.services.outbox import from_customerio
 from users.services.password_hashing import HashedAhead
 
 from ..actions import ACTIONS
@@ -27,7 +28,8 @@ logger = logging.getLogger(__name__)
 def process(delivery_id: int) -> None:
     """The task body. Never raises: every outcome is recorded on the deliveries. Log lines written for the batch
     name the task's delivery (and, once claimed, its action); each contact processed one by one names its own."""
-    with delivery_context(delivery_id, None):
+    # What Customer.io told the site is never sent back to it (users.services.outbox).
+    with delivery_context(delivery_id, None), from_customerio():
         _process_batch(delivery_id)
 
 

@@ -22,6 +22,7 @@ from ...models import ActivityLog, User
 from ...signals import user_imported
 from ..activity import log_activity
 from ..contacts import find_user, find_user_for_person, is_protected, lock_contact, settle_identity
+from ..outbox import owe_login_links, told_by_customerio
 from ..tags import TagChange, replace_tags, send_on_commit
 from ..welcome import send_due_welcome_email
 from .errors import ContactHasNoEmail
@@ -56,6 +57,7 @@ def _in_turn_on_sqlite(action):
     return run
 
 
+@told_by_customerio
 @_in_turn_on_sqlite
 def update_tags(request: ActionRequest) -> ActionResult:
     """Replace the user's tags with their Customer.io segments (one App API call)."""
@@ -80,6 +82,7 @@ def _update_tags_locked(request: ActionRequest, reads: Reads) -> ActionResult:
     return result
 
 
+@told_by_customerio
 @_in_turn_on_sqlite
 def update(request: ActionRequest) -> ActionResult:
     """Pull the person's attributes onto the user through the field mappings, then their tags (two calls, made
@@ -108,6 +111,7 @@ def _update_locked(request: ActionRequest, reads: Reads) -> ActionResult:
     return result
 
 
+@told_by_customerio
 @_in_turn_on_sqlite
 def add(request: ActionRequest) -> ActionResult:
     """Create the user from their Customer.io attributes, or update them when they already exist (never a
@@ -159,6 +163,7 @@ def _add_locked(request: ActionRequest, reads: Reads, rules: AccountRules) -> tu
     change = _load_tags(user, request, reads)
     if created:
         send_on_commit(user_imported, user=user, delivery=request.delivery)
+    owe_login_links([user], created=created)
     result = ActionResult("add", user=user, created=created, tags=change.names, updated_fields=updated_fields)
     # A later delivery reusing this answer did not create the user itself.
     remember(request, reads, {**result.as_dict(), "created": False}, user)

@@ -7,7 +7,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from users.services import segment_changes
+from users.services import outbox, segment_changes
 from webhooks import cio_calls
 from webhooks.health import record_heartbeat
 from webhooks.metrics import files as metrics_files
@@ -52,6 +52,7 @@ class Command(BaseCommand):
             metrics_files.fold_ended_processes(metrics_dir)
         recovery.sweep()
         segment_changes.wake_if_due()
+        outbox.wake_if_due()
         if not batch:
             sweeper.start()
         logger.info("Webhook worker %s started", worker_id)  # a log line, so that LOG_FORMAT applies to it too
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                     beat(worker, worker_id, started_at)
                     recovery.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
+                    outbox.wake_if_due()  # profile changes, events and login links likewise
                     cio_calls.flush_if_due()  # this process's Customer.io call counts, once a minute
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
