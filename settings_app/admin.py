@@ -9,7 +9,8 @@ from .models import FieldMapping
 
 @admin.register(FieldMapping)
 class FieldMappingAdmin(admin.ModelAdmin):
-    list_display = ["cio_attribute", "user_field", "active"]
+    list_display = ["cio_attribute", "user_field", "direction", "active"]
     list_editable = ["active"]
-    list_filter = ["active"]
+    list_filter = ["active", "direction"]
+    fields = ["cio_attribute", "user_field", "direction", "active"]
     search_fields = ["cio_attribute", "user_field"]

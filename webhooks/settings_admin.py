@@ -50,6 +50,16 @@ class WebhookSettingsForm(forms.ModelForm):
             "return_password",
             "return_password_field",
             "process_in_background",
+            "return_login_link",
+            "return_login_link_field",
+            "return_login_link_to_existing",
+            "login_link_lifetime_hours",
+            "push_profiles",
+            "push_staff",
+            "event_login",
+            "event_password_reset",
+            "event_tag_applied",
+            "event_access_refused",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -66,7 +76,32 @@ class WebhookSettingsAdmin(SingletonModelAdmin):
         ("Access", {"fields": ["access_key", "new_access_key"]}),
         ("New users", {"fields": ["username_format", "send_welcome_email"]}),
         ("Return password", {"fields": ["return_password", "return_password_field"]}),
+        (
+            "Return a login link",
+            {
+                "fields": [
+                    "return_login_link",
+                    "return_login_link_field",
+                    "return_login_link_to_existing",
+                    "login_link_lifetime_hours",
+                ]
+            },
+        ),
         ("Processing", {"fields": ["process_in_background"]}),
+        (
+            "Site → Customer.io",
+            {
+                "fields": ["push_profiles", "push_staff"],
+                "description": (
+                    "What the site tells Customer.io by itself, in the background (needs the Track API credentials). "
+                    "Which fields are sent: Field mappings whose direction is Push or Both."
+                ),
+            },
+        ),
+        (
+            "Events sent to Customer.io",
+            {"fields": ["event_login", "event_password_reset", "event_tag_applied", "event_access_refused"]},
+        ),
     ]
 
     def get_urls(self):

@@ -5,7 +5,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from users.forms import SetOrResetPasswordForm
-from users.views import account
+from users.views import PasswordResetConfirmView, account
 from webhooks.health import healthz
 from webhooks.intake.views import home, webhook_view
 from webhooks.metrics.views import metrics
@@ -18,6 +18,12 @@ urlpatterns = [
         "accounts/password_reset/",
         auth_views.PasswordResetView.as_view(form_class=SetOrResetPasswordForm),
         name="password_reset",
+    ),
+    # Django's own page, which also sends the password_reset event (users.tracking) when it is on.
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
     ),
     # For load balancers and uptime monitors: no key, no session, never Customer.io.
     path("healthz", healthz, name="healthz"),

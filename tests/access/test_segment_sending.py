@@ -7,6 +7,7 @@ import time
 import pytest
 from django.db import transaction
 
+from settings_app.models import WebhookSettings
 from tests.worker_processes import run_worker_until_idle, start_worker, wait_for
 from users.access import apply_tags, remove_tags
 from users.emails import normalize_email
@@ -101,6 +102,10 @@ def test_2500_users_go_out_in_3_add_customers_calls(cio_emulator, worker_env, co
 def test_ids_are_grouped_by_id_type_and_unknown_people_are_never_sent(cio_emulator, worker_env, course):
     known_by_email = {"email": "mail@example.com", "cio_id": "cio-mail", "segments": []}
     cio_emulator.reset({"segments": [COURSE], "customers": [person(1), known_by_email]})
+    # Users made on the site are not sent as people here, so the stranger stays unknown to Customer.io.
+    site_settings = WebhookSettings.load()
+    site_settings.push_profiles = False
+    site_settings.save()
     linked = make_users([1])[0]
     by_email = User.objects.create_user(username="mail", email="Mail@example.com")
     stranger = User.objects.create_user(username="stranger", email="stranger@example.com")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from settings_app import freshness
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, User
 
@@ -20,7 +21,11 @@ def site(emulator):
     make_users(range(0, 1000), named=True, meta={"plan": "silver"})
     make_users(range(1000, USERS), linked=False, named=True, meta={"plan": "silver"})
     map_plan_to_meta()
-    FieldMapping.objects.filter(user_field="password").update(active=True)  # mapped, yet never pushed
+    # Every mapping both ways (the seeded push-only dates aside), the password's included: mapped, yet never pushed.
+    FieldMapping.objects.filter(direction=FieldMapping.Direction.PUSH).update(active=False)
+    FieldMapping.objects.update(direction=FieldMapping.Direction.BOTH)
+    FieldMapping.objects.filter(user_field="password").update(active=True)
+    freshness.changed("field_mappings")
     return emulator
 
 

@@ -63,13 +63,16 @@ def test_defaults_match_wp_fusion():
 
 
 def test_default_field_mappings_are_seeded():
-    rows = set(FieldMapping.objects.values_list("cio_attribute", "user_field", "active"))
+    rows = set(FieldMapping.objects.values_list("cio_attribute", "user_field", "active", "direction"))
     assert rows == {
-        ("email", "email", True),
-        ("first_name", "first_name", True),
-        ("last_name", "last_name", True),
-        ("user_login", "username", False),
-        ("user_pass", "password", False),
+        ("email", "email", True, "pull"),
+        ("first_name", "first_name", True, "pull"),
+        ("last_name", "last_name", True, "pull"),
+        ("user_login", "username", False, "pull"),
+        ("user_pass", "password", False, "pull"),
+        # The site's own dates go to Customer.io (created_at is its sign-up time).
+        ("created_at", "date_joined", True, "push"),
+        ("last_login", "last_login", True, "push"),
     }
 
 
@@ -127,6 +130,7 @@ def test_the_settings_page_accepts_a_wp_fusion_key_as_a_rotation(admin_client):
     form = {
         "new_access_key": "a1b2c3d4",
         "username_format": "email",
+        "login_link_lifetime_hours": "72",
         "return_password": "on",
         "return_password_field": "site_password",
     }
@@ -152,7 +156,13 @@ def test_a_settings_form_opened_before_a_rotation_does_not_undo_it(admin_client)
     old = WebhookSettings.load().access_key
     new, _ = access_keys.rotate(WebhookSettings.load())  # someone regenerates meanwhile
     # The stale form is saved (what its browser would send, the old key included as a stray field).
-    form = {"access_key": old, "username_format": "email", "return_password": "on", "return_password_field": "x"}
+    form = {
+        "access_key": old,
+        "username_format": "email",
+        "login_link_lifetime_hours": "72",
+        "return_password": "on",
+        "return_password_field": "x",
+    }
     assert admin_client.post(url, form).status_code == 302
     saved = WebhookSettings.load()
     assert saved.access_key == new
@@ -195,5 +205,5 @@ def test_the_key_is_the_same_in_another_process(subprocess_env):
 def test_the_field_mapping_help_shows_meta_key(admin_client):
     """The help text is HTML in the admin: "meta.<key>" must reach the browser escaped, or the browser eats "<key>"."""
     page = admin_client.get(reverse("admin:settings_app_fieldmapping_add")).content.decode()
-    assert "role, or meta.&lt;key&gt;" in page
+    assert "role, meta.&lt;key&gt;" in page
     assert "meta.<key>" not in page

@@ -30,6 +30,7 @@ def test_a_key_saved_in_the_admin_works_at_once_in_this_process(admin_client, ho
     form = {
         "new_access_key": "a1b2c3d4-from-wp-fusion",
         "username_format": "email",
+        "login_link_lifetime_hours": "72",
         "return_password": "on",
         "return_password_field": "",
     }

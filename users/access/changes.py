@@ -9,6 +9,7 @@ from ..models import SegmentChange, Tag
 from ..services import segment_changes
 from ..services.segment_changes import NotAManualSegment
 from ..services.tags import TagChange, add_tags, take_off_tags
+from ..tracking import track_if_enabled
 from .checks import AmbiguousTagName, TagRef, as_list, tag_pk
 
 __all__ = ["NotAManualSegment", "UnknownTag", "apply_tags", "remove_tags", "resolve_tags"]
@@ -67,6 +68,10 @@ def _change(user, tags, action: str) -> TagChange:
         if action == SegmentChange.Action.ADD:
             change = add_tags(user, rows)
             segment_changes.record(user, change.applied, action)
+            for tag in change.applied:
+                track_if_enabled(
+                    "event_tag_applied", user, "tag_applied_on_site", {"tag": tag.name, "segment_id": tag.segment_id}
+                )
         else:
             change = take_off_tags(user, rows)
             segment_changes.record(user, change.removed, action)

@@ -18,6 +18,7 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 
+from ..tracking import track_if_enabled
 from .checks import as_list, has_tags, is_authenticated
 
 DENIED_TEMPLATE = "users/access_denied.html"
@@ -60,11 +61,20 @@ class TagGate:
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         if self.allows(request.user):
             return None
-        return refuse(request, self.redirect_url, self.message)
+        return refuse(request, self.redirect_url, self.message, rule=self.describe())
+
+    def describe(self) -> str:
+        """The gate in words, for the access_refused event: "any: VIP, Gold; none: Banned"."""
+        parts = [
+            f"{name}: {', '.join(map(str, refs))}" for name in ("any", "all", "none") if (refs := getattr(self, name))
+        ]
+        return "; ".join(parts)
 
 
-def refuse(request, redirect_url: str | None, message: str):
-    """Send a refused, logged-in visitor to `redirect_url` (with ?next=) or show them the 403 page."""
+def refuse(request, redirect_url: str | None, message: str, *, rule: str = ""):
+    """Send a refused, logged-in visitor to `redirect_url` (with ?next=) or show them the 403 page. `rule` names
+    what refused them, for the access_refused event Customer.io may be sent (users.tracking)."""
+    track_if_enabled("event_access_refused", request.user, "access_refused", {"path": request.path, "rule": rule})
     if redirect_url and urlsplit(redirect_url).path != request.path:  # never redirect a page to itself
         return HttpResponseRedirect(with_next(redirect_url, request.get_full_path()))
     return TemplateResponse(request, DENIED_TEMPLATE, {"message": message or DEFAULT_MESSAGE}, status=403)

@@ -189,7 +189,8 @@ class AccessRuleMiddleware:
                 redirect_url = rule.redirect_url
                 if redirect_url and _refused_there_too(rules, redirect_url, user, held):
                     redirect_url = ""  # sending them on would only bounce them between locked pages
-                return mark_private(refuse(request, redirect_url, rule.message))
+                described = f"{rule.path}{'*' if rule.prefix else ''}"
+                return mark_private(refuse(request, redirect_url, rule.message, rule=described))
         to_apply = sorted({pk for rule in matching for pk in rule.apply} - held.keys())
         if to_apply:
             _apply_on_visit(user, to_apply)
