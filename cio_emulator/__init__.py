@@ -5,10 +5,11 @@ keeps people and segments in memory and answers the endpoints this project uses,
 limits Customer.io documents. As a Django app (for `manage.py cio_emulator`) it is installed only with DEBUG on or
 ENABLE_CIO_EMULATOR=true: production has no use for it.
 
-Modules: records (people, segments, value rules), fixtures (the JSON to load), faults (injected failures, settings),
-people (the people and segments held, and what Customer.io's writes do to them), state (all of it behind one lock),
-routes (the endpoints), handler (HTTP: authentication, the rate limit and faults before the routes), server (start
-and stop), control (a client for /_emulator/).
+Modules: records (people, segments, events, value rules), fixtures (the JSON to load), faults (injected failures,
+settings), people (the people and segments held, and what Customer.io's writes do to them), state (all of it behind
+one lock), batch (what a /api/v2/batch entry asks for, or why it is refused), routes (the endpoints), handler (HTTP:
+authentication, the rate limit and faults before the routes), server (start and stop), control (a client for
+/_emulator/).
 
 App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
     GET  /v1/segments
@@ -21,7 +22,7 @@ App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
 
 Track API (HTTP Basic `site_id:track_api_key`; not rate limited):
     PUT  /api/v1/customers/{identifier}     identifier: an email, an id, or cio_<cio_id>
-    POST /api/v2/batch                      person identify operations only
+    POST /api/v2/batch                      person identify and event entries (see below)
     POST /api/v1/segments/{segment_id}/add_customers?id_type=id|email|cio_id      body {"ids": [...]} (at most 1,000;
     POST /api/v1/segments/{segment_id}/remove_customers?id_type=...               manual segments only; adding an
                                                                                   unknown email or id creates them)
@@ -38,6 +39,15 @@ Behaviour worth knowing when reading a test:
   * Latency (global `latency_ms` plus a fault's `latency_ms`) delays every API answer, errors included.
   * Checks run in this order: body size (413, as a proxy in front of the API would), credentials (401), the App API
     rate limit (429), injected faults, then the endpoint itself. Faults never hit a request refused before them.
+  * /api/v2/batch: a body over 500 KB is answered 413 and nothing in it applies. Otherwise the entries apply in the
+    order sent (an identify, then an event for the same new person, works) and the ones Customer.io would refuse
+    are answered 207 {"errors": [{"batch_index", "reason", "field", "message"}]}: over 32 KB ("too_large"), not a
+    person, an action other than identify or event, not exactly one of id/email/cio_id, attributes not an object;
+    for an event also a missing or empty name (names are trimmed), a timestamp that is not an integer, an id that
+    is not a ULID. Everything else is answered 200 {}.
+  * An event is recorded for its person (name, attributes, timestamp, id, received_at), never twice with the same
+    id (a ULID, compared without letter case) for one person; the repeat is still answered as accepted. An event for
+    an email or id nobody has creates that person; one for an unknown cio_id is dropped. Events change no attribute.
   * A person without an id or email has `"id": null` / `"email": null` in `identifiers`; the membership page's
     `ids` list holds "" for a member without an id, as Customer.io documents.
 
@@ -49,17 +59,22 @@ Control endpoints (no auth; loopback clients only, others get 403; never written
     DELETE /_emulator/requests                                -> {"cleared": N}
     POST   /_emulator/customers   one customer, fixture shape  -> the stored customer (see EmulatorState.customer)
     GET    /_emulator/customers/{email | id | cio_<cio_id>}   -> the stored customer, or 404
+    GET    /_emulator/customers/{email | id | cio_<cio_id>}/events[?name=N]   -> the person's events, oldest first:
+               [{"name", "id", "timestamp", "attributes", "received_at"}, ...] (`id` and `timestamp` null when the
+               entry had none; `received_at` Unix seconds, a float), or 404 when there is no such person
+    GET    /_emulator/events[?name=N]                         -> everybody's events, oldest first, each as above plus
+               "person": {"email", "id", "cio_id"}
     POST   /_emulator/segments    one segment, fixture shape   -> the stored segment
     GET    /_emulator/faults                                  -> the fault plan in force
     POST   /_emulator/faults      {"fail_rate", "fail_status", "latency_ms", "timeout_rate", "timeout_seconds",
                "path_prefix", "method", "seed", "reject_identifiers"} (all optional; {} clears) -> the fault plan in
-               force. `reject_identifiers` (emails, ids or cio_ids) makes /api/v2/batch refuse the operations naming
-               them, answering 207 with their batch_index while applying the rest, as Customer.io does with
-               operations it finds invalid.
+               force. `reject_identifiers` (emails, ids or cio_ids, compared exactly) makes /api/v2/batch refuse the
+               identify and event entries naming them, answering 207 with their batch_index while applying the
+               rest, as Customer.io does with entries it finds invalid.
     GET    /_emulator/settings                                -> {"rate_limit", "retry_after_header", "latency_ms"}
     POST   /_emulator/settings    any of those keys           -> the settings in force
-    POST   /_emulator/reset       optional {"fixture": {...}}: clears people, segments, log, faults and the rate
-               limiter's window (settings stay) -> {"segments": N, "customers": N}
+    POST   /_emulator/reset       optional {"fixture": {...}}: clears people (and their events), segments, log,
+               faults and the rate limiter's window (settings stay) -> {"segments": N, "customers": N}
     POST   /_emulator/load        a fixture, added to what is there (upserts) -> {"segments": N, "customers": N}
     GET    /_emulator/status                                  -> {"segments": N, "customers": N, "requests": N}
 Bad input answers 400 {"error": "..."}; identifiers that belong to two different people answer 409.

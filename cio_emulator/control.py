@@ -44,6 +44,24 @@ class EmulatorControl:
         response.raise_for_status()
         return response.json()
 
+    def events(self, identifier: str, name: str | None = None) -> list[dict]:
+        """The events Customer.io recorded for a person (an email, an id or cio_<cio_id>), oldest first, each
+        {"name", "id", "timestamp", "attributes", "received_at"}; only those called `name` if given. [] when there
+        is no such person."""
+        response = self.session.get(
+            f"{self.url}/_emulator/customers/{requests.utils.quote(identifier, safe='')}/events",
+            params={"name": name} if name is not None else None,
+            timeout=30,
+        )
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return response.json()
+
+    def all_events(self, name: str | None = None) -> list[dict]:
+        """Every event recorded, oldest first: as events() gives them, plus "person": {"email", "id", "cio_id"}."""
+        return self._call("GET", "events" if name is None else f"events?name={requests.utils.quote(name, safe='')}")
+
     def requests(self, path_prefix: str = "") -> list[dict]:
         return [entry for entry in self._call("GET", "requests") if entry["path"].startswith(path_prefix)]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .records import EmulatorInputError, IdentifyRequest, non_negative, require_int
+from .records import EmulatorInputError, EventRequest, IdentifyRequest, non_negative, require_int
 
 DEFAULT_TIMEOUT_FAULT_SECONDS = 30.0
 
@@ -28,12 +28,10 @@ class FaultPlan:
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path_prefix) and (self.method is None or self.method == method)
 
-    def rejects(self, request: IdentifyRequest) -> bool:
-        """Whether a batch operation is to be refused: it names one of `reject_identifiers`."""
-        return bool(self.reject_identifiers) and (
-            request.ref.value in self.reject_identifiers
-            or any(value in self.reject_identifiers for value in request.body_identifiers.values())
-        )
+    def rejects(self, request: IdentifyRequest | EventRequest) -> bool:
+        """Whether a batch operation (an identify or an event) is to be refused: it names one of
+        `reject_identifiers`."""
+        return any(value in self.reject_identifiers for value in request.named_identifiers())
 
     def as_json(self) -> dict:
         return {

@@ -1,4 +1,4 @@
-"""The emulator's records of people and segments, and the value rules Customer.io applies to them."""
+"""The emulator's records of people, segments and events, and the value rules Customer.io applies to them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# The identifiers a request may name a person by; the emulator has no phone identifiers (a workspace setting this
+# project does not use).
+ID_TYPES = ("id", "email", "cio_id")
 # Keys of an identify body that are not attributes of the person: identifiers and Customer.io's request options.
 _NOT_ATTRIBUTES = frozenset({"email", "id", "cio_id", "_update", "_timestamp", "cio_relationships"})
 
@@ -138,6 +141,8 @@ class Customer:
     attributes: dict[str, Any] = field(default_factory=dict)
     timestamps: dict[str, int] = field(default_factory=dict)
     segment_ids: set[int] = field(default_factory=set)
+    events: list[Event] = field(default_factory=list)  # oldest first
+    event_ids: set[str] = field(default_factory=set)  # the ULIDs seen, upper-cased (ULIDs ignore letter case)
 
     @property
     def unsubscribed(self) -> bool:
@@ -214,6 +219,44 @@ class IdentifyRequest:
         attributes = {name: value for name, value in body.items() if name not in _NOT_ATTRIBUTES}
         return cls(ref, body_identifiers, attributes, update_only=body.get("_update") is True)
 
+    def named_identifiers(self) -> tuple[str, ...]:
+        return (self.ref.value, *self.body_identifiers.values())
 
-# Outcomes of an identify, for Python-level callers; over HTTP every one of them is answered 200 {}.
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    """A person event from a v2 batch entry, already validated."""
+
+    ref: PersonRef
+    name: str
+    event_id: str | None  # the ULID Customer.io deduplicates by
+    timestamp: int | None  # when it happened, as sent; Customer.io uses the time received when there is none
+    attributes: dict[str, Any]
+
+    def named_identifiers(self) -> tuple[str, ...]:
+        return (self.ref.value,)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event recorded for a person."""
+
+    name: str
+    event_id: str | None
+    timestamp: int | None
+    attributes: dict[str, Any]
+    received_at: float  # Unix time, as the request log's `time`
+
+    def json(self) -> dict:
+        return {
+            "name": self.name,
+            "id": self.event_id,
+            "timestamp": self.timestamp,
+            "attributes": dict(self.attributes),
+            "received_at": self.received_at,
+        }
+
+
+# Outcomes of an identify or an event, for Python-level callers; over HTTP every one of them is answered as accepted.
 CREATED, UPDATED, SKIPPED, FAILED = "created", "updated", "skipped", "failed"
+RECORDED, DUPLICATE = "recorded", "duplicate"

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from .records import EmulatorInputError, IdentifyRequest, PersonRef, identifier_text, json_bytes
+from .batch import InvalidOperation, batch_error, parse_operation
+from .records import ID_TYPES, EmulatorInputError, IdentifyRequest, PersonRef, identifier_text
 from .state import EmulatorState
 
-MAX_BATCH_OPERATION_BYTES = 32 * 1024
 MAX_LOOKUP_IDS = 100
 MAX_SEGMENT_CHANGE_IDS = 1000
 DEFAULT_MEMBERSHIP_LIMIT = 1000
 MAX_MEMBERSHIP_LIMIT = 30000
-ID_TYPES = ("id", "email", "cio_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +59,6 @@ def app_error(status: int, detail: str) -> Reply:
 
 def track_error(status: int, message: str) -> Reply:
     return Reply(status, {"meta": {"errors": [message]}})
-
-
-def _batch_error(reason: str, field_name: str, message: str) -> dict:
-    return {"reason": reason, "field": field_name, "message": message}
 
 
 def control_error(status: int, message: str) -> Reply:
@@ -151,38 +146,8 @@ def _put_customer(call: Call) -> Reply:
     attributes = {} if call.body.empty else call.body.value
     if not isinstance(attributes, dict):
         return track_error(400, "the body must be a JSON object of attributes")
-    call.state.identify_people([IdentifyRequest.build(PersonRef.from_path(call.params["identifier"]), attributes)])
+    call.state.apply_operations([IdentifyRequest.build(PersonRef.from_path(call.params["identifier"]), attributes)])
     return Reply(200, {})
-
-
-class _InvalidOperation(ValueError):
-    def __init__(self, reason: str, field_name: str, message: str):
-        super().__init__(message)
-        self.error = _batch_error(reason, field_name, message)
-
-
-def _batch_operation(operation: Any) -> IdentifyRequest:
-    """The identify request a v2 batch entry describes, or _InvalidOperation saying what is wrong with it."""
-    if not isinstance(operation, dict):
-        raise _InvalidOperation("invalid", "batch", "each batch entry must be an object")
-    if len(json_bytes(operation)) > MAX_BATCH_OPERATION_BYTES:
-        message = f"a batch entry must be {MAX_BATCH_OPERATION_BYTES} bytes or less"
-        raise _InvalidOperation("too_large", "batch", message)
-    if operation.get("type") != "person":
-        raise _InvalidOperation("invalid", "type", "type must be 'person' (the emulator handles only people)")
-    if operation.get("action") != "identify":
-        raise _InvalidOperation("invalid", "action", "action must be 'identify' (the only action the emulator handles)")
-    identifiers = operation.get("identifiers")
-    if not isinstance(identifiers, dict) or len(identifiers) != 1:
-        raise _InvalidOperation("invalid", "identifiers", "identifiers must hold exactly one of id, email or cio_id")
-    ((kind, raw_value),) = identifiers.items()
-    value = identifier_text(raw_value)
-    if kind not in ID_TYPES or value is None:
-        raise _InvalidOperation("invalid", "identifiers", f"identifiers.{kind} is not a usable id, email or cio_id")
-    attributes = operation.get("attributes", {})
-    if not isinstance(attributes, dict):
-        raise _InvalidOperation("invalid", "attributes", "attributes must be an object")
-    return IdentifyRequest.build(PersonRef(kind, value), attributes)
 
 
 def _change_segment_members(call: Call, add: bool) -> Reply:
@@ -221,20 +186,21 @@ def _post_batch(call: Call) -> Reply:
     batch = document.get("batch") if isinstance(document, dict) else None
     if not isinstance(batch, list):
         message = 'the body must be a JSON object {"batch": [...]}'
-        return Reply(400, {"errors": [_batch_error("invalid", "batch", message)]})
-    requests, errors = [], []
-    for index, operation in enumerate(batch):
+        return Reply(400, {"errors": [batch_error("invalid", "batch", message)]})
+    operations, errors = [], []
+    for index, entry in enumerate(batch):
         try:
-            request = _batch_operation(operation)
-        except _InvalidOperation as invalid:
+            operation = parse_operation(entry)
+        except InvalidOperation as invalid:
             errors.append({"batch_index": index, **invalid.error})
             continue
-        if call.state.fault_rejects(request):
+        if call.state.fault_rejects(operation):
             message = "refused by the emulator's fault plan (reject_identifiers)"
-            errors.append({"batch_index": index, **_batch_error("invalid", "identifiers", message)})
+            errors.append({"batch_index": index, **batch_error("invalid", "identifiers", message)})
             continue
-        requests.append(request)
-    call.state.identify_people(requests)
+        operations.append(operation)
+    # Applied in the order sent, so an identify and then an event for the same new person work in one batch.
+    call.state.apply_operations(operations)
     return Reply(207, {"errors": errors}) if errors else Reply(200, {})
 
 
@@ -260,6 +226,15 @@ def _control_upsert_customer(call: Call) -> Reply:
 def _control_get_customer(call: Call) -> Reply:
     customer = call.state.customer(call.params["identifier"])
     return Reply(200, customer) if customer else control_error(404, "no such customer")
+
+
+def _control_get_customer_events(call: Call) -> Reply:
+    events = call.state.events(call.params["identifier"], call.query.get("name"))
+    return Reply(200, events) if events is not None else control_error(404, "no such customer")
+
+
+def _control_list_events(call: Call) -> Reply:
+    return Reply(200, call.state.all_events(call.query.get("name")))
 
 
 def _control_upsert_segment(call: Call) -> Reply:
@@ -329,6 +304,8 @@ CONTROL_ROUTES = _routes(
     ("DELETE", r"/_emulator/requests", _control_clear_requests),
     ("POST", r"/_emulator/customers", _control_upsert_customer),
     ("GET", rf"/_emulator/customers/{_IDENTIFIER}", _control_get_customer),
+    ("GET", rf"/_emulator/customers/{_IDENTIFIER}/events", _control_get_customer_events),
+    ("GET", r"/_emulator/events", _control_list_events),
     ("POST", r"/_emulator/segments", _control_upsert_segment),
     ("GET", r"/_emulator/faults", _control_get_faults),
     ("POST", r"/_emulator/faults", _control_set_faults),

@@ -99,6 +99,15 @@ class EmulatorServer:
         """The request log (see EmulatorState.requests)."""
         return self.state.requests(since, path_prefix, method)
 
+    def events(self, identifier: str, name: str | None = None) -> list[dict]:
+        """The events recorded for a person, oldest first; [] when there is no such person (see
+        EmulatorControl.events)."""
+        return self.state.events(identifier, name) or []
+
+    def all_events(self, name: str | None = None) -> list[dict]:
+        """Every event recorded, oldest first, with its person's identifiers (see EmulatorState.all_events)."""
+        return self.state.all_events(name)
+
     def __enter__(self) -> EmulatorServer:
         return self.start()
 

@@ -13,7 +13,7 @@ from typing import Any
 from .faults import EmulatorSettings, FaultDecision, FaultPlan
 from .fixtures import Fixture, parse_customer, parse_fixture, parse_segment
 from .people import People
-from .records import EmulatorInputError, IdentifyRequest, PersonRef, non_negative, require_int
+from .records import EmulatorInputError, EventRequest, IdentifyRequest, PersonRef, non_negative, require_int
 
 RATE_WINDOW_SECONDS = 1.0
 
@@ -79,11 +79,28 @@ class EmulatorState:
 
     # ---- Track API
 
-    def identify_people(self, requests: Iterable[IdentifyRequest]) -> list[str]:
-        """Apply identify requests in order (one lock hold, so a batch is applied atomically); one outcome each."""
-        now = int(time.time())
+    def apply_operations(self, operations: Iterable[IdentifyRequest | EventRequest]) -> list[str]:
+        """Apply identifies and events in order (one lock hold, so a batch is applied atomically); one outcome each."""
+        received_at = time.time()
+        now = int(received_at)
         with self._lock:
-            return [self._people.identify(request, now) for request in requests]
+            return [
+                self._people.identify(operation, now)
+                if isinstance(operation, IdentifyRequest)
+                else self._people.track_event(operation, received_at)
+                for operation in operations
+            ]
+
+    def events(self, identifier: str, name: str | None = None) -> list[dict] | None:
+        """The events recorded for the person named by an email, an id or cio_<cio_id>, oldest first (only those
+        called `name` if given); None when there is no such person."""
+        with self._lock:
+            return self._people.events(PersonRef.from_path(identifier), name)
+
+    def all_events(self, name: str | None = None) -> list[dict]:
+        """Every event recorded, oldest first, each with its person's identifiers under "person"."""
+        with self._lock:
+            return self._people.all_events(name)
 
     def change_segment_members(self, segment_id: int, refs: Iterable[PersonRef], add: bool) -> str | None:
         """Track API add_customers / remove_customers (see People.change_segment_members)."""
@@ -196,7 +213,7 @@ class EmulatorState:
                 return FaultDecision(latency, fail_status=plan.fail_status)
             return FaultDecision(latency) if latency else None
 
-    def fault_rejects(self, request: IdentifyRequest) -> bool:
+    def fault_rejects(self, request: IdentifyRequest | EventRequest) -> bool:
         """Whether the fault plan refuses this batch operation (see FaultPlan.reject_identifiers)."""
         with self._lock:
             return self._faults.matches("POST", "/api/v2/batch") and self._faults.rejects(request)

@@ -73,3 +73,8 @@ def control(http, emulator, method, name, body=None):
 
 def identify(identifiers, **attributes):
     return {"type": "person", "identifiers": identifiers, "action": "identify", "attributes": attributes}
+
+
+def event(identifiers, name, **fields):
+    """A v2 batch person event entry; `fields` are id, timestamp, attributes (or anything else, to test refusals)."""
+    return {"type": "person", "identifiers": identifiers, "action": "event", "name": name, **fields}

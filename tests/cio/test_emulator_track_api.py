@@ -86,7 +86,7 @@ def test_batch_reports_invalid_operations_by_index_and_applies_the_rest(http, em
     operations = [
         identify({"id": "a1", "email": "ann@example.com"}, plan="x"),
         identify({"id": "a1"}, plan="kept"),
-        {**identify({"id": "a1"}), "action": "event"},
+        {**identify({"id": "a1"}), "action": "page"},
         "not an object",
         {**identify({"id": "a1"}), "type": "object"},
         identify({"phone": "+4712345678"}),
