@@ -1,0 +1,320 @@
+"""The site tells Customer.io what happens on it (users.services.outbox): counted from the emulator's request log.
+
+Each trigger sends exactly what is mapped to push and nothing secret; a change Customer.io caused is never sent back;
+50 changes of one person make one entry; an entry too large is dropped with a log line; a failed request is retried.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.test import RequestFactory
+from django.utils import timezone
+
+from settings_app import freshness
+from settings_app.models import FieldMapping, WebhookSettings
+from users.models import ActivityLog, OutboxEntry, Role, User
+from users.services import outbox_sender
+from users.tracking import track
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "Correct-horse-battery-9"  # noqa: S105 (a test password; it must never reach Customer.io)
+
+
+def batches(emulator) -> list[list[dict]]:
+    return [request["body"]["batch"] for request in emulator.requests("/api/v2/batch")]
+
+
+def entries(emulator) -> list[dict]:
+    return [entry for batch in batches(emulator) for entry in batch]
+
+
+def identify_of(emulator, email) -> list[dict]:
+    return [
+        entry
+        for entry in entries(emulator)
+        if entry["action"] == "identify" and entry["attributes"].get("email") == email
+    ]
+
+
+def push(*pairs):
+    """Field mappings that push: (Customer.io attribute, user field)."""
+    for attribute, field_name in pairs:
+        FieldMapping.objects.update_or_create(
+            cio_attribute=attribute, user_field=field_name, defaults={"direction": "push", "active": True}
+        )
+    freshness.changed("field_mappings")
+
+
+def configure(**values):
+    site_settings = WebhookSettings.load()
+    for name, value in values.items():
+        setattr(site_settings, name, value)
+    site_settings.save()
+
+
+def send():
+    return outbox_sender.send_due()
+
+
+def test_a_user_created_on_the_site_is_sent_with_what_is_mapped_and_nothing_secret(cio_emulator):
+    ann = User.objects.create_user(username="ann", email="ann@example.com", password=PASSWORD, first_name="Ann")
+    assert OutboxEntry.objects.filter(user=ann).count() == 1
+
+    summary = send()
+
+    assert summary.requests == 1
+    [entry] = entries(cio_emulator)
+    assert entry["identifiers"] == {"email": "ann@example.com"}
+    # The seeded push mappings (created_at from date_joined, last_login) and the email; first_name is pull-only.
+    assert entry["attributes"] == {"email": "ann@example.com", "created_at": int(ann.date_joined.timestamp())}
+    body = str(cio_emulator.requests("/api/v2/batch"))
+    assert PASSWORD not in body and ann.password not in body
+    assert cio_emulator.customer("ann@example.com")["attributes"]["created_at"] == int(ann.date_joined.timestamp())
+    assert not OutboxEntry.objects.exists()
+    ann.refresh_from_db()
+    assert ann.cio_pushed_at is not None
+
+
+def test_a_mapped_field_change_is_sent_an_unmapped_one_is_not(cio_emulator):
+    push(("first_name", "first_name"), ("plan", "meta.plan"))
+    ann = User.objects.create_user(username="ann", email="ann@example.com", cio_id="c-ann")
+    send()
+    cio_emulator.clear_requests()
+
+    ann.last_name = "Pull-only"  # mapped, but only from Customer.io
+    ann.save()
+    assert not OutboxEntry.objects.exists()
+
+    ann.first_name = "Ann"
+    ann.meta = {"plan": "gold"}
+    ann.save()
+    send()
+
+    [entry] = entries(cio_emulator)
+    assert entry["identifiers"] == {"cio_id": "c-ann"}
+    assert entry["attributes"]["first_name"] == "Ann" and entry["attributes"]["plan"] == "gold"
+    assert "last_name" not in entry["attributes"]
+
+
+def test_an_email_change_is_sent_by_cio_id(cio_emulator):
+    cio_emulator.reset({"customers": [{"email": "old@example.com", "cio_id": "c-old"}]})
+    user = User.objects.create_user(username="u", email="old@example.com", cio_id="c-old")
+    send()
+    user.email = "new@example.com"
+    user.save()
+    send()
+
+    assert cio_emulator.customer("cio_c-old")["email"] == "new@example.com"
+    assert cio_emulator.customer("old@example.com") is None
+
+
+def test_an_email_change_without_a_cio_id_finds_the_person_by_the_old_address(cio_emulator):
+    cio_emulator.reset({"customers": [{"email": "old@example.com", "cio_id": "c-old"}]})
+    configure(push_profiles=False)
+    user = User.objects.create_user(username="u", email="old@example.com")
+    configure(push_profiles=True)
+    user.email = "new@example.com"
+    user.save()
+    assert OutboxEntry.objects.get().previous_email == "old@example.com"
+
+    send()
+
+    [entry] = entries(cio_emulator)
+    assert entry["identifiers"] == {"cio_id": "c-old"}  # never a second person made for the new address
+    assert cio_emulator.customer("cio_c-old")["email"] == "new@example.com"
+    user.refresh_from_db()
+    assert user.cio_id == "c-old"
+
+
+def test_a_role_change_and_a_login_are_sent(cio_emulator, client):
+    push(("role", "role"))
+    Role.objects.create(name="Customer", slug="customer")
+    user = User.objects.create_user(username="u", email="u@example.com", password=PASSWORD)
+    send()
+    cio_emulator.clear_requests()
+
+    user.role = Role.objects.get(slug="customer")
+    user.save()
+    send()
+    [entry] = entries(cio_emulator)
+    assert entry["attributes"]["role"] == "customer"
+
+    cio_emulator.clear_requests()
+    client.force_login(user)
+    send()
+    [entry] = entries(cio_emulator)
+    user.refresh_from_db()
+    assert entry["attributes"]["last_login"] == int(user.last_login.timestamp())
+
+
+def test_a_password_change_tells_customerio_nothing(cio_emulator):
+    user = User.objects.create_user(username="u", email="u@example.com")
+    send()
+    user.set_password(PASSWORD)
+    user.save()
+    assert not OutboxEntry.objects.exists()
+
+
+def test_staff_are_not_sent_unless_the_settings_say_so(cio_emulator):
+    User.objects.create_user(username="boss", email="boss@example.com", is_staff=True)
+    User.objects.create_superuser(username="root", email="root@example.com", password=PASSWORD)
+    assert not OutboxEntry.objects.exists()
+
+    configure(push_staff=True)
+    User.objects.create_user(username="boss2", email="boss2@example.com", is_staff=True)
+    assert OutboxEntry.objects.count() == 1
+
+
+def test_nothing_is_recorded_when_sending_is_off_or_without_track_api_credentials(cio_emulator, settings):
+    configure(push_profiles=False)
+    User.objects.create_user(username="a", email="a@example.com")
+    configure(push_profiles=True)
+    settings.CUSTOMERIO_TRACK_API_KEY = ""
+    User.objects.create_user(username="b", email="b@example.com")
+    assert not OutboxEntry.objects.exists()
+
+
+def test_fifty_changes_of_one_person_make_one_entry_with_the_latest_values(cio_emulator):
+    push(("first_name", "first_name"))
+    user = User.objects.create_user(username="u", email="u@example.com", cio_id="c-u")
+    for n in range(50):
+        user.first_name = f"Name {n}"
+        user.save(update_fields=["first_name"])
+
+    send()
+
+    [batch] = batches(cio_emulator)
+    assert len(batch) == 1
+    assert batch[0]["attributes"]["first_name"] == "Name 49"
+    assert not OutboxEntry.objects.exists()
+
+
+def test_a_change_adds_one_insert_to_its_request(cio_emulator, django_assert_num_queries):
+    push(("first_name", "first_name"))
+    user = User.objects.create_user(username="u", email="u@example.com")
+    user = User.objects.get(pk=user.pk)
+    user.first_name = "Ann"
+    WebhookSettings.cached()  # read once a second per process at most, not per request
+    with django_assert_num_queries(2):  # the UPDATE, and the outbox's one INSERT (no read, no Customer.io call)
+        user.save(update_fields=["first_name"])
+
+
+def test_an_entry_too_large_is_dropped_with_a_log_line_not_retried(cio_emulator, caplog):
+    push(("bio", "meta.bio"))
+    user = User.objects.create_user(username="u", email="u@example.com", meta={"bio": "x" * 40_000})
+    User.objects.create_user(username="v", email="v@example.com")
+
+    with caplog.at_level(logging.WARNING, logger="users.services.outbox_sender"):
+        summary = send()
+
+    assert summary.dropped == 1 and summary.sent == 1
+    assert [entry["identifiers"] for entry in entries(cio_emulator)] == [{"email": "v@example.com"}]
+    assert any("refused the profile of user" in line and "32 KB" in line for line in caplog.messages)
+    assert not OutboxEntry.objects.exists()  # not retried forever
+    assert ActivityLog.objects.filter(user=user, message__contains="Not sent to Customer.io").exists()
+
+
+def test_failed_requests_are_retried_and_nothing_is_lost(cio_emulator, settings):
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    cio_emulator.set_faults(fail_rate=1.0, fail_status=500, path_prefix="/api/v2/batch")
+    for n in range(3):
+        User.objects.create_user(username=f"u{n}", email=f"u{n}@example.com")
+
+    summary = send()
+    assert summary.failed == 3 and summary.sent == 0
+    assert OutboxEntry.objects.filter(attempts=1).count() == 3
+
+    cio_emulator.set_faults()
+    cio_emulator.clear_requests()
+    OutboxEntry.objects.update(next_attempt_at=timezone.now())  # the retry's time has come
+    summary = send()
+
+    assert summary.sent == 3
+    assert sorted(entry["identifiers"]["email"] for entry in entries(cio_emulator)) == [
+        "u0@example.com",
+        "u1@example.com",
+        "u2@example.com",
+    ]
+    assert not OutboxEntry.objects.exists()
+
+
+def test_rows_held_by_a_worker_that_died_are_taken_over_after_the_lease(cio_emulator):
+    User.objects.create_user(username="u", email="u@example.com")
+    OutboxEntry.objects.update(claimed_until=timezone.now() + timedelta(seconds=60))
+    assert send().sent == 0  # a live worker holds it
+
+    OutboxEntry.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert send().sent == 1
+
+
+# Events ---------------------------------------------------------------------------------------------------------
+
+
+def test_track_sends_a_person_event_with_its_data(cio_emulator):
+    user = User.objects.create_user(username="u", email="u@example.com")
+    assert track(user, "course_completed", {"course": "Pottery", "score": 92})
+    send()
+
+    [event] = cio_emulator.events("u@example.com", name="course_completed")
+    assert event["attributes"] == {"course": "Pottery", "score": 92}
+    assert len(event["id"]) == 26  # the ULID Customer.io deduplicates by
+    assert abs(event["timestamp"] - time.time()) < 60  # when it happened, not when it was sent
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "complaint"),
+    [
+        ("", None, "event name"),
+        (" spaced ", None, "event name"),
+        ("ok", ["not", "a", "dict"], "dict"),
+        ("ok", {"when": timezone.now()}, "JSON"),
+        ("ok", {"user_pass": "x"}, "secret"),
+        ("ok", {"nested": {"api_key": "x"}}, "secret"),
+        ("ok", {"big": "x" * 31_000}, "30 KB"),
+    ],
+)
+def test_track_refuses_bad_names_and_data(cio_emulator, name, data, complaint):
+    user = User.objects.create_user(username="u", email="u@example.com")
+    with pytest.raises(ValueError, match=complaint):
+        track(user, name, data)
+    assert not OutboxEntry.objects.filter(kind=OutboxEntry.Kind.EVENT).exists()
+
+
+def test_built_in_events_are_off_until_turned_on(cio_emulator, client):
+    user = User.objects.create_user(username="u", email="u@example.com", password=PASSWORD)
+    client.force_login(user)
+    assert not OutboxEntry.objects.filter(kind=OutboxEntry.Kind.EVENT).exists()
+
+    configure(event_login=True)
+    client.force_login(user)
+    send()
+    assert [event["name"] for event in cio_emulator.events("u@example.com")] == ["login"]
+
+
+def test_tag_applied_on_the_site_and_access_refused_events(cio_emulator):
+    from users.access import apply_tags
+    from users.access.gates import TagGate
+    from users.models import Tag
+
+    configure(event_tag_applied=True, event_access_refused=True)
+    course = Tag.objects.create(segment_id=7, name="Course", kind=Tag.Kind.MANUAL)
+    user = User.objects.create_user(username="u", email="u@example.com")
+    apply_tags(user, course)
+
+    request = RequestFactory().get("/members/gold/")
+    request.user = user
+    refused = TagGate.of(any=["Gold"]).refusal(request)
+    request.user = AnonymousUser()
+    TagGate.of(any=["Gold"]).refusal(request)  # nobody to tell Customer.io about
+    send()
+
+    events = cio_emulator.events("u@example.com")
+    assert refused.status_code == 403
+    assert [(event["name"], event["attributes"]) for event in events] == [
+        ("tag_applied_on_site", {"tag": "Course", "segment_id": 7}),
+        ("access_refused", {"path": "/members/gold/", "rule": "any: Gold"}),
+    ]
