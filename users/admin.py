@@ -1,3 +1,5 @@
+from collections import Counter
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -5,7 +7,7 @@ from django.contrib.auth.forms import AdminUserCreationForm
 from django.template.response import TemplateResponse
 
 from .access import NotAManualSegment, apply_tags, remove_tags
-from .models import AccessRule, ActivityLog, ImportRun, Role, SegmentChange, Tag, User, UserTag
+from .models import AccessRule, ActivityLog, ImportRun, OutboxEntry, Role, SegmentChange, Tag, User, UserTag
 from .services.roles import sync_role_group
 
 
@@ -57,10 +59,10 @@ class UserAdmin(DjangoUserAdmin):
     # in the inline at the foot of the page (they have their own rows); the list here shows them where they matter.
     fieldsets = (
         *DjangoUserAdmin.fieldsets[:2],
-        ("Customer.io", {"fields": ("role", "tag_list", "cio_id", "meta")}),
+        ("Customer.io", {"fields": ("role", "tag_list", "cio_id", "meta", "cio_pushed_at", "owed_to_customerio")}),
         *DjangoUserAdmin.fieldsets[2:],
     )
-    readonly_fields = ["tag_list"]
+    readonly_fields = ["tag_list", "cio_pushed_at", "owed_to_customerio"]
     list_display = ["username", "email", "first_name", "last_name", "role", "tag_list", "is_staff", "date_joined"]
     list_filter = ["role", "is_staff", "is_superuser", "is_active", "tags"]
     search_fields = ["username", "email", "first_name", "last_name", "cio_id"]
@@ -115,6 +117,21 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="tags")
     def tag_list(self, user):
         return ", ".join(str(tag) for tag in user.tags.all())
+
+    @admin.display(description="waiting to be sent to Customer.io")
+    def owed_to_customerio(self, user):
+        """The person's outbox rows (profile, events, login link) and the last error, when a send failed."""
+        waiting = list(user.outbox_entries.order_by("id"))
+        if not waiting:
+            return "nothing"
+        kinds = Counter(entry.what for entry in waiting)
+        summary = ", ".join(f"{count} × {what}" if count > 1 else what for what, count in kinds.items())
+        failed = [entry for entry in waiting if entry.last_error]
+        if failed:
+            latest = failed[-1]
+            next_at = f"{latest.next_attempt_at:%Y-%m-%d %H:%M}"
+            summary += f" (tried {latest.attempts} times; next at {next_at}: {latest.last_error})"
+        return summary
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -203,6 +220,24 @@ class AccessRuleAdmin(admin.ModelAdmin):
     @admin.display(description="refused users get")
     def refused_get(self, rule):
         return f"redirect to {rule.redirect_url}" if rule.redirect_url else "403 page"
+
+
+@admin.register(OutboxEntry)
+class OutboxEntryAdmin(admin.ModelAdmin):
+    """Profile changes, events and login links on their way to Customer.io (sent by webhook_worker). Read-only: the
+    site's changes write them; a row leaves when Customer.io has it."""
+
+    list_display = ["created_at", "user", "kind", "event_name", "attempts", "next_attempt_at", "last_error"]
+    list_filter = ["kind"]
+    search_fields = ["user__email", "event_name"]
+    list_select_related = ["user"]
+    exclude = ["event_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(SegmentChange)

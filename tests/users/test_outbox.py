@@ -318,3 +318,24 @@ def test_tag_applied_on_the_site_and_access_refused_events(cio_emulator):
         ("tag_applied_on_site", {"tag": "Course", "segment_id": 7}),
         ("access_refused", {"path": "/members/gold/", "rule": "any: Gold"}),
     ]
+
+
+def test_the_user_page_shows_the_last_push_and_what_is_owed(cio_emulator, admin_client, settings):
+    user = User.objects.create_user(username="u", email="u@example.com")
+    track(user, "course_completed")
+    page = admin_client.get(f"/admin/users/user/{user.pk}/change/").content.decode()
+    assert "profile, event course_completed" in page
+
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    cio_emulator.set_faults(fail_rate=1.0, fail_status=503, path_prefix="/api/v2/batch")
+    send()
+    page = admin_client.get(f"/admin/users/user/{user.pk}/change/").content.decode()
+    assert "tried 1 times" in page and "503" in page
+
+    cio_emulator.set_faults()
+    OutboxEntry.objects.update(next_attempt_at=timezone.now())
+    send()
+    user.refresh_from_db()
+    page = admin_client.get(f"/admin/users/user/{user.pk}/change/").content.decode()
+    assert "waiting to be sent to customer.io" in page.lower() and "nothing" in page
+    assert user.cio_pushed_at is not None

@@ -69,5 +69,8 @@ class OutboxEntry(models.Model):
         indexes = [models.Index(fields=["next_attempt_at"], name="users_outbox_due")]
 
     def __str__(self):
-        what = f"event {self.event_name}" if self.kind == self.Kind.EVENT else self.get_kind_display().lower()
-        return f"{what} for {self.user}"
+        return f"{self.what} for {self.user}"
+
+    @property
+    def what(self) -> str:
+        return f"event {self.event_name}" if self.kind == self.Kind.EVENT else self.get_kind_display().lower()
