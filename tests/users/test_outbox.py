@@ -14,7 +14,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from settings_app import freshness
-from settings_app.models import FieldMapping, WebhookSettings
+from settings_app.models import FieldMapping, WebhookSettings, cached_field_mappings
 from users.models import ActivityLog, OutboxEntry, Role, User
 from users.services import outbox_sender
 from users.tracking import track
@@ -198,7 +198,9 @@ def test_a_change_adds_one_insert_to_its_request(cio_emulator, django_assert_num
     user = User.objects.create_user(username="u", email="u@example.com")
     user = User.objects.get(pk=user.pk)
     user.first_name = "Ann"
-    WebhookSettings.cached()  # read once a second per process at most, not per request
+    # The configuration is read at most once a second per process, not per request: read it now.
+    WebhookSettings.cached()
+    cached_field_mappings()
     with django_assert_num_queries(2):  # the UPDATE, and the outbox's one INSERT (no read, no Customer.io call)
         user.save(update_fields=["first_name"])
 

@@ -70,23 +70,33 @@ def sends_for(user: User, site_settings: WebhookSettings | None = None) -> bool:
 # Profile changes -------------------------------------------------------------------------------------------------
 
 # What a change must touch for Customer.io to be told: the person's identity and role, their login, and whatever
-# field a mapping pushes (pushable_state).
+# field a mapping pushes.
 _ALWAYS_WATCHED = ("email", "role_id", "last_login")
+# Every user field a mapping may push, as loaded: kept when a user is loaded (post_init), compared after a save.
+_SNAPSHOT_FIELDS = ("email", "role_id", "last_login", "first_name", "last_name", "username", "date_joined", "id")
 
 
-def pushable_state(user: User) -> tuple:
-    """The values Customer.io would be sent for this user: compared before and after a save to know whether
-    anything it follows changed. Cheap: no query (the mappings are cached per process), and a field left out of
-    the query (.only(), .defer()) is read as None rather than loaded."""
+def remember_state(user: User) -> None:
+    """Called when a user is loaded: what a later save is compared with. No query and no configuration read (users
+    are loaded everywhere, in failed transactions too); a field left out of the query (.only(), .defer()) is kept
+    as None rather than loaded."""
     loaded = user.__dict__
-    values = [loaded.get(name) for name in _ALWAYS_WATCHED]
+    snapshot = {name: loaded.get(name) for name in _SNAPSHOT_FIELDS}
+    snapshot["meta"] = dict(loaded.get("meta") or {})
+    user._pushed_snapshot = snapshot
+
+
+def _pushed_values(values: dict) -> tuple:
+    """The values Customer.io would be sent, from a snapshot or a user's __dict__."""
+    found = [values.get(name) for name in _ALWAYS_WATCHED]
+    meta = values.get("meta") or {}
     for mapping in push_mappings():
         field_name = mapping.user_field
         if field_name.startswith("meta."):
-            values.append((loaded.get("meta") or {}).get(field_name.removeprefix("meta.")))
+            found.append(meta.get(field_name.removeprefix("meta.")))
         elif field_name != "role":
-            values.append(loaded.get(field_name))
-    return tuple(values)
+            found.append(values.get(field_name))
+    return tuple(found)
 
 
 def may_change_pushed_fields(update_fields) -> bool:
@@ -97,22 +107,14 @@ def may_change_pushed_fields(update_fields) -> bool:
     return any(mapping.user_field in names for mapping in push_mappings())
 
 
-def remember_state(user: User) -> None:
-    """Called when a user is loaded: what a later save is compared with."""
-    user._pushed_state = pushable_state(user)
-    user._pushed_email = user.email
-
-
 def record_profile_change(user: User, *, created: bool) -> None:
     """After a user's save: one row when Customer.io has something new to hear about them (post_save calls this)."""
-    if not created and not hasattr(user, "_pushed_state"):
-        # A user built by hand and saved over an existing row: nothing to compare with, so assume a change.
-        user._pushed_state = None
-    state = pushable_state(user)
-    if not created and state == user._pushed_state:
+    before = getattr(user, "_pushed_snapshot", None)
+    if not created and before is not None and _pushed_values(before) == _pushed_values(user.__dict__):
         return
-    previous_email = getattr(user, "_pushed_email", "") or ""
-    user._pushed_state, user._pushed_email = state, user.email
+    # A user built by hand and saved over an existing row has no snapshot: counted as a change.
+    previous_email = (before or {}).get("email") or ""
+    remember_state(user)  # a second save in the same request sends nothing more unless something else changed
     site_settings = WebhookSettings.cached()
     if not site_settings.push_profiles or not sends_for(user, site_settings):
         return
