@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from cio import get_client
 from cio.client import deadline_in
-from cio.errors import CustomerIOError
+from cio.errors import CustomerIOError, NotConfigured
 from cio.track_api import identify_operation
 from settings_app.models import WebhookSettings
 
@@ -222,9 +222,13 @@ def _identities(client, by_user: dict[int, list[OutboxEntry]]) -> dict[int, dict
             moved[normalize_email(previous)] = user
     emails = list(moved)
     for start in range(0, len(emails), LOOKUP_LIMIT):
-        people = client.get_attributes_batch(
-            emails[start : start + LOOKUP_LIMIT], "email", deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE)
-        )
+        try:
+            people = client.get_attributes_batch(
+                emails[start : start + LOOKUP_LIMIT], "email", deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE)
+            )
+        except NotConfigured:
+            # A site with Track API credentials only cannot look people up: they are named by their new email.
+            break
         for person in people:
             identifiers = person.get("identifiers") or {}
             email = identifiers.get("email") or (person.get("attributes") or {}).get("email") or ""
