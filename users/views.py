@@ -52,6 +52,8 @@ def login_link(request, token):
     Django's CSRF token, so no other site can make a browser log in to an account that is not theirs."""
     check = login_links.check_token(token)
     next_url = _safe_next(request)
+    if check.user is not None and request.method == "POST" and not login_links.use_up(check.user):
+        check = login_links.LinkCheck(None, "used by a request a moment before", check.user_id)
     if check.user is None:
         if request.user.is_authenticated and request.user.pk == check.user_id:
             # Their own link again (from the email, after it logged them in): they are where it would take them.
@@ -67,7 +69,7 @@ def login_link(request, token):
         response["Referrer-Policy"] = "strict-origin"
         return response
     _keep_token_out_of_axes(request)
-    # login() sends user_logged_in, which sets last_login: that is what makes the link single use.
+    # login() sends user_logged_in, which sets last_login again (use_up() has already made the link single use).
     login(request, check.user, backend=LOGIN_LINK_BACKEND)
     logger.info("User %s logged in through a login link", check.user.pk)
     return _no_referrer(redirect(next_url or resolve_url(settings.LOGIN_REDIRECT_URL)))

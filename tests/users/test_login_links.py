@@ -299,3 +299,14 @@ def test_an_access_rule_on_the_root_never_covers_the_link(ann):
     done = open_link(browser, link_path(ann))
     assert done.status_code == 302 and done["Location"] == "/accounts/profile/"
     assert logged_in_as(browser) == str(ann.pk)
+
+
+def test_two_posts_of_one_link_at_once_log_in_once(ann):
+    """Both requests verify the link before either logs in (a double click, a scanner that submits forms): only
+    the first to use it up logs in."""
+    token = make_token(ann)
+    first, second = login_links.check_token(token), login_links.check_token(token)
+    assert first.user == ann and second.user == ann
+    assert login_links.use_up(first.user) is True
+    assert login_links.use_up(second.user) is False
+    assert user_for_token(token) is None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.http import base36_to_int, int_to_base36
 from django.views.decorators.debug import sensitive_variables
@@ -91,8 +92,8 @@ def make_token(user: User, issued: int | None = None) -> str:
 
 @sensitive_variables("token", "digest")
 def check_token(token: str) -> LinkCheck:
-    """Whether `token` logs someone in now, and whom. Nothing is changed: logging in (django.contrib.auth.login,
-    which updates last_login) is what uses the link up."""
+    """Whether `token` logs someone in now, and whom. Nothing is changed: use_up() (then logging in, which updates
+    last_login) is what uses the link up."""
     if len(token) > MAX_TOKEN_LENGTH:
         return LinkCheck(None, "malformed")
     try:
@@ -117,6 +118,13 @@ def check_token(token: str) -> LinkCheck:
     if not user.is_active:
         return LinkCheck(None, "inactive", user.pk)
     return LinkCheck(user, "", user.pk)
+
+
+def use_up(user: User) -> bool:
+    """Mark the link `user` came with as used, unless another request has just done so (two clicks at once, a
+    scanner that POSTs): True for the one request that may log in. A conditional UPDATE of last_login, the state
+    every link of theirs is signed over; login() then sets it again."""
+    return bool(User.objects.filter(pk=user.pk, last_login=user.last_login).update(last_login=timezone.now()))
 
 
 def user_for_token(token: str) -> User | None:
