@@ -117,3 +117,21 @@ def test_the_login_link_field_is_a_secret_attribute():
     WebhookSettings.objects.update(return_login_link_field=" site_login_link ", return_password_field="site_password")
     names = secret_attribute_names(WebhookSettings.load())
     assert {"site_login_link", "site_password"} <= names
+
+
+def test_a_stored_body_whose_attributes_were_scrubbed_is_not_used_as_the_person():
+    """The worker processes a queued delivery from its stored body: an attribute with a masked token in it is not
+    the person's real value, so the attributes are fetched from Customer.io instead (as for a masked password)."""
+    from users.services.contacts import Contact
+    from webhooks.payload import person_from_body
+
+    contact = Contact.email("ann@example.com")
+    token = "1a-t2b3c4-" + "0123456789abcdef" * 2
+    sent = {
+        "email": "ann@example.com",
+        "attributes": {"first_name": "Ann", "link": f"https://s/accounts/login-link/{token}/"},
+    }
+    assert person_from_body(sent, contact)["attributes"]["first_name"] == "Ann"  # as sent: used
+    stored = redact(sent)
+    assert token not in json.dumps(stored)
+    assert person_from_body(stored, contact) is None
