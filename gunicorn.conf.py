@@ -113,8 +113,8 @@ _REQUEST_ID = REQUEST_ID_HEADER.lower()
 
 class _SiteLogger(glogging.Logger):
     """gunicorn's logs as the site's: secrets scrubbed from its error lines (one may quote a request line) and from
-    access-logged paths (a set-password link's token); with LOG_FORMAT=json, one JSON object per line, the access
-    line's fields separate and with the request's X-Request-ID.
+    access-logged paths (a set-password link's or a login link's token); with LOG_FORMAT=json, one JSON object per
+    line, the access line's fields separate and with the request's X-Request-ID.
 
     The access log leaves out the webhook's refused requests (a wrong or missing key, the throttle's 429): the site
     logs those once per address per minute with a count (webhooks.intake.refusals), so a flood of them cannot fill
@@ -133,8 +133,10 @@ class _SiteLogger(glogging.Logger):
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        if "/reset/" in (atoms.get("U") or ""):
-            atoms["U"] = scrub(atoms["U"])
+        # A set-password link's or a login link's token is in the path itself.
+        path = atoms.get("U") or ""
+        if "/reset/" in path or "/login-link/" in path.lower():
+            atoms["U"] = scrub(path)
         return atoms
 
     def access(self, resp, req, environ, request_time):

@@ -1,8 +1,8 @@
 """Masking of secrets before anything is logged, stored or reported.
 
-Passwords, access keys, API keys and set-password links must never reach the ActivityLog, a stored webhook body, a
-log line or an error report. Pure Python (no Django import): the log formatters and gunicorn's configuration use it
-before Django is set up.
+Passwords, access keys, API keys, set-password links and login links must never reach the ActivityLog, a stored
+webhook body, a log line or an error report. Pure Python (no Django import): the log formatters and gunicorn's
+configuration use it before Django is set up.
 """
 
 import re
@@ -23,7 +23,8 @@ def is_secret_key(key) -> bool:
 
 def redact(value, also: frozenset[str] | set[str] = frozenset()):
     """A copy of `value` (dicts and lists, recursively) with the values of secret-looking keys masked, and of the
-    keys named in `also` (e.g. the Customer.io attribute that receives returned passwords, whatever its name)."""
+    keys named in `also` (e.g. the Customer.io attribute that receives returned passwords, whatever its name); every
+    other string scrubbed (a set-password or login link, say, under an innocent name)."""
     if isinstance(value, Mapping):
         return {
             key: (MASK if (is_secret_key(key) or key in also) and item not in (None, "") else redact(item, also))
@@ -31,6 +32,8 @@ def redact(value, also: frozenset[str] | set[str] = frozenset()):
         }
     if isinstance(value, list | tuple):
         return [redact(item, also) for item in value]
+    if isinstance(value, str):
+        return scrub(value)
     return value
 
 
@@ -56,12 +59,16 @@ _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://[^:/@\s\"']{0,256}:)[^@\
 # The token of a set-password link (the welcome email's, Django's password reset: /accounts/reset/<uidb64>/<token>/),
 # which logs in whoever holds it until it is used. Django's own next step, /reset/<uidb64>/set-password/, is kept.
 _SET_PASSWORD_TOKEN = re.compile(r"(/reset/[\w-]{1,64}/)(?!set-password(?:[/?#\s\"']|$))[^/?#&\s\"'<>]+")
+# The token of a login link (users.services.login_links: /accounts/login-link/<token>/), which logs in whoever opens
+# it first. Any case: a mistyped /Login-Link/... is a 404, whose log line quotes the path.
+_LOGIN_LINK_TOKEN = re.compile(r"(?i)(/login-link/)[^/?#&\s\"'<>]+")
 
 
 def secret_values(text: str) -> set[str]:
     """The values scrub() masks in `text`: an error report looks for them wherever else they appear."""
     found = set()
-    for pattern in (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _BASIC, _SET_PASSWORD_TOKEN, _URL_PASSWORD):
+    patterns = (_SECRET_PARAM, _SECRET_ITEM, _BEARER, _BASIC, _SET_PASSWORD_TOKEN, _LOGIN_LINK_TOKEN, _URL_PASSWORD)
+    for pattern in patterns:
         for match in pattern.finditer(text):
             found.add(match.group(0)[match.end(1) - match.start(0) :].strip("'\""))
     return found - {""}
@@ -75,7 +82,7 @@ _NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "authorizatio
 
 def scrub(text: str) -> str:
     """`text` with secret query parameters, secret items of a dict's repr, Bearer and Basic credentials,
-    set-password tokens and the passwords of URLs (a database's, Redis', a mail server's) masked."""
+    set-password and login-link tokens and the passwords of URLs (a database's, Redis', a mail server's) masked."""
     lowered = text.casefold()
     if any(piece in lowered for piece in _NAME_PIECES):
         if "=" in text:
@@ -90,4 +97,6 @@ def scrub(text: str) -> str:
         text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", text)
     if "/reset/" in text:
         text = _SET_PASSWORD_TOKEN.sub(rf"\g<1>{MASK}", text)
+    if "/login-link/" in lowered:
+        text = _LOGIN_LINK_TOKEN.sub(rf"\g<1>{MASK}", text)
     return text

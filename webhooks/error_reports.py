@@ -3,13 +3,14 @@ in what it sends.
 
 An event can hold the request (URL, query string, headers, body), exception messages, every frame's local variables,
 log records and the breadcrumbs gathered before it. Any of those may carry the webhook's access key (in the URL, a
-header, Basic auth), a password (a body's user_pass, a generated one in a local variable), a Customer.io API key or a
-set-password link. So every event is cleaned here before it leaves, in two passes:
+header, Basic auth), a password (a body's user_pass, a generated one in a local variable), a Customer.io API key, a
+set-password link or a login link. So every event is cleaned here before it leaves, in two passes:
 
 1. every value under a secret-looking name (settings_app.redaction.is_secret_key: access_key, X-Access-Key,
    Authorization, user_pass, password, api_key, token, ...) or under the name of a Customer.io attribute that carries
    passwords (the field mappings, Return Password's field) is masked, and every string is scrubbed as log lines are
-   (settings_app.redaction.scrub: `access_key=` parameters, dict items, Bearer tokens, set-password tokens);
+   (settings_app.redaction.scrub: `access_key=` parameters, dict items, Bearer tokens, set-password and login-link
+   tokens);
 2. the secret values themselves — those just masked, the site's access keys (current and previous), the Customer.io
    API keys and Django's SECRET_KEY — are masked wherever else they appear: an exception's message, a local
    variable with an innocent name, a breadcrumb.
@@ -161,7 +162,7 @@ def _known_secrets() -> set[str]:
 
 
 def _secret_attribute_names() -> frozenset[str]:
-    """Customer.io attributes that carry passwords, whatever their names (a body holds them)."""
+    """Customer.io attributes that carry passwords or login links, whatever their names (a body holds them)."""
     try:
         from settings_app.models import WebhookSettings
         from users.services.accounts import secret_attribute_names

@@ -42,11 +42,12 @@ class WebhookOptions:
 def person_from_body(body: dict | None, contact: Contact) -> dict | None:
     """The person's attributes when the webhook body carries them (`"attributes": {"first_name":
     "{{customer.first_name}}", ...}`), in the shape the App API returns, so the attributes call can be skipped.
-    A stored body has password-like values masked: such a body is not used (the real value must be fetched)."""
+    A stored body has password-like values masked, and secrets inside other strings (a login link's token, say):
+    such a body is not used (the real values must be fetched)."""
     attributes = (body or {}).get("attributes")
     if not isinstance(attributes, dict) or not attributes:
         return None
-    if any(value == MASK for value in attributes.values()):
+    if any(isinstance(value, str) and MASK in value for value in attributes.values()):
         return None
     as_strings = {str(key): "" if value is None else str(value) for key, value in attributes.items()}
     identifiers = {contact.kind: contact.value}

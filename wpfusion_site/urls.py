@@ -5,7 +5,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from users.forms import SetOrResetPasswordForm
-from users.views import PasswordResetConfirmView, account
+from users.views import PasswordResetConfirmView, account, login_link
 from webhooks.health import healthz
 from webhooks.intake.views import home, webhook_view
 from webhooks.metrics.views import metrics
@@ -31,6 +31,8 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     # LOGIN_REDIRECT_URL names it; the address is Django's default one, so a login without ?next= never finds a 404.
     path("accounts/profile/", account, name="account"),
+    # A single-use login link, as Customer.io's journey emails carry it (users.services.login_links).
+    path("accounts/login-link/<str:token>/", login_link, name="login-link"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -11,7 +11,7 @@ from django.core import mail
 from settings_app.models import FieldMapping
 from users.models import ActivityLog, ImportRun, User
 
-from .conftest import SEGMENTS, cio_id, make_users, population, run, set_site_settings, track_calls
+from .conftest import SEGMENTS, cio_id, make_users, person, population, run, set_site_settings, track_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +42,27 @@ def test_a_mapped_user_login_and_user_pass_are_used_for_new_users_only(emulator)
     existing.refresh_from_db()
     assert (existing.username, existing.password) == ("person3@example.com", "!unusable")
     assert track_calls(emulator) == []  # only generated passwords are returned
+
+
+def test_each_returned_password_carries_the_account_it_opens(emulator):
+    """WP Fusion's Return Password sends user_login, user_id and user_registered with the password: so does the
+    import's /api/v2/batch return, in the same entry."""
+    emulator.reset({"segments": SEGMENTS, "customers": [person(n) for n in range(3)]})
+    set_site_settings(return_password=True, return_password_field="site_password")
+
+    outcome = run("cio_import_users", "--segment", "1")
+
+    assert outcome.code == 0, outcome.text
+    [batch] = track_calls(emulator)
+    assert batch["path"] == "/api/v2/batch" and len(batch["body"]["batch"]) == 3
+    for operation in batch["body"]["batch"]:
+        user = User.objects.get(cio_id=operation["identifiers"]["cio_id"])
+        attributes = operation["attributes"]
+        assert set(attributes) == {"site_password", "user_login", "user_id", "user_registered", "_update"}
+        assert (attributes["user_login"], attributes["user_id"]) == (user.username, user.pk)
+        assert attributes["user_registered"] == int(user.date_joined.timestamp())
+        stored = emulator.customer(f"cio_{user.cio_id}")["attributes"]
+        assert user.check_password(stored["site_password"]) and stored["user_id"] == user.pk
 
 
 def everything_printed_stored_and_logged(outcome, caplog) -> str:

@@ -31,10 +31,14 @@ def test_return_password_writes_the_chosen_field_and_nowhere_else(hook, emulator
     [put] = track_calls(emulator)
     cio_id = emulator.customer("ann@example.com")["cio_id"]
     assert (put["method"], put["path"]) == ("PUT", f"/api/v1/customers/cio_{cio_id}")  # the person, whatever email
-    assert put["body"]["_update"] is True and set(put["body"]) == {"site_password", "_update"}
+    # WP Fusion's Return Password: the password and the account it opens, in the same call.
+    assert put["body"]["_update"] is True
+    assert set(put["body"]) == {"site_password", "user_login", "user_id", "user_registered", "_update"}
     password = emulator.customer("ann@example.com")["attributes"]["site_password"]
     assert len(password) >= 16
     user = User.objects.get()
+    assert (put["body"]["user_login"], put["body"]["user_id"]) == (user.username, user.pk)
+    assert put["body"]["user_registered"] == int(user.date_joined.timestamp())  # Customer.io's dates: Unix seconds
     assert user.check_password(password)
     assert not user.password_return_due
     assert ActivityLog.objects.filter(message="Returned generated password to Customer.io field site_password").exists()

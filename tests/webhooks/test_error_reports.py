@@ -1,5 +1,5 @@
 """Sentry error reports (SENTRY_DSN): what would be sent, captured by a local transport, holds no access key, password,
-API key or set-password link, wherever the failing request and code had them."""
+API key, set-password link or login link, wherever the failing request and code had them."""
 
 import json
 import logging
@@ -171,6 +171,31 @@ def test_every_part_of_an_event_is_cleaned(canary_site):
     assert cleaned["request"]["query_string"] == "wpf_action=add&access_key=********"
     assert cleaned["exception"]["values"][0]["value"] == "failed for ******** and ********"
     assert cleaned["extra"]["sys.argv"] == ["manage.py", "webhook_worker"]
+
+
+def test_a_login_links_token_is_masked_in_the_url_and_wherever_else_it_appears(canary_site):
+    """A failure while a login link is opened: the URL holds the token, and so does the view's variable (a bare
+    string, found because the URL's scrubbing found it); the login link field's value too, by its name."""
+    WebhookSettings.objects.update(return_login_link_field="site_login_link")
+    freshness.changed("webhook_settings")
+    token = "1-tabc12-" + "0123456789abcdef" * 2
+    event = {
+        "request": {"url": f"https://example.com/accounts/login-link/{token}/", "data": {"next": "/members/"}},
+        "exception": {
+            "values": [
+                {
+                    "type": "RuntimeError",
+                    "value": "boom",
+                    "stacktrace": {"frames": [{"function": "login_link", "vars": {"token": f"'{token}'"}}]},
+                }
+            ]
+        },
+        "extra": {"person": {"email": "ann@example.com", "site_login_link": "https://example.com/somewhere"}},
+    }
+    cleaned = error_reports.before_send(event, {})
+    assert token not in json.dumps(cleaned)
+    assert cleaned["request"]["url"] == "https://example.com/accounts/login-link/********/"
+    assert cleaned["extra"]["person"]["site_login_link"] == "********"
 
 
 def test_breadcrumbs_are_scrubbed_as_they_are_recorded(sentry, canary_site):

@@ -1,6 +1,6 @@
 """gunicorn's own logs follow LOG_FORMAT (gunicorn.conf.py's logger class): with json, its error log and access log
 are JSON lines too, the access line with its fields and the request's id; in both formats no access key and no
-set-password token reaches them, and refused webhooks stay out of the access log."""
+set-password or login-link token reaches them, and refused webhooks stay out of the access log."""
 
 import json
 import subprocess
@@ -17,6 +17,7 @@ from .intake.test_wire import GUNICORN, free_port
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 RESET_TOKEN = "cabc12-" + "fedcba9876543210fedc"
+LOGIN_LINK_TOKEN = "1-tabc12-" + "0123456789abcdef" * 2
 
 
 def run_gunicorn(env: dict, tmp_path, log_format: str, send) -> tuple[str, str]:
@@ -60,6 +61,7 @@ def send_requests(key: str):
         )
         assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "cio-42"
         requests.get(f"{base}/accounts/reset/MQ/{RESET_TOKEN}/", timeout=10, allow_redirects=False)
+        requests.get(f"{base}/accounts/login-link/{LOGIN_LINK_TOKEN}/", timeout=10, allow_redirects=False)
         assert requests.post(f"{base}/?wpf_action=test&access_key=wrong-key", json={}, timeout=10).status_code == 403
 
     return send
@@ -69,11 +71,12 @@ def send_requests(key: str):
 def test_gunicorn_logs_follow_log_format_without_secrets(emulator_env, tmp_path, log_format):
     key = WebhookSettings.load().access_key
     access, errors = run_gunicorn(emulator_env, tmp_path, log_format, send_requests(key))
-    for secret in (key, RESET_TOKEN, "wrong-key"):
+    for secret in (key, RESET_TOKEN, LOGIN_LINK_TOKEN, "wrong-key"):
         assert secret not in access + errors
     if log_format == "plain":
         assert '"POST / HTTP/1.1" 200' in access
         assert "GET /accounts/reset/MQ/********/ HTTP/1.1" in access
+        assert "GET /accounts/login-link/********/ HTTP/1.1" in access
         assert "Starting gunicorn" in errors
         return
     lines = [json.loads(line) for line in access.splitlines()]
@@ -89,6 +92,7 @@ def test_gunicorn_logs_follow_log_format_without_secrets(emulator_env, tmp_path,
     assert webhook[0]["duration_ms"] >= 0 and webhook[0]["bytes"] > 0
     assert all(line["request_id"] for line in lines)
     assert any(line["path"] == "/accounts/reset/MQ/********/" for line in lines)
+    assert any(line["path"] == "/accounts/login-link/********/" for line in lines)
     logged = [json.loads(line) for line in errors.splitlines() if line.startswith("{")]
     assert any(line["logger"] == "gunicorn.error" and "Starting gunicorn" in line["message"] for line in logged)
     # Python warnings (not log records) are the only other lines on standard error.

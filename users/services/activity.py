@@ -4,7 +4,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from settings_app.redaction import redact
+from settings_app.redaction import redact, scrub
 
 from ..models import ActivityLog, User
 
@@ -53,6 +53,7 @@ def log_activity(
     """Record a line in the admin's activity log and in Python logging. Context is redacted first; callers must
     still never put a secret in `message`. `delivery_id`: the webhook delivery it is about, when written outside
     that delivery's processing (see lines_for_delivery)."""
+    message = scrub(message)  # should a link or a key be quoted after all, the admin never shows it
     entry = ActivityLog.objects.create(
         source=source,
         level=level,
@@ -76,7 +77,7 @@ def log_activities(source, activities: Iterable[Activity]) -> int:
             ActivityLog(
                 source=source,
                 level=activity.level,
-                message=activity.message,
+                message=scrub(activity.message),
                 user_id=activity.user.pk if activity.user is not None else activity.user_id,
                 context=redact(activity.context or {}),
                 delivery_id=activity.delivery_id if activity.delivery_id is not None else delivery_id,

@@ -63,6 +63,14 @@ def test_a_burst_of_new_people_each_get_one_user_and_the_password_returned_to_th
     assert sorted(person for person, _ in returns) == sorted(f"c{n}" for n in range(60))
     assert len(cio_emulator.requests("/api/v2/batch")) == 2
     assert not cio_emulator.requests("/api/v1/customers/")
+    # Each return carries the account it opens, as WP Fusion's: username, site user id, registration (Unix time).
+    accounts = {user.cio_id: user for user in User.objects.all()}
+    for entry in cio_emulator.requests("/api/v2/batch"):
+        for operation in entry["body"]["batch"]:
+            user, attributes = accounts[operation["identifiers"]["cio_id"]], operation["attributes"]
+            assert set(attributes) == {FIELD, "user_login", "user_id", "user_registered", "_update"}
+            assert (attributes["user_login"], attributes["user_id"]) == (user.username, user.pk)
+            assert attributes["user_registered"] == int(user.date_joined.timestamp())
     rows = {row.pk: row for row in WebhookDelivery.objects.filter(pk__in=ids)}
     for n in (0, 49, 50, 59):
         user = User.objects.get(email=f"p{n}@example.com")

@@ -68,6 +68,18 @@ def password_return_failed_message(field_name: str, reason: str) -> str:
     return f"Could not return the generated password to Customer.io field {field_name}: {reason}"
 
 
+def returned_attributes(user: User, field_name: str, password: str) -> dict:
+    """What a password return writes to the person, as WP Fusion's Return Password does: the password, and the
+    account it opens (the username, the site's user id, and when it was registered as a Unix timestamp, Customer.io's
+    date convention) so the journey's email can name the username and a segment can use the date."""
+    return {
+        "user_login": user.get_username(),
+        "user_id": user.pk,
+        "user_registered": int(user.date_joined.timestamp()),
+        field_name: password,  # last: a Return Password field named like one of the above still gets the password
+    }
+
+
 def return_password(user: User, rules, password: str | None, *, source, deadline: float | None) -> None:
     """Return the user's generated password after the commit that made it (`password`), or — owed from an earlier
     attempt (`password` None) — a fresh one. Raises PasswordReturnFailed when Customer.io does not take it."""
@@ -93,7 +105,7 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
         # By cio_id when known: Customer.io answers 200 to an update for an email nobody has (say, after an email
         # change), and the password would be "returned" to no one.
         identifier = f"cio_{user.cio_id}" if user.cio_id else user.email
-        get_client().identify(identifier, {field_name: password}, deadline=deadline)
+        get_client().identify(identifier, returned_attributes(user, field_name, password), deadline=deadline)
     except CustomerIOError as exc:
         User.objects.filter(pk=user.pk).update(password_return_claimed_until=None)
         log_activity(
@@ -129,7 +141,10 @@ def return_passwords_in_batch(
     field_name = rules.return_field
     # By cio_id when known, as one by one: an update for an email nobody has would be "accepted" for no one.
     operations = [
-        identify_operation({"cio_id": user.cio_id} if user.cio_id else {"email": user.email}, {field_name: password})
+        identify_operation(
+            {"cio_id": user.cio_id} if user.cio_id else {"email": user.email},
+            returned_attributes(user, field_name, password),
+        )
         for user, password in sending
     ]
     try:

@@ -31,8 +31,9 @@ class AccountRules:
 
     @property
     def secret_attributes(self) -> set[str]:
-        """Customer.io attributes that hold passwords whatever their names: the Return Password field and every
-        attribute mapped to the password. Masked wherever attributes are logged or stored."""
+        """Customer.io attributes that hold passwords or login links whatever their names: the Return Password
+        field, the login link field and every attribute mapped to the password. Masked wherever attributes are
+        logged or stored."""
         if self._secret_attributes is None:
             self._secret_attributes = secret_attribute_names(self.site_settings)
         return self._secret_attributes
@@ -59,8 +60,10 @@ class AccountRules:
 
 
 def secret_attribute_names(site_settings: WebhookSettings) -> set[str]:
-    """See AccountRules.secret_attributes (inactive password mappings count too: they may be turned on)."""
+    """See AccountRules.secret_attributes (inactive password mappings count too: they may be turned on; so does the
+    login link field while Return a login link is off: links sent before may still be in bodies)."""
     names = {mapping.cio_attribute for mapping in cached_field_mappings() if mapping.user_field == "password"}
-    if site_settings.return_password_field.strip():
-        names.add(site_settings.return_password_field.strip())
+    for name in (site_settings.return_password_field, site_settings.return_login_link_field):
+        if name.strip():
+            names.add(name.strip())
     return names
