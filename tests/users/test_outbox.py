@@ -341,3 +341,17 @@ def test_the_user_page_shows_the_last_push_and_what_is_owed(cio_emulator, admin_
     page = admin_client.get(f"/admin/users/user/{user.pk}/change/").content.decode()
     assert "waiting to be sent to customer.io" in page.lower() and "nothing" in page
     assert user.cio_pushed_at is not None
+
+
+def test_a_login_never_puts_back_an_email_customerio_changed(cio_emulator, client):
+    cio_emulator.reset({"customers": [{"email": "old@example.com", "cio_id": "c-1"}]})
+    user = User.objects.create_user(username="u", email="old@example.com", cio_id="c-1")
+    send()
+    cio_emulator.load({"customers": [{"cio_id": "c-1", "email": "new@example.com"}]})  # changed in Customer.io
+
+    client.force_login(user)
+    send()
+
+    [_, login] = entries(cio_emulator)
+    assert "email" not in login["attributes"]
+    assert cio_emulator.customer("cio_c-1")["email"] == "new@example.com"

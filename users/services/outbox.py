@@ -122,8 +122,9 @@ def record_profile_change(user: User, *, created: bool) -> None:
     OutboxEntry.objects.create(
         user=user,
         kind=OutboxEntry.Kind.PROFILE,
-        # Without a cio_id the worker finds the person by the address Customer.io knows (users.services.outbox_sender).
-        previous_email=previous_email if email_changed and not user.cio_id else "",
+        # The email is sent only when it changed here (Customer.io may have changed it since, and a login must not
+        # put the old one back); without a cio_id the worker also finds the person by the address Customer.io knows.
+        previous_email=previous_email if email_changed else "",
     )
     transaction.on_commit(wake_worker)
 

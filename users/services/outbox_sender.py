@@ -119,7 +119,10 @@ def _send(rows: list[OutboxEntry], summary: SendSummary) -> None:
         attributes = {}
         if profile:
             attributes.update(user_attributes(user, mappings))
-            attributes["email"] = user.email
+            # The email is the person's identity, not a profile field: sent when it names them, or when it changed
+            # on the site. Otherwise an unrelated change (a login) could put back an address Customer.io has changed.
+            if "email" in identifiers or any(row.previous_email for row in profile):
+                attributes["email"] = user.email
         if links:
             try:
                 attributes[site_settings.return_login_link_field.strip()] = _link(user, site_settings)

@@ -125,7 +125,7 @@ def test_503_is_retried_with_backoff_then_succeeds(client, worker_env, cio_emula
     run_worker_until_idle(worker_env)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", failed_attempts + 1)
-    assert [r["status"] for r in cio_emulator.requests()] == [503] * failed_attempts + [200]
+    assert [r["status"] for r in cio_emulator.requests("/v1/")] == [503] * failed_attempts + [200]
 
 
 def test_a_permanent_error_fails_at_once(client, worker_env, cio_emulator):
