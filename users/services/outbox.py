@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Min
 from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import WebhookSettings
@@ -25,6 +26,7 @@ from settings_app.models import WebhookSettings
 from ..models import OutboxEntry, User
 from ..tasks import send_outbox
 from .attributes import push_mappings
+from .segment_changes import Waiting
 
 _from_customerio = contextvars.ContextVar("from_customerio", default=False)
 
@@ -194,3 +196,10 @@ def wake_if_due() -> None:
 
     if due_entries().exists():
         wake_worker()
+
+
+def waiting_entries() -> Waiting:
+    """Rows not sent to Customer.io yet (a row leaves once sent), and when the oldest was made: for the overview and
+    /metrics."""
+    figures = OutboxEntry.objects.aggregate(n=Count("pk"), oldest=Min("created_at"))
+    return Waiting(figures["n"], figures["oldest"])

@@ -1,5 +1,5 @@
 """The queue's figures as gauges, read from the database when Prometheus scrapes: they live there, so every web
-process answers the same, whichever one the scrape reaches, and no process has to keep them up to date. Five
+process answers the same, whichever one the scrape reaches, and no process has to keep them up to date. Six
 aggregates, each on an index (the owed password returns on a partial one), the ones /healthz, `webhook_queue` and
 the admin overview read."""
 
@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from users.services import segment_changes
+from users.services import outbox, segment_changes
 from users.services.accounts import password_returns_owed
 
 from ..health import newest_heartbeat, queue_backlog
@@ -26,6 +26,7 @@ class QueueCollector:
             backlog = queue_backlog()
             heartbeat = newest_heartbeat()
             changes = segment_changes.waiting_changes().count
+            outbox_waiting = outbox.waiting_entries().count
             passwords = password_returns_owed()
         except DatabaseError as error:
             # The counters still go out; the gauges are missing from this scrape (the class name only: a driver's
@@ -44,6 +45,11 @@ class QueueCollector:
             backlog.oldest_age(now) or 0.0,
         )
         yield _gauge("segment_changes_waiting", "Tag changes made on the site not yet sent to Customer.io.", changes)
+        yield _gauge(
+            "outbox_entries_waiting",
+            "Profile changes, events and login links made on the site not yet sent to Customer.io.",
+            outbox_waiting,
+        )
         yield _gauge(
             "password_returns_owed", "Users whose generated password Customer.io has not accepted yet.", passwords
         )

@@ -23,6 +23,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from users.services.accounts.passwords import password_returns_owed
+from users.services.outbox import waiting_entries
 from users.services.segment_changes import Waiting, waiting_changes
 
 from ..health import Backlog, queue_backlog
@@ -121,6 +122,7 @@ class Figures:
     workers: list[Worker]
     password_returns_owed: int
     segment_changes: Waiting
+    outbox: Waiting
 
     @property
     def oldest_waiting_seconds(self) -> float | None:
@@ -133,7 +135,7 @@ class Figures:
 
 
 def read_figures(now: datetime | None = None) -> Figures:
-    """Everything the overview shows: nine queries."""
+    """Everything the overview shows: ten queries."""
     now = now or timezone.now()
     hours, days, since = _periods(now)
     failing, failing_total = failing_contacts(now)
@@ -148,6 +150,7 @@ def read_figures(now: datetime | None = None) -> Figures:
         workers=workers(now),
         password_returns_owed=password_returns_owed(),
         segment_changes=waiting_changes(),
+        outbox=waiting_entries(),
     )
 
 

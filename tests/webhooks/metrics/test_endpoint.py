@@ -51,6 +51,7 @@ def test_the_token_opens_the_prometheus_text_format(client, metrics_on):
         "webhook_deliveries_waiting",
         "webhook_oldest_waiting_seconds",
         "segment_changes_waiting",
+        "outbox_entries_waiting",
         "password_returns_owed",
         "worker_last_heartbeat_timestamp_seconds",
     } <= exposed_names(text)
