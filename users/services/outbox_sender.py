@@ -13,7 +13,6 @@ that dies leaves its rows claimed until the lease runs out, then any worker take
 """
 
 import logging
-import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from cio import get_client
@@ -35,6 +34,7 @@ from ..models import ActivityLog, OutboxEntry, User
 from .activity import Activity, log_activities
 from .attributes import push_mappings, user_attributes
 from .login_links import LoginLinkRefused, login_url
+from .outbox_retries import retry_later
 
 logger = logging.getLogger(__name__)
 
@@ -249,16 +249,7 @@ def _retry(pks: list[int], error: str, summary: SendSummary) -> None:
     summary.failed += len(pks)
     summary.errors.append(error)
     logger.warning("Sending %d outbox entries to Customer.io failed, will retry: %s", len(pks), error)
-    rows = OutboxEntry.objects.filter(id__in=pks)
-    attempts = 1 + max(rows.values_list("attempts", flat=True), default=0)
-    delay = min(settings.WEBHOOK_RETRY_MAX_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-    delay *= random.uniform(0.8, 1.2)  # jitter: workers that failed together do not retry together
-    rows.update(
-        attempts=F("attempts") + 1,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        claimed_until=None,
-        last_error=error[:500],
-    )
+    retry_later(OutboxEntry.objects.filter(id__in=pks), error)
 
 
 def _drop(dropped: list[tuple[User, list[int], str]], summary: SendSummary) -> None:

@@ -8,14 +8,13 @@ worker that dies leaves them claimed until the lease runs out.
 """
 
 import logging
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from cio import get_client
@@ -26,6 +25,7 @@ from cio.track_api import SEGMENT_CHANGE_LIMIT
 from ..emails import normalize_email
 from ..models import ActivityLog, SegmentChange, Tag, User
 from .activity import Activity, log_activities
+from .outbox_retries import retry_later
 
 logger = logging.getLogger(__name__)
 
@@ -184,16 +184,7 @@ def _retry(pks: list[int], error: str, summary: SendSummary) -> None:
     summary.failed += len(pks)
     summary.errors.append(error)
     logger.warning("Sending %d tag changes to Customer.io failed, will retry: %s", len(pks), error)
-    rows = SegmentChange.objects.filter(id__in=pks)
-    attempts = 1 + max(rows.values_list("attempts", flat=True), default=0)
-    delay = min(settings.WEBHOOK_RETRY_MAX_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-    delay *= random.uniform(0.8, 1.2)  # jitter: workers that failed together do not retry together
-    rows.update(
-        attempts=F("attempts") + 1,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        claimed_until=None,
-        last_error=error[:500],
-    )
+    retry_later(SegmentChange.objects.filter(id__in=pks), error)
 
 
 def _skip(skipped: list[tuple[SegmentChange, str]], covered, summary: SendSummary) -> None:
