@@ -12,9 +12,10 @@ from .transport import Transport, path_segment
 
 # People added to or removed from a manual segment in one call.
 SEGMENT_CHANGE_LIMIT = 1000
-# Customer.io's documented v2 batch limits.
-BATCH_REQUEST_MAX_BYTES = 500 * 1024
-BATCH_OPERATION_MAX_BYTES = 32 * 1024
+# Customer.io's documented v2 batch limits ("500kb" a request, "32kb" an entry), read as the smaller of the two ways
+# a kilobyte is counted: a request a few bytes over would be refused as a whole.
+BATCH_REQUEST_MAX_BYTES = 500 * 1000
+BATCH_OPERATION_MAX_BYTES = 32 * 1000
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TrackAPI(Transport):
         for index, operation in enumerate(operations):
             encoded = json.dumps(operation, separators=(",", ":")).encode()
             if len(encoded) > BATCH_OPERATION_MAX_BYTES:
-                result.failures.append(BatchFailure(index, "operation larger than 32 KB"))
+                result.failures.append(BatchFailure(index, "operation larger than 32 KB"))  # never sendable
                 continue
             if chunk and chunk_bytes + len(encoded) + 1 >= BATCH_REQUEST_MAX_BYTES:
                 self._send_batch_chunk(chunk, result, deadline)
@@ -100,7 +101,8 @@ class TrackAPI(Transport):
         except Unauthorized:
             raise
         except CustomerIOError as exc:
-            result.failures.extend(BatchFailure(index, str(exc), exc.retryable) for index, _ in chunk)
+            # A request refused as a whole says nothing against any one entry: every entry may be tried again.
+            result.failures.extend(BatchFailure(index, str(exc), retryable=True) for index, _ in chunk)
             return
         failed_positions = set()
         for error in answer.get("errors") or []:

@@ -148,6 +148,23 @@ class WebhookSettings(SingletonModel):
     def return_password_misconfigured(self) -> bool:
         return self.return_password and not self.return_password_field.strip()
 
+    def clean(self):
+        super().clean()
+        field_name = self.return_login_link_field.strip()
+        if not field_name:
+            return
+        # The link would overwrite what names the person, their sign-up time, the returned password or a field the
+        # site keeps in step: refused before it is saved.
+        taken = {"email", "id", "cio_id", "created_at", self.return_password_field.strip()}
+        taken |= {mapping.cio_attribute for mapping in FieldMapping.objects.filter(active=True)}
+        if field_name in taken:
+            raise ValidationError(
+                {
+                    "return_login_link_field": f"{field_name} is already used (a person's identity, the returned "
+                    "password or a field mapping): choose an attribute of its own, e.g. login_link."
+                }
+            )
+
     @property
     def returns_login_links(self) -> bool:
         return self.return_login_link and bool(self.return_login_link_field.strip())

@@ -38,7 +38,7 @@ def tell_customerio_of_profile_change(sender, instance, created, raw=False, upda
         return
     if update_fields is not None and not outbox.may_change_pushed_fields(update_fields):
         return  # e.g. a password or a bookkeeping flag: nothing Customer.io follows
-    outbox.record_profile_change(instance, created=created)
+    outbox.record_profile_change(instance, created=created, update_fields=update_fields)
 
 
 @receiver(user_logged_in)

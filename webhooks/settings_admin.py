@@ -155,6 +155,14 @@ class WebhookSettingsAdmin(SingletonModelAdmin):
                     request,
                     "Return Password is on but no Customer.io field is chosen: generated passwords are not returned.",
                 )
+            if settings.return_login_link and not settings.returns_login_links:
+                messages.warning(request, "Return a login link is on but no field is chosen: no link is returned.")
+            elif settings.returns_login_links and not django_settings.SITE_BASE_URL:
+                messages.warning(
+                    request,
+                    "Return a login link is on but SITE_BASE_URL is not set: a link in an email must be a full "
+                    "address, so none is returned until it is.",
+                )
         base_url = None if django_settings.SITE_BASE_URL else request.build_absolute_uri("/")
         current_fingerprint = access_keys.fingerprint(settings.access_key)
         previous = access_keys.previous_keys(settings)

@@ -207,3 +207,24 @@ def test_the_field_mapping_help_shows_meta_key(admin_client):
     page = admin_client.get(reverse("admin:settings_app_fieldmapping_add")).content.decode()
     assert "role, meta.&lt;key&gt;" in page
     assert "meta.<key>" not in page
+
+
+@pytest.mark.parametrize("field_name", ["email", "cio_id", "created_at", "first_name", "site_password"])
+def test_the_login_link_field_cannot_overwrite_an_attribute_in_use(field_name):
+    from django.core.exceptions import ValidationError
+
+    site_settings = WebhookSettings.load()
+    site_settings.return_password_field = "site_password"
+    site_settings.return_login_link_field = field_name
+    with pytest.raises(ValidationError, match="already used"):
+        site_settings.full_clean()
+    site_settings.return_login_link_field = "login_link"
+    site_settings.full_clean()
+
+
+def test_the_settings_page_warns_when_a_login_link_cannot_be_returned(admin_client, settings):
+    settings.SITE_BASE_URL = ""
+    WebhookSettings.load()
+    WebhookSettings.objects.update(return_login_link=True, return_login_link_field="login_link")
+    page = admin_client.get(reverse("admin:settings_app_webhooksettings_change")).content.decode()
+    assert "SITE_BASE_URL is not set" in page

@@ -355,3 +355,65 @@ def test_a_login_never_puts_back_an_email_customerio_changed(cio_emulator, clien
     [_, login] = entries(cio_emulator)
     assert "email" not in login["attributes"]
     assert cio_emulator.customer("cio_c-1")["email"] == "new@example.com"
+
+
+def test_only_what_changed_is_sent_so_customerio_changes_are_never_put_back(cio_emulator, client):
+    FieldMapping.objects.filter(user_field__in=["first_name", "email"]).update(direction="both")
+    freshness.changed("field_mappings")
+    cio_emulator.reset({"customers": [{"email": "ann@example.com", "cio_id": "c-1"}]})
+    configure(push_profiles=False)
+    user = User.objects.create_user(username="u", email="ann@example.com", cio_id="c-1", first_name="Ann")
+    configure(push_profiles=True)
+    # Changed in Customer.io since (the site hears of it at the next webhook).
+    cio_emulator.load(
+        {"customers": [{"cio_id": "c-1", "email": "ann.new@example.com", "attributes": {"first_name": "Annie"}}]}
+    )
+
+    client.force_login(user)
+    send()
+
+    [login] = entries(cio_emulator)
+    assert login["attributes"] == {"last_login": int(User.objects.get().last_login.timestamp()), "_update": True}
+    person = cio_emulator.customer("cio_c-1")
+    assert (person["email"], person["attributes"]["first_name"]) == ("ann.new@example.com", "Annie")
+
+
+def test_a_change_saved_later_is_still_sent(cio_emulator):
+    push(("first_name", "first_name"))
+    user = User.objects.create_user(username="u", email="u@example.com", cio_id="c-u")
+    send()
+    cio_emulator.clear_requests()
+    user = User.objects.get(pk=user.pk)
+
+    user.first_name = "Ann"
+    user.save(update_fields=["last_login"])  # first_name changed on the instance, not saved yet
+    user.save(update_fields=["first_name"])
+    send()
+
+    assert [entry["attributes"].get("first_name") for entry in entries(cio_emulator)] == ["Ann"]
+
+
+def test_only_a_user_created_on_the_site_may_create_a_person(cio_emulator):
+    push(("first_name", "first_name"))
+    ann = User.objects.create_user(username="ann", email="ann@example.com")
+    send()
+    [created] = entries(cio_emulator)
+    assert "_update" not in created["attributes"]  # a new person for Customer.io
+    cio_emulator.clear_requests()
+
+    ann.first_name = "Ann"
+    ann.save()
+    send()
+    [changed] = entries(cio_emulator)
+    assert changed["attributes"] == {"first_name": "Ann", "_update": True}  # never brings back a deleted person
+
+
+def test_a_request_refused_as_a_whole_is_retried_not_dropped(cio_emulator, settings):
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    cio_emulator.set_faults(fail_rate=1.0, fail_status=413, path_prefix="/api/v2/batch")
+    User.objects.create_user(username="u", email="u@example.com")
+
+    summary = send()
+
+    assert summary.failed == 1 and summary.dropped == 0
+    assert OutboxEntry.objects.get().attempts == 1

@@ -78,3 +78,24 @@ def test_no_link_without_a_base_url_and_the_activity_log_says_why(hook, emulator
     assert not OutboxEntry.objects.exists()
     line = ActivityLog.objects.get(message__contains="no login link returned")
     assert "SITE_BASE_URL" in line.message
+
+
+def test_a_password_returned_again_comes_with_a_fresh_link(hook, emulator, links_on, client, settings):
+    """The link is signed over the password: when Return Password's retry sets a new one, the link sent with the
+    first is dead, and a fresh link is owed."""
+    settings.CUSTOMERIO_MAX_RETRIES = 0
+    set_settings(return_password=True, return_password_field="site_password")
+    emulator.set_faults(fail_rate=1.0, fail_status=500, path_prefix="/api/v1/customers/", method="PUT")
+    assert hook("add").status_code == 502  # the password was not returned: Customer.io retries the delivery
+    outbox_sender.send_due()
+    first = returned_link(emulator, "ann@example.com")
+    assert first
+
+    emulator.set_faults()
+    assert hook("add").status_code == 200  # the retry: a fresh password, returned
+    outbox_sender.send_due()
+    second = returned_link(emulator, "ann@example.com")
+
+    assert second != first
+    assert client.post(urlsplit(first).path)["Location"].startswith(reverse("login"))
+    assert client.post(urlsplit(second).path)["Location"] == reverse("account")

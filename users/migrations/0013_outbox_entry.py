@@ -30,6 +30,7 @@ class Migration(migrations.Migration):
                 ),
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("previous_email", models.CharField(blank=True, max_length=254)),
+                ("fields", models.JSONField(blank=True, default=list)),
                 ("event_name", models.CharField(blank=True, max_length=100)),
                 ("event_data", models.JSONField(blank=True, null=True)),
                 ("event_id", models.CharField(blank=True, max_length=26)),

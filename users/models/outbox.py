@@ -49,8 +49,13 @@ class OutboxEntry(models.Model):
     user = models.ForeignKey("users.User", on_delete=models.CASCADE, related_name="outbox_entries")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     created_at = models.DateTimeField(default=timezone.now)
-    # An email change not yet sent: the address Customer.io still knows the person by (when the site has no cio_id).
+    # An email change not yet sent: the address Customer.io still knows the person by.
     previous_email = models.CharField(max_length=254, blank=True)
+    CREATED = "*"  # in `fields`: a user created on the site (everything is sent, and the person may be created)
+
+    # Profiles: the user fields that changed ("email", "first_name", "meta.plan", ...), or ["*"] for a user created on
+    # the site. Only those are sent: a value Customer.io changed since is never put back by an unrelated change.
+    fields = models.JSONField(default=list, blank=True)
     # Events: the name, the data, and a ULID Customer.io deduplicates by (a retry after a lost answer is not counted
     # twice).
     event_name = models.CharField(max_length=100, blank=True)

@@ -15,13 +15,14 @@ import functools
 import os
 import time
 from collections.abc import Iterable
+from copy import deepcopy
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min
 from django_tasks_db.models import DBTaskResult
 
-from settings_app.models import WebhookSettings
+from settings_app.models import FIRST_CLASS_USER_FIELDS, WebhookSettings
 
 from ..models import OutboxEntry, User
 from ..tasks import send_outbox
@@ -71,64 +72,80 @@ def sends_for(user: User, site_settings: WebhookSettings | None = None) -> bool:
 
 # Profile changes -------------------------------------------------------------------------------------------------
 
-# What a change must touch for Customer.io to be told: the person's identity and role, their login, and whatever
-# field a mapping pushes.
-_ALWAYS_WATCHED = ("email", "role_id", "last_login")
-# Every user field a mapping may push, as loaded: kept when a user is loaded (post_init), compared after a save.
-_SNAPSHOT_FIELDS = ("email", "role_id", "last_login", "first_name", "last_name", "username", "date_joined", "id")
+# The user fields a mapping may push, as kept when a user is loaded (post_init) and compared after a save: the
+# first-class ones of FieldMapping's choices (role as its id), and meta, copied.
+_SNAPSHOT_FIELDS = (
+    *("role_id" if name == "role" else name for name in sorted(FIRST_CLASS_USER_FIELDS) if name != "password"),
+    "meta",
+)
+CREATED = OutboxEntry.CREATED
 
 
-def remember_state(user: User) -> None:
-    """Called when a user is loaded: what a later save is compared with. No query and no configuration read (users
-    are loaded everywhere, in failed transactions too); a field left out of the query (.only(), .defer()) is kept
-    as None rather than loaded."""
+def remember_state(user: User, names=None) -> None:
+    """Called when a user is loaded (and after a save, for the fields it wrote): what a later save is compared
+    with. No query and no configuration read (users are loaded everywhere, in failed transactions too); a field
+    left out of the query (.only(), .defer()) is kept as None rather than loaded."""
     loaded = user.__dict__
-    snapshot = {name: loaded.get(name) for name in _SNAPSHOT_FIELDS}
-    snapshot["meta"] = dict(loaded.get("meta") or {})
+    snapshot = dict(getattr(user, "_pushed_snapshot", None) or {})  # a new dict: a caller may hold the old one
+    for name in _SNAPSHOT_FIELDS if names is None else names:
+        snapshot[name] = deepcopy(loaded.get(name)) if name == "meta" else loaded.get(name)
     user._pushed_snapshot = snapshot
 
 
-def _pushed_values(values: dict) -> tuple:
-    """The values Customer.io would be sent, from a snapshot or a user's __dict__."""
-    found = [values.get(name) for name in _ALWAYS_WATCHED]
-    meta = values.get("meta") or {}
-    for mapping in push_mappings():
-        field_name = mapping.user_field
-        if field_name.startswith("meta."):
-            found.append(meta.get(field_name.removeprefix("meta.")))
-        elif field_name != "role":
-            found.append(values.get(field_name))
-    return tuple(found)
+def _followed_fields() -> list[str]:
+    """The user fields whose change Customer.io hears of: the email (the person's identity) and every field a
+    mapping pushes."""
+    return ["email", *(mapping.user_field for mapping in push_mappings() if mapping.user_field != "email")]
+
+
+def _value(values: dict, field_name: str):
+    if field_name.startswith("meta."):
+        return (values.get("meta") or {}).get(field_name.removeprefix("meta."))
+    return values.get("role_id" if field_name == "role" else field_name)
+
+
+def _attribute_name(field_name: str) -> str:
+    """The User attribute a followed field is stored in."""
+    return "meta" if field_name.startswith("meta.") else "role_id" if field_name == "role" else field_name
 
 
 def may_change_pushed_fields(update_fields) -> bool:
     """Whether a save of only these fields can change what Customer.io is sent."""
-    names = set(update_fields)
-    if names & {"email", "role", "role_id", "last_login", "meta"}:
-        return True
-    return any(mapping.user_field in names for mapping in push_mappings())
+    names = {"role_id" if name == "role" else name for name in update_fields}
+    return any(_attribute_name(field_name) in names for field_name in _followed_fields())
 
 
-def record_profile_change(user: User, *, created: bool) -> None:
-    """After a user's save: one row when Customer.io has something new to hear about them (post_save calls this)."""
+def record_profile_change(user: User, *, created: bool, update_fields=None) -> None:
+    """After a user's save: one row naming the followed fields that changed, when any did (post_save calls this).
+    With `update_fields`, only those were written: the others keep their remembered values, so a change made on
+    the instance but not saved yet is still news when it is saved."""
     before = getattr(user, "_pushed_snapshot", None)
-    if not created and before is not None and _pushed_values(before) == _pushed_values(user.__dict__):
+    written = None if update_fields is None else {"role_id" if name == "role" else name for name in update_fields}
+    if created:
+        changed = [CREATED]
+    else:
+        followed = [name for name in _followed_fields() if written is None or _attribute_name(name) in written]
+        if before is None:  # a user built by hand and saved over an existing row: nothing to compare with
+            changed = followed
+        else:
+            changed = [name for name in followed if _value(before, name) != _value(user.__dict__, name)]
+    remember_state(user, None if written is None else [name for name in _SNAPSHOT_FIELDS if name in written])
+    if not changed:
         return
-    # A user built by hand and saved over an existing row has no snapshot: counted as a change.
-    previous_email = (before or {}).get("email") or ""
-    remember_state(user)  # a second save in the same request sends nothing more unless something else changed
     site_settings = WebhookSettings.cached()
     if not site_settings.push_profiles or not sends_for(user, site_settings):
         return
-    email_changed = not created and previous_email and previous_email != user.email
+    previous_email = (before or {}).get("email") or ""
+    email_changed = "email" in changed and previous_email and previous_email != user.email
     OutboxEntry.objects.create(
         user=user,
         kind=OutboxEntry.Kind.PROFILE,
-        # The email is sent only when it changed here (Customer.io may have changed it since, and a login must not
-        # put the old one back); without a cio_id the worker also finds the person by the address Customer.io knows.
+        fields=changed,
+        # The address Customer.io still knows the person by, for the worker to find them when the site has no
+        # cio_id (users.services.outbox_sender).
         previous_email=previous_email if email_changed else "",
     )
-    transaction.on_commit(wake_worker)
+    transaction.on_commit(wake_worker, robust=True)
 
 
 # Events ---------------------------------------------------------------------------------------------------------
@@ -144,7 +161,7 @@ def record_event(user: User, name: str, data: dict | None = None) -> OutboxEntry
     entry = OutboxEntry.objects.create(
         user=user, kind=OutboxEntry.Kind.EVENT, event_name=name, event_data=data or {}, event_id=new_ulid()
     )
-    transaction.on_commit(wake_worker)
+    transaction.on_commit(wake_worker, robust=True)
     return entry
 
 
@@ -177,7 +194,7 @@ def owe_login_links(users: Iterable[User], *, created: bool) -> None:
     ]
     if rows:
         OutboxEntry.objects.bulk_create(rows)
-        transaction.on_commit(wake_worker)
+        transaction.on_commit(wake_worker, robust=True)
 
 
 # The worker ------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from .outbox_retries import retry_later
 logger = logging.getLogger(__name__)
 
 Kind = OutboxEntry.Kind
+CREATED = OutboxEntry.CREATED
 # Rows claimed by one pass: 10,000 profile changes are a handful of batch requests.
 CLAIM_LIMIT = 10_000
 LOOKUP_LIMIT = 100  # people per attributes call
@@ -96,59 +97,74 @@ def _claim() -> list[OutboxEntry]:
 def _send(rows: list[OutboxEntry], summary: SendSummary) -> None:
     client = get_client()
     site_settings = WebhookSettings.cached()
+    # One deadline for the pass, well inside the rows' lease, so no other worker takes them over meanwhile.
+    deadline = deadline_in(min(settings.WEBHOOK_TASK_DEADLINE, settings.WEBHOOK_LEASE_SECONDS / 2))
     by_user: dict[int, list[OutboxEntry]] = defaultdict(list)
     for row in rows:
         by_user[row.user_id].append(row)
-    dropped: list[tuple[User, list[int], str]] = []
-    try:
-        identities = _identities(client, by_user)
-    except CustomerIOError as exc:
-        _retry([row.pk for row in rows], str(exc), summary)
-        return
-
-    mappings = push_mappings()
+    identities, lookup_error = _identities(client, by_user, deadline)
     operations: list[_Operation] = []
-    for user_rows in by_user.values():
+    dropped: list[tuple[User, list[int], str]] = []
+    nothing_to_send: list[int] = []
+    for user_id, user_rows in by_user.items():
         user = user_rows[0].user
-        if (user.is_staff or user.is_superuser) and not site_settings.push_staff:
-            dropped.append((user, [row.pk for row in user_rows], "staff accounts are not sent to Customer.io"))
+        if user_id not in identities:  # their old address could not be looked up: later
+            _retry([row.pk for row in user_rows], lookup_error, summary)
             continue
-        identifiers = identities[user.pk]
-        profile = [row for row in user_rows if row.kind == Kind.PROFILE]
-        links = [row for row in user_rows if row.kind == Kind.LOGIN_LINK]
-        attributes = {}
-        if profile:
-            attributes.update(user_attributes(user, mappings))
-            # The email is the person's identity, not a profile field: sent when it names them, or when it changed
-            # on the site. Otherwise an unrelated change (a login) could put back an address Customer.io has changed.
-            if "email" in identifiers or any(row.previous_email for row in profile):
-                attributes["email"] = user.email
-        if links:
-            try:
-                attributes[site_settings.return_login_link_field.strip()] = _link(user, site_settings)
-            except LoginLinkRefused as exc:
-                dropped.append((user, [row.pk for row in links], f"no login link returned: {exc}"))
-                links = []
-        if profile or links:
-            operations.append(
-                _Operation(
-                    identify_operation(identifiers, attributes, update_only=False),
-                    user,
-                    [row.pk for row in profile + links],
-                    "profile" if profile else "login link",
-                    identifies=bool(profile),
-                )
-            )
-        for row in user_rows:
-            if row.kind == Kind.EVENT:
-                operations.append(
-                    _Operation(_event_operation(identifiers, row), user, [row.pk], f"event {row.event_name}")
-                )
-
+        try:
+            built = _operations(user, user_rows, identities[user_id], site_settings, dropped)
+        except Exception as exc:
+            # One person's rows must not hold the whole outbox: they wait for a retry, the others go.
+            logger.exception("The outbox entries of user %s could not be prepared", user_id)
+            _retry([row.pk for row in user_rows], f"could not be prepared: {type(exc).__name__}", summary)
+            continue
+        operations += built
+        sent = {pk for op in built for pk in op.row_ids} | {pk for _, pks, _ in dropped for pk in pks}
+        nothing_to_send += [row.pk for row in user_rows if row.pk not in sent]
+    if nothing_to_send:  # e.g. a last_login change no mapping pushes any more
+        OutboxEntry.objects.filter(id__in=nothing_to_send).delete()
+        summary.sent += len(nothing_to_send)
     if operations:
-        _deliver(client, operations, summary)
+        _deliver(client, operations, summary, deadline)
     if dropped:
         _drop(dropped, summary)
+
+
+def _operations(user: User, user_rows, identifiers: dict, site_settings, dropped: list) -> list[_Operation]:
+    """The batch entries for one person: one identify with the profile fields that changed (their values now), one
+    for a login link, and one per event."""
+    if (user.is_staff or user.is_superuser) and not site_settings.push_staff:
+        dropped.append((user, [row.pk for row in user_rows], "staff accounts are not sent to Customer.io"))
+        return []
+    operations = []
+    profile = [row for row in user_rows if row.kind == Kind.PROFILE]
+    if profile:
+        fields = {name for row in profile for name in row.fields}
+        created = CREATED in fields
+        mappings = [m for m in push_mappings() if m.user_field != "email" and (created or m.user_field in fields)]
+        attributes = user_attributes(user, mappings)
+        # The email is the person's identity: sent when it changed here (or with a new person), never otherwise, or
+        # an unrelated change (a login) could put back an address Customer.io has changed since.
+        if created or "email" in fields:
+            attributes["email"] = user.email
+        if attributes:
+            # Only a user created on the site may create a person: a change never brings back one Customer.io deleted.
+            body = identify_operation(identifiers, attributes, update_only=not created)
+            operations.append(_Operation(body, user, [row.pk for row in profile], "profile", identifies=True))
+    links = [row for row in user_rows if row.kind == Kind.LOGIN_LINK]
+    if links:
+        # An entry of its own: a profile Customer.io refuses must not take the link with it.
+        try:
+            attributes = {site_settings.return_login_link_field.strip(): _link(user, site_settings)}
+        except LoginLinkRefused as exc:
+            dropped.append((user, [row.pk for row in links], f"no login link returned: {exc}"))
+        else:
+            body = identify_operation(identifiers, attributes, update_only=True)
+            operations.append(_Operation(body, user, [row.pk for row in links], "login link"))
+    for row in user_rows:
+        if row.kind == Kind.EVENT:
+            operations.append(_Operation(_event_operation(identifiers, row), user, [row.pk], f"event {row.event_name}"))
+    return operations
 
 
 def _link(user: User, site_settings: WebhookSettings) -> str:
@@ -169,10 +185,10 @@ def _event_operation(identifiers: dict, row: OutboxEntry) -> dict:
     }
 
 
-def _deliver(client, operations: list[_Operation], summary: SendSummary) -> None:
+def _deliver(client, operations: list[_Operation], summary: SendSummary, deadline: float | None) -> None:
     started = time.monotonic()
     try:
-        outcome = client.batch([op.body for op in operations], deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE))
+        outcome = client.batch([op.body for op in operations], deadline=deadline)
     except CustomerIOError as exc:  # credentials missing or refused: nothing was sent
         _retry([pk for op in operations for pk in op.row_ids], str(exc), summary)
         return
@@ -207,10 +223,10 @@ def _deliver(client, operations: list[_Operation], summary: SendSummary) -> None
     )
 
 
-def _identities(client, by_user: dict[int, list[OutboxEntry]]) -> dict[int, dict]:
+def _identities(client, by_user: dict[int, list[OutboxEntry]], deadline) -> tuple[dict[int, dict], str]:
     """How each person is named in this batch: {"cio_id": …} when the site knows it; else, after an email change
     made on the site, the cio_id Customer.io has for the old address (looked up, and kept for next time); else the
-    email."""
+    email. People whose lookup failed are left out, with the error, for their rows to be retried."""
     identities: dict[int, dict] = {}
     moved: dict[str, User] = {}
     for user_rows in by_user.values():
@@ -223,26 +239,34 @@ def _identities(client, by_user: dict[int, list[OutboxEntry]]) -> dict[int, dict
         previous = next((row.previous_email for row in user_rows if row.previous_email), "")
         if previous and normalize_email(previous) != user.email_normalized:
             moved[normalize_email(previous)] = user
-    emails = list(moved)
+    emails, error = list(moved), ""
     for start in range(0, len(emails), LOOKUP_LIMIT):
+        chunk = emails[start : start + LOOKUP_LIMIT]
         try:
-            people = client.get_attributes_batch(
-                emails[start : start + LOOKUP_LIMIT], "email", deadline=deadline_in(settings.WEBHOOK_TASK_DEADLINE)
-            )
+            people = client.get_attributes_batch(chunk, "email", deadline=deadline)
         except NotConfigured:
-            # A site with Track API credentials only cannot look people up: they are named by their new email.
+            # Without an App API key nobody can be looked up: they are named by their new email (docs/sync.md).
             break
+        except CustomerIOError as exc:
+            error = str(exc)
+            for email in emails[start:]:
+                identities.pop(moved[email].pk, None)
+            break
+        found = {}
         for person in people:
             identifiers = person.get("identifiers") or {}
             email = identifiers.get("email") or (person.get("attributes") or {}).get("email") or ""
             cio_id = identifiers.get("cio_id") or person.get("cio_id")
-            user = moved.get(normalize_email(email))
-            if user is None or not cio_id or User.objects.filter(cio_id=cio_id).exists():
-                continue
+            if cio_id and normalize_email(email) in moved:
+                found[cio_id] = moved[normalize_email(email)]
+        held = set(User.objects.filter(cio_id__in=list(found)).values_list("cio_id", flat=True))
+        for cio_id, user in found.items():
+            if cio_id in held:
+                continue  # another site user is that person: named by email, as before
             identities[user.pk] = {"cio_id": cio_id}
             User.objects.filter(pk=user.pk, cio_id__isnull=True).update(cio_id=cio_id)
             user.cio_id = cio_id
-    return identities
+    return identities, error
 
 
 def _retry(pks: list[int], error: str, summary: SendSummary) -> None:

@@ -18,6 +18,7 @@ from ...models import ActivityLog, User
 from ..activity import Activity, log_activities, log_activity
 from ..attributes import mapped_values
 from ..contacts import find_user
+from ..outbox import owe_login_links
 from ..password_hashing import HashedAhead, hash_on_thread
 from ..welcome import send_due_welcome_email
 from .errors import PasswordReturnFailed
@@ -100,7 +101,10 @@ def return_password(user: User, rules, password: str | None, *, source, deadline
         password = generate_password()
         user.set_password(password)
         user.password_return_due = True  # still owed until Customer.io accepts this one
-        user.save(update_fields=["password", "password_return_due"])
+        with transaction.atomic():
+            user.save(update_fields=["password", "password_return_due"])
+            # A login link already sent was signed over the old password and is dead now: a fresh one is owed.
+            owe_login_links([user], created=True)
     try:
         # By cio_id when known: Customer.io answers 200 to an update for an email nobody has (say, after an email
         # change), and the password would be "returned" to no one.
