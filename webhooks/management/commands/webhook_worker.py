@@ -10,6 +10,7 @@ from django.utils.crypto import get_random_string
 from users.services import segment_changes
 from webhooks import cio_calls
 from webhooks.health import record_heartbeat
+from webhooks.message_events import waking as message_events
 from webhooks.metrics import files as metrics_files
 from webhooks.queue import recovery
 from webhooks.queue.task_rows import PROCESS_DELIVERY
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             metrics_files.fold_ended_processes(metrics_dir)
         recovery.sweep()
         segment_changes.wake_if_due()
+        message_events.wake_if_due()
         if not batch:
             sweeper.start()
         logger.info("Webhook worker %s started", worker_id)  # a log line, so that LOG_FORMAT applies to it too
@@ -71,6 +73,7 @@ class Command(BaseCommand):
                     beat(worker, worker_id, started_at)
                     recovery.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
+                    message_events.wake_if_due()  # message events no web process woke the worker for
                     cio_calls.flush_if_due()  # this process's Customer.io call counts, once a minute
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")
