@@ -208,3 +208,17 @@ def test_a_failing_reaction_does_not_hold_the_batch(client, vip, monkeypatch):
     assert error.message == (
         "Reactions to the email clicked event evt-1 for ann@example.com failed: RuntimeError: a defect"
     )
+
+
+def test_a_user_created_in_bulk_is_linked_through_user_imported(client):
+    from users.signals import user_imported
+
+    post(client, event(event_id="evt-bulk"))
+    process_batch()
+    # The queue's bulk adds and cio_import_users write users without post_save, then send user_imported.
+    (ann,) = User.objects.bulk_create(
+        [User(username="ann", email="ann@example.com", email_normalized="ann@example.com", role=Role.get_default())]
+    )
+    assert MessageEvent.objects.get().user is None
+    user_imported.send(sender=User, user=ann, delivery=None)
+    assert MessageEvent.objects.get().user == ann
