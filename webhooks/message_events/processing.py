@@ -49,6 +49,8 @@ def process_waiting() -> int:
 
 def process_batch(limit: int = BATCH_SIZE) -> int:
     """One batch of waiting events, oldest first. Returns how many were processed."""
+    reactions = Reactions.load()
+    reactions.learn_tag_kinds()  # before the transaction: it may call Customer.io
     with transaction.atomic():
         waiting = MessageEvent.objects.filter(processed_at__isnull=True).order_by("id")
         if connection.features.has_select_for_update_skip_locked:
@@ -58,7 +60,6 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
             return 0
         now = timezone.now()
         found = people.users_of([event for event in events if event.user_id is None])
-        reactions = Reactions.load()
         for event in events:
             if event.user_id is None and event.pk in found:
                 event.user = found[event.pk]

@@ -15,6 +15,7 @@ from users.emails import normalize_email
 from users.models import ActivityLog, User
 from users.services.activity import log_activity
 from users.services.deliverability import mark_email_undeliverable
+from users.services.segment_changes import ensure_manual
 
 from ..models import MessageEvent, MessageReaction
 
@@ -32,6 +33,18 @@ class Reactions:
     @classmethod
     def load(cls) -> "Reactions":
         return cls(tuple(MessageReaction.objects.filter(enabled=True).select_related("tag").order_by("id")))
+
+    def learn_tag_kinds(self) -> None:
+        """Ask Customer.io, once per tag, whether a reaction's tag the site has not classified yet (first seen through
+        a webhook) is a manual segment: apply_tags would ask inside the batch's transaction, which on SQLite holds
+        the database's write lock meanwhile. A tag Customer.io cannot classify now is asked about again by the
+        reaction itself, which then fails with a warning if it must."""
+        for reaction in self.rows:
+            if reaction.tag is not None and not reaction.tag.kind:
+                try:
+                    ensure_manual([reaction.tag])
+                except (NotAManualSegment, CustomerIOError) as problem:
+                    logger.warning("Could not tell the kind of tag %s: %s", reaction.tag, problem)
 
     def for_event(self, event: MessageEvent) -> list[MessageReaction]:
         return [

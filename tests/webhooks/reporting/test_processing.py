@@ -222,3 +222,19 @@ def test_a_user_created_in_bulk_is_linked_through_user_imported(client):
     assert MessageEvent.objects.get().user is None
     user_imported.send(sender=User, user=ann, delivery=None)
     assert MessageEvent.objects.get().user == ann
+
+
+def test_a_tag_the_site_has_not_classified_is_asked_about_before_the_batch(client, emulator):
+    from tests.webhooks.conftest import app_calls
+
+    vip = Tag.objects.create(segment_id=1, name="VIP")  # first seen through a webhook: its kind not known yet
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    ann = user()
+    post(client, event(metric="clicked"))
+    process_batch()
+    vip.refresh_from_db()
+    assert vip.kind == Tag.Kind.MANUAL
+    assert UserTag.objects.filter(user=ann, tag=vip).exists()
+    assert app_calls(emulator) == [("GET", "/v1/segments/1")]
+    process_batch()  # known now: not asked again
+    assert len(app_calls(emulator)) == 1
