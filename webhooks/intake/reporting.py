@@ -48,6 +48,7 @@ from .signatures import (
     RefusedSignatureThrottle,
     SignatureAuthentication,
     ValidSignature,
+    signature_sent,
 )
 from .throttling import REFUSAL_COUNTED
 
@@ -158,8 +159,7 @@ def _count_as_refused(django_request) -> None:
     if getattr(django_request, REFUSAL_COUNTED, False):
         return  # the throttle counted it
     setattr(django_request, REFUSAL_COUNTED, True)
-    signature_sent = RefusedSignatureThrottle().credentials_sent(django_request)
-    refusals.refuse(client_ip(django_request), REPORTING, key_sent=signature_sent)
+    refusals.refuse(client_ip(django_request), REPORTING, key_sent=signature_sent(django_request))
 
 
 def _notice_unreadable(exc: Exception) -> None:

@@ -60,6 +60,12 @@ class ValidSignature:
     key_number: int
 
 
+def signature_sent(django_request) -> bool:
+    """Whether the request carried a signature at all: a refusal counts as a wrong key then, as a missing one
+    otherwise."""
+    return bool(django_request.META.get(SIGNATURE_HEADER, "").strip())
+
+
 @sensitive_variables()
 def check(body: bytes, timestamp: str, signature: str, keys: list[str], now: float) -> ValidSignature | Refusal:
     """Whether `signature` is Customer.io's for `body` sent at `timestamp` under one of `keys`, at time `now`."""
@@ -122,4 +128,4 @@ class RefusedSignatureThrottle(RefusedRequestThrottle):
         return REPORTING
 
     def credentials_sent(self, django_request) -> bool:
-        return bool(django_request.META.get(SIGNATURE_HEADER, "").strip())
+        return signature_sent(django_request)

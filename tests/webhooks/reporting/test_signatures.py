@@ -173,3 +173,14 @@ def test_the_signing_keys_never_reach_the_log_or_an_answer(client, caplog, setti
     for text in [caplog.text, *(answer.content.decode() for answer in answers)]:
         assert KEY not in text
         assert OLD_KEY not in text
+
+
+def test_a_wrong_signature_counts_as_a_wrong_key_and_none_as_a_missing_one(client):
+    post(client, event(), key="wrong", REMOTE_ADDR=ADDRESS)
+    post(client, event(), headers={"X-CIO-Signature": None}, REMOTE_ADDR=ADDRESS)
+    client.get(URL, REMOTE_ADDR=ADDRESS)  # a 405 without a signature: refused, counted too
+    refused.flush()
+    row = RefusedRequestWindow.objects.get(address=ADDRESS)
+    assert (row.count, row.wrong_key, row.missing_key) == (3, 1, 2)
+    line = ActivityLog.objects.get()
+    assert line.message.startswith(f"Refused 3 webhook requests with a wrong or missing access key from {ADDRESS}")
