@@ -239,7 +239,7 @@ def report_message_events(sends, answers, dump: str) -> int:
     accepted = set()
     for request, (status, _) in zip(sends, answers, strict=True):
         if fuzz_reporting.storable(request) and status == 200:
-            accepted.add(json.loads(request["body"])["event_id"].strip())
+            accepted.add(fuzz_reporting.stored_event_id(request))
     stored = [entry["fields"] for entry in json.loads(dump) if entry["model"] == "webhooks.messageevent"]
     strays = [fields["event_id"] for fields in stored if fields["event_id"] not in accepted]
     content = sum(str(fields).count("secret ") for fields in stored)
@@ -248,6 +248,8 @@ def report_message_events(sends, answers, dump: str) -> int:
         f"  rows: {len(stored)} message events from {len(accepted)} event ids accepted ({refused} requests refused for "
         f"their signature); from requests not signed right: {len(strays)}; message content kept: {content}"
     )
+    for stray in strays[:5]:
+        print(f"    STORED WITHOUT A RIGHT SIGNATURE: event_id {stray!r}")
     return len(strays) + content
 
 

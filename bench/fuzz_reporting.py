@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 
 PATHS = ["/webhooks/customerio/reporting/", "/webhooks/customerio/reporting/", "/webhooks/customerio/reporting"]
 METHODS = ["POST"] * 24 + ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
@@ -108,6 +109,13 @@ def sign_at_send(request: dict, key: str, now: float) -> dict:
     if how != "no timestamp":
         headers["X-CIO-Timestamp"] = timestamp
     return headers
+
+
+def stored_event_id(request: dict) -> str:
+    """The event id the site stores for this request's body, cleaned as the site cleans text it receives (NUL
+    removed, lone surrogates replaced: users.text)."""
+    event_id = json.loads(request["body"])["event_id"]
+    return re.sub("[\ud800-\udfff]", "\ufffd", event_id.replace("\x00", "")).strip()
 
 
 def storable(request: dict) -> bool:
