@@ -317,6 +317,10 @@ class MessageReaction(models.Model):
             raise ValidationError({"tag": "Choose the tag to apply or remove."})
         if not needs_tag and self.tag_id is not None:
             raise ValidationError({"tag": "Marking the email undeliverable takes no tag."})
+        if not needs_tag and self.channel not in ("", "email"):
+            raise ValidationError(
+                {"channel": "Only email events say whether mail to the address arrives: choose email (or any)."}
+            )
         if needs_tag and self.tag.kind == Tag.Kind.DATA_DRIVEN:
             raise ValidationError(
                 {"tag": f'"{self.tag}" is a data-driven segment: Customer.io decides its members by its conditions.'}

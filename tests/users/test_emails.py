@@ -63,4 +63,5 @@ def test_the_migration_rewrites_idn_users_and_names_twins_for_the_admin():
     assert str(twin.pk) in line.message and str(ann.pk) in line.message
     call_command("migrate", "users", "0010", verbosity=0)
     assert OldUser.objects.get(pk=bob.pk).email_normalized == "bob@bücher.example"
-    call_command("migrate", "users", verbosity=0)
+    # Every app forward again: migrating users back unapplies other apps' migrations that depend on its later ones.
+    call_command("migrate", verbosity=0)

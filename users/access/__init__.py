@@ -1,7 +1,7 @@
 """Tag-based access: the public API other apps and site code use (docs/api.md, docs/tags.md; kept stable).
 
-from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags, user_tags,
-    has_deliverable_email
+from users.access import has_tags, tags_required, TagsRequiredMixin, HasTags, apply_tags, remove_tags, user_tags
+from users.access import has_deliverable_email
 """
 
 from .changes import NotAManualSegment, UnknownTag, apply_tags, remove_tags

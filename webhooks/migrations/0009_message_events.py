@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("users", "0012_password_return_due_index"),
         ("webhooks", "0008_overview"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

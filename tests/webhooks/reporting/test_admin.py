@@ -128,6 +128,11 @@ def test_reactions_need_a_tag_to_apply_and_refuse_data_driven_segments(admin_cli
     assert admin_client.post(url, undeliverable).context["adminform"].form.errors == {
         "tag": ["Marking the email undeliverable takes no tag."]
     }
+    sms = {**undeliverable, "tag": "", "channel": "sms"}
+    assert admin_client.post(url, sms).context["adminform"].form.errors == {
+        "channel": ["Only email events say whether mail to the address arrives: choose email (or any)."]
+    }
+    assert admin_client.post(url, {**sms, "channel": "email"}).status_code == 302
 
 
 def test_the_settings_page_says_whether_the_allowlist_and_the_reporting_webhook_are_on(admin_client, settings):
