@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run manage test lint format docs docs-build screenshots bench-backfill bench-burst bench-accept smoke-production
+.PHONY: run manage test lint format docs docs-build screenshots bench-backfill bench-burst bench-accept bench-reporting smoke-production
 
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (none found on PATH)." >&2; exit 1; }
@@ -53,6 +53,11 @@ bench-burst: $(VENV)/.installed-run
 # (127.0.0.1:5432, when it answers) and SQLite; then accept latency at a fixed 100/s while a worker drains.
 bench-accept: $(VENV)/.installed-run
 	$(VPY) bench/accept.py
+
+# 10,000 signed message events in a burst to the reporting webhook beside the accept benchmark's durable floors, on
+# PostgreSQL (127.0.0.1:5432, when it answers) and SQLite; then a worker processing them.
+bench-reporting: $(VENV)/.installed-run
+	$(VPY) bench/reporting_burst.py
 
 # The site as production runs it (gunicorn, PostgreSQL, a worker), checked over HTTP (CI runs it too).
 smoke-production: $(VENV)/.installed-run

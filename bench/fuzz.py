@@ -7,9 +7,11 @@ Starts the Customer.io emulator (no rate limit) and the site (runserver, DEBUG o
 file) on a fresh SQLite database in a temporary folder (or on BENCH_DATABASE_URL, e.g. an empty PostgreSQL database),
 with the refused-request throttle off (WEBHOOK_REFUSED_PER_MINUTE=0) so that generated requests reach the processing.
 Sends the requests bench/fuzz_requests.py generates (every method, odd query strings, headers and bodies, the key
-right, wrong or missing). Then reports the answers by status, every
-5xx, every traceback in the site's log, and any access key, admin password, Customer.io API key or sent password
-found in the database or the log. Target: 0 5xx, 0 tracebacks, 0 secrets."""
+right, wrong or missing), then those bench/fuzz_reporting.py generates for the reporting webhook (signed right, with
+another key, unsigned, too old, tampered; odd bodies). Then reports the answers by status, every 5xx, every traceback
+in the site's log, any message event stored from a request that was not signed right (or its message content), and
+any access key, signing key, admin password, Customer.io API key or sent password found in the database or the log.
+Target: 0 5xx, 0 tracebacks, 0 events from refused requests, 0 secrets."""
 
 import argparse
 import json
@@ -24,6 +26,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import fuzz_reporting
 import requests
 from fuzz_requests import SENT_PASSWORD, generate
 from queued_site import stop_processes
@@ -33,6 +36,7 @@ PYTHON = sys.executable
 SENDERS = 4
 ADMIN_PASSWORD = "fuzz-admin-Passw0rd-4e1b"
 CIO_SECRETS = ("emulator-app-key", "emulator-track-key")
+REPORTING_KEYS = ("fuzz-reporting-signing-key-1f3a", "fuzz-reporting-signing-key-old-9b2c")
 
 
 def free_port() -> int:
@@ -80,6 +84,7 @@ class Site:
             "CUSTOMERIO_TRACK_API_KEY": CIO_SECRETS[1],
             "CUSTOMERIO_APP_API_RATE": "0",
             "WEBHOOK_REFUSED_PER_MINUTE": "0",
+            "CUSTOMERIO_REPORTING_SIGNING_KEYS": ",".join(REPORTING_KEYS),
             "ENABLE_CIO_EMULATOR": "1",
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LOG_LEVEL": "INFO",
@@ -143,9 +148,12 @@ class Site:
 
 
 def send(base: str, request: dict) -> tuple[int, str]:
+    headers = request["headers"]
+    if "sign" in request:  # a reporting webhook's: signed now, so that a long run stays inside its five minutes
+        headers = fuzz_reporting.sign_at_send(request, REPORTING_KEYS[0], time.time())
     try:
         response = requests.request(
-            request["method"], base + request["url"], headers=request["headers"], data=request["body"], timeout=60
+            request["method"], base + request["url"], headers=headers, data=request["body"], timeout=60
         )
         return response.status_code, response.text[:300]
     except (ValueError, UnicodeError) as error:  # e.g. a header value requests itself refuses to send
@@ -158,6 +166,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--reporting", type=int, default=2000, help="requests to the reporting webhook (default 2000)")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="fuzz-") as workdir:
@@ -167,14 +176,19 @@ def main():
         urls = site.manage("webhook_urls", "--base-url", "http://127.0.0.1")
         key = urls.split("access_key=", 1)[1].split()[0]
         sends = generate(random.Random(options.seed), key, options.requests)
+        reporting = fuzz_reporting.generate(random.Random(options.seed + 1), options.reporting)
         database = site.env["DATABASE_URL"].split(":")[0]
-        print(f"Fuzz run: {len(sends)} generated requests, seed {options.seed}, {SENDERS} senders, database {database}")
+        print(
+            f"Fuzz run: {len(sends)} generated requests and {len(reporting)} to the reporting webhook, seed "
+            f"{options.seed}, {SENDERS} senders, database {database}"
+        )
         try:
             site.start()
             started = time.monotonic()
             with ThreadPoolExecutor(SENDERS) as pool:
                 answers = list(pool.map(lambda r: send(f"http://127.0.0.1:{site.port}", r), sends))
-            elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - started
+                reporting_answers = list(pool.map(lambda r: send(f"http://127.0.0.1:{site.port}", r), reporting))
             # The site writes a minute's tally of refused requests at its first refused request in a later minute.
             time.sleep(61 - time.time() % 60)
             requests.post(f"http://127.0.0.1:{site.port}/?wpf_action=test&access_key=wrong", timeout=30)
@@ -182,16 +196,20 @@ def main():
         finally:
             site.stop()
         failures = report_answers(sends, answers, elapsed)
+        print("  the reporting webhook:")
+        failures += report_answers(reporting, reporting_answers, None)
         # Every table but the settings row, which is where the key belongs.
         dump = site.manage("dumpdata", "--exclude", "settings_app.webhooksettings")
         log_text = site.log_path.read_text(errors="replace")
         report_rows(answers, dump)
+        failures += report_message_events(reporting, reporting_answers, dump)
         report_logs_and_secrets(failures, key, dump, log_text)
 
 
 def report_answers(sends, answers, elapsed):
     statuses = Counter(status for status, _ in answers)
-    print(f"  sent in {elapsed:.0f} s ({len(sends) / elapsed:.0f} requests/s)")
+    if elapsed is not None:
+        print(f"  sent in {elapsed:.0f} s ({len(sends) / elapsed:.0f} requests/s)")
     print("  answers by status: " + ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items())))
     failures = [
         (request, status, text) for request, (status, text) in zip(sends, answers, strict=True) if status >= 500
@@ -215,6 +233,26 @@ def report_rows(answers, dump: str):
     )
 
 
+def report_message_events(sends, answers, dump: str) -> int:
+    """Events stored only from requests signed right and answered 200, and never their message content. Returns how
+    many events break that."""
+    accepted = set()
+    for request, (status, _) in zip(sends, answers, strict=True):
+        if fuzz_reporting.storable(request) and status == 200:
+            accepted.add(fuzz_reporting.stored_event_id(request))
+    stored = [entry["fields"] for entry in json.loads(dump) if entry["model"] == "webhooks.messageevent"]
+    strays = [fields["event_id"] for fields in stored if fields["event_id"] not in accepted]
+    content = sum(str(fields).count("secret ") for fields in stored)
+    refused = sum(1 for status, _ in answers if status in (401, 429))
+    print(
+        f"  rows: {len(stored)} message events from {len(accepted)} event ids accepted ({refused} requests refused for "
+        f"their signature); from requests not signed right: {len(strays)}; message content kept: {content}"
+    )
+    for stray in strays[:5]:
+        print(f"    STORED WITHOUT A RIGHT SIGNATURE: event_id {stray!r}")
+    return len(strays) + content
+
+
 def report_logs_and_secrets(failures: int, key: str, dump: str, log_text: str):
     tracebacks = log_text.count("Traceback (most recent call last)")
     print(f"  tracebacks in the site's log: {tracebacks}")
@@ -226,6 +264,7 @@ def report_logs_and_secrets(failures: int, key: str, dump: str, log_text: str):
         "admin password": ADMIN_PASSWORD,
         "sent password": SENT_PASSWORD,
         **{f"Customer.io key {name}": name for name in CIO_SECRETS},
+        **{f"signing key {n}": signing_key for n, signing_key in enumerate(REPORTING_KEYS, start=1)},
     }
     found = 0
     for label, secret in secrets.items():

@@ -7,9 +7,9 @@ ENABLE_CIO_EMULATOR=true: production has no use for it.
 
 Modules: records (people, segments, events, value rules), fixtures (the JSON to load), faults (injected failures,
 settings), people (the people and segments held, and what Customer.io's writes do to them), state (all of it behind
-one lock), batch (what a /api/v2/batch entry asks for, or why it is refused), routes (the endpoints), handler (HTTP:
-authentication, the rate limit and faults before the routes), server (start and stop), control (a client for
-/_emulator/).
+one lock), batch (what a /api/v2/batch entry asks for, or why it is refused), routes (the endpoints), reporting (the
+signed reporting webhooks it sends a site), handler (HTTP: authentication, the rate limit and faults before the
+routes), server (start and stop), control (a client for /_emulator/).
 
 App API (header `Authorization: Bearer <app_api_key>`; rate limited, see below):
     GET  /v1/segments
@@ -77,6 +77,8 @@ Control endpoints (no auth; loopback clients only, others get 403; never written
                faults and the rate limiter's window (settings stay) -> {"segments": N, "customers": N}
     POST   /_emulator/load        a fixture, added to what is there (upserts) -> {"segments": N, "customers": N}
     GET    /_emulator/status                                  -> {"segments": N, "customers": N, "requests": N}
+    POST   /_emulator/reporting_webhooks  {"url", "person", "metric", "signing_key", options} -> the message event it
+               signed and posted to the site's reporting endpoint, and the site's answers (see reporting.py)
 Bad input answers 400 {"error": "..."}; identifiers that belong to two different people answer 409.
 
 Fixture shape: {"segments": [{"id": 1, "name": "VIP", "type": "manual", "description": ""}],

@@ -62,6 +62,14 @@ class EmulatorControl:
         """Every event recorded, oldest first: as events() gives them, plus "person": {"email", "id", "cio_id"}."""
         return self._call("GET", "events" if name is None else f"events?name={requests.utils.quote(name, safe='')}")
 
+    def send_reporting_webhook(self, url: str, person: str, metric: str, signing_key: str, **options) -> dict:
+        """Have the emulator post a signed reporting webhook (a message event about `person`) to `url`: options
+        channel, event_id, link, failure_message, campaign_id, broadcast_id, action_id, body_content,
+        bad_signature, timestamp_offset, old_timestamp, repeat (cio_emulator/reporting.py). Returns the event sent
+        and the site's answers."""
+        body = {"url": url, "person": person, "metric": metric, "signing_key": signing_key, **options}
+        return self._call("POST", "reporting_webhooks", body)
+
     def requests(self, path_prefix: str = "") -> list[dict]:
         return [entry for entry in self._call("GET", "requests") if entry["path"].startswith(path_prefix)]
 

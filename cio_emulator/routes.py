@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from . import reporting
 from .batch import InvalidOperation, batch_error, parse_operation
 from .records import ID_TYPES, EmulatorInputError, IdentifyRequest, PersonRef, identifier_text
 from .state import EmulatorState
@@ -272,6 +273,10 @@ def _control_status(call: Call) -> Reply:
     return Reply(200, call.state.status())
 
 
+def _control_send_reporting_webhook(call: Call) -> Reply:
+    return Reply(*reporting.send(call.state, call.body.value))
+
+
 # ---- routing
 
 Route = tuple[str, re.Pattern, Callable[[Call], Reply]]
@@ -314,6 +319,7 @@ CONTROL_ROUTES = _routes(
     ("POST", r"/_emulator/reset", _control_reset),
     ("POST", r"/_emulator/load", _control_load),
     ("GET", r"/_emulator/status", _control_status),
+    ("POST", r"/_emulator/reporting_webhooks", _control_send_reporting_webhook),
 )
 
 

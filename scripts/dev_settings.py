@@ -22,6 +22,8 @@ EMULATOR_CREDENTIALS = {
     "CUSTOMERIO_APP_API_KEY": "emulator-app-key",
     "CUSTOMERIO_SITE_ID": "emulator-site",
     "CUSTOMERIO_TRACK_API_KEY": "emulator-track-key",
+    # The reporting webhook's, so that the emulator's signed message events reach the site (docs/development.md).
+    "CUSTOMERIO_REPORTING_SIGNING_KEYS": "emulator-reporting-signing-key",
 }
 
 

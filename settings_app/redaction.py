@@ -13,7 +13,8 @@ MASK = "********"
 # What makes a name (a dictionary key, a query parameter, a header) a secret's: any name containing one of these,
 # case-insensitively. "pass" covers user_pass, password, passwd, passphrase. The one list: the text scrubber below
 # builds its patterns from it.
-SECRET_NAME_PARTS = r"pass|pwd|secret|token|access[_-]?key|api[_-]?key|authorization|credential"  # noqa: S105
+# "signing_key": the reporting webhook's (CUSTOMERIO_REPORTING_SIGNING_KEYS).
+SECRET_NAME_PARTS = r"pass|pwd|secret|token|access[_-]?key|api[_-]?key|signing[_-]?key|authorization|credential"  # noqa: S105
 SECRET_KEY_PATTERN = re.compile(SECRET_NAME_PARTS, re.IGNORECASE)
 
 
@@ -77,7 +78,7 @@ def secret_values(text: str) -> set[str]:
 # Literal pieces of SECRET_NAME_PARTS: a text without any of them (case-folded) holds no secret name. Python's regular
 # expressions cost about 0.1 us per character of text, substring tests a hundredth of that: the patterns above run
 # only on a text that may match them.
-_NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "authorization", "credential")
+_NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "signing", "authorization", "credential")
 
 
 def scrub(text: str) -> str:

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from .access import NotAManualSegment, apply_tags, remove_tags
 from .models import AccessRule, ActivityLog, ImportRun, OutboxEntry, Role, SegmentChange, Tag, User, UserTag
@@ -59,12 +60,33 @@ class UserAdmin(DjangoUserAdmin):
     # in the inline at the foot of the page (they have their own rows); the list here shows them where they matter.
     fieldsets = (
         *DjangoUserAdmin.fieldsets[:2],
-        ("Customer.io", {"fields": ("role", "tag_list", "cio_id", "meta", "cio_pushed_at", "owed_to_customerio")}),
+        (
+            "Customer.io",
+            {
+                "fields": (
+                    "role",
+                    "tag_list",
+                    "cio_id",
+                    "email_undeliverable",
+                    "email_undeliverable_at",
+                    "email_undeliverable_reason",
+                    "meta",
+                    "cio_pushed_at",
+                    "owed_to_customerio",
+                )
+            },
+        ),
         *DjangoUserAdmin.fieldsets[2:],
     )
-    readonly_fields = ["tag_list", "cio_pushed_at", "owed_to_customerio"]
+    readonly_fields = [
+        "tag_list",
+        "email_undeliverable_at",
+        "email_undeliverable_reason",
+        "cio_pushed_at",
+        "owed_to_customerio",
+    ]
     list_display = ["username", "email", "first_name", "last_name", "role", "tag_list", "is_staff", "date_joined"]
-    list_filter = ["role", "is_staff", "is_superuser", "is_active", "tags"]
+    list_filter = ["role", "is_staff", "is_superuser", "is_active", "email_undeliverable", "tags"]
     search_fields = ["username", "email", "first_name", "last_name", "cio_id"]
 
     actions = ["apply_a_tag", "remove_a_tag"]
@@ -132,6 +154,16 @@ class UserAdmin(DjangoUserAdmin):
             next_at = f"{latest.next_attempt_at:%Y-%m-%d %H:%M}"
             summary += f" (tried {latest.attempts} times; next at {next_at}: {latest.last_error})"
         return summary
+
+    def save_model(self, request, obj, form, change):
+        # When and why go with the tick: an admin's tick says so, an admin's untick clears both.
+        if "email_undeliverable" in form.changed_data:
+            if obj.email_undeliverable:
+                obj.email_undeliverable_at = timezone.now()
+                obj.email_undeliverable_reason = f"Marked by {request.user.get_username()} in the admin"
+            else:
+                obj.email_undeliverable_at, obj.email_undeliverable_reason = None, ""
+        super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

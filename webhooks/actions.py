@@ -62,6 +62,11 @@ def user_actions() -> list[str]:
     return [action.name for action in ACTIONS.values() if action.touches_user]
 
 
+def reporting_url(base_url: str | None = None) -> str:
+    """The URL of the reporting webhook (message events), to paste into Customer.io's Reporting Webhooks."""
+    return f"{(base_url or site_base_url()).rstrip('/')}/webhooks/customerio/reporting/"
+
+
 def webhook_urls(base_url: str | None = None, access_key: str | None = None, with_key: bool = True) -> dict[str, str]:
     """The URL to paste into Customer.io for each action, keyed by action. with_key=False: the URL for the header
     form (the key travels in `Authorization: Bearer KEY`, so it stays out of URLs and access logs)."""

@@ -10,6 +10,7 @@ from users.models import ActivityLog
 
 from . import settings_admin  # noqa: F401  (registers the Webhook settings page)
 from .actions import ACTIONS, get_action
+from .message_events import admin as message_events_admin  # noqa: F401  (message events, reactions, user timeline)
 from .models import RefusedRequestWindow, WebhookDelivery
 from .overview import admin as overview_admin  # noqa: F401  (registers the Overview page)
 from .queue.enqueue import requeue

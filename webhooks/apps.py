@@ -11,6 +11,7 @@ class WebhooksConfig(AppConfig):
         from cio.transport import api_call_finished
 
         from .cio_calls import count_call
+        from .message_events import linking  # noqa: F401 (links waiting message events to users who appear)
 
         # Customer.io calls per hour for the admin overview: counted in memory, written once a minute.
         api_call_finished.connect(count_call, dispatch_uid="webhooks.cio_calls")

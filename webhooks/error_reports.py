@@ -12,8 +12,8 @@ set-password link or a login link. So every event is cleaned here before it leav
    (settings_app.redaction.scrub: `access_key=` parameters, dict items, Bearer tokens, set-password and login-link
    tokens);
 2. the secret values themselves — those just masked, the site's access keys (current and previous), the Customer.io
-   API keys and Django's SECRET_KEY — are masked wherever else they appear: an exception's message, a local
-   variable with an innocent name, a breadcrumb.
+   API keys, the reporting webhook's signing keys and Django's SECRET_KEY — are masked wherever else they appear: an
+   exception's message, a local variable with an innocent name, a breadcrumb.
 
 send_default_pii stays off (no cookies, no user, no client address; Authorization and cookie headers filtered by the
 SDK), and the SDK's own EventScrubber runs first, for the names it knows that ours does not. Breadcrumbs are cleaned
@@ -150,6 +150,7 @@ def _known_secrets() -> set[str]:
     values.update(str(database.get("PASSWORD") or "") for database in settings.DATABASES.values())
     values.add(getattr(settings, "EMAIL_HOST_PASSWORD", ""))
     values.add(urlsplit(getattr(settings, "REDIS_URL", "") or "").password or "")
+    values.update(getattr(settings, "CUSTOMERIO_REPORTING_SIGNING_KEYS", []))
     try:
         from settings_app.models import WebhookSettings
 

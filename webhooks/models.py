@@ -1,4 +1,7 @@
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from users.models import Tag
 
 
 class WebhookDelivery(models.Model):
@@ -161,6 +164,167 @@ class CustomerIOCallHour(models.Model):
 
     def __str__(self):
         return f"{self.count} {self.api} API calls answered {self.answer} ({self.hour:%Y-%m-%d %H:%M})"
+
+
+class MessageEvent(models.Model):
+    """One event of Customer.io's reporting webhook: what happened to a message sent to a person (sent, delivered,
+    opened, clicked, bounced, ...). Stored by the reporting endpoint in one INSERT (webhooks.intake.reporting), once
+    per Customer.io `event_id` (its retries store nothing more); linked to a user and reacted to by the background
+    worker (webhooks.message_events). The message itself (subject, body, headers) is never kept: only which message,
+    for whom, what happened and when. Deleted after 180 days by prune_message_events."""
+
+    event_id = models.CharField(max_length=100)  # unique through Meta.constraints
+    metric = models.CharField(max_length=32, help_text="What happened: sent, delivered, opened, clicked, bounced, ...")
+    # Customer.io's object_type: email, push, sms, in_app, slack, webhook (a journey's webhook action), customer (a
+    # subscription change). Plain text: Customer.io adds channels, and an event of a new one is stored all the same.
+    channel = models.CharField(max_length=16, blank=True)
+    occurred_at = models.DateTimeField(help_text="When it happened, by Customer.io's clock.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    # Which message: Customer.io's delivery id (one message to one person: its sent, opened and clicked events share
+    # it), what sent it (a campaign, i.e. a journey; a broadcast; a newsletter; a transactional message), the
+    # journey's action, and the person's journey run.
+    delivery_id = models.CharField(max_length=200, blank=True)
+    campaign_id = models.PositiveBigIntegerField(null=True, blank=True)
+    broadcast_id = models.PositiveBigIntegerField(null=True, blank=True)
+    newsletter_id = models.PositiveBigIntegerField(null=True, blank=True)
+    transactional_message_id = models.PositiveBigIntegerField(null=True, blank=True)
+    action_id = models.PositiveBigIntegerField(null=True, blank=True)
+    journey_id = models.CharField(max_length=64, blank=True)
+    # For whom: the address the message went to (an email, a phone number, a device token), and the person's
+    # identifiers as Customer.io sent them (the worker links the event to a user by cio_id, then by email).
+    recipient = models.CharField(max_length=254, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    cio_id = models.CharField("Customer.io id", max_length=64, blank=True)
+    customer_id = models.CharField("Customer.io person id", max_length=254, blank=True)
+    link = models.CharField(max_length=2000, blank=True, help_text="The link a `clicked` event is about.")
+    failure = models.CharField(
+        max_length=500, blank=True, help_text="Why Customer.io could not deliver (bounced, failed, dropped, ...)."
+    )
+    # Indexed in Meta.indexes only where set: the accept writes no user, so its INSERT adds no entry.
+    user = models.ForeignKey(
+        "users.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="message_events", db_index=False
+    )
+    processed_at = models.DateTimeField(null=True, blank=True, help_text="When the worker linked and reacted to it.")
+    # Set by the worker on an event it found no user for ("email:ann@example.com", or "cio_id:..." without an email):
+    # a user created (or given that email or cio_id) later finds their events through it. NULL otherwise, so the
+    # accept's INSERT adds no entry to its index either.
+    unlinked_key = models.CharField(max_length=300, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        # Each index is one more write per accepted event: the INSERT writes the primary key, the event_id and the
+        # waiting ones' entries, nothing else. Not indexed: occurred_at (the admin lists by id, prune scans once a
+        # day), metric and channel (filters over a handful of values, walked along the primary key).
+        indexes = [
+            # The worker's "events not processed yet", oldest first: only those, so the index stays small.
+            models.Index(fields=["id"], condition=models.Q(processed_at__isnull=True), name="message_event_waiting"),
+            # A user's timeline, newest first (their admin page).
+            models.Index(
+                fields=["user", "-occurred_at"], condition=models.Q(user__isnull=False), name="message_event_user"
+            ),
+            # A user who appears later: their events waiting for them.
+            models.Index(
+                fields=["unlinked_key"],
+                condition=models.Q(unlinked_key__isnull=False),
+                name="message_event_unlinked",
+            ),
+        ]
+        constraints = [
+            # One row per Customer.io event: a retry's INSERT finds it taken and writes nothing (ON CONFLICT DO
+            # NOTHING).
+            models.UniqueConstraint(fields=["event_id"], name="message_event_id"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel or 'message'} {self.metric} for {self.recipient or self.email or self.cio_id or '?'}"
+
+    @property
+    def sent_by(self) -> str:
+        """What sent the message, as the admin names it: "campaign 12", "broadcast 3", ... or ""."""
+        for label, value in self.sources():
+            if value is not None:
+                return f"{label} {value}"
+        return ""
+
+    def sources(self) -> list[tuple[str, int | None]]:
+        return [
+            ("campaign", self.campaign_id),
+            ("broadcast", self.broadcast_id),
+            ("newsletter", self.newsletter_id),
+            ("transactional", self.transactional_message_id),
+        ]
+
+
+class MessageReaction(models.Model):
+    """What the site does when a message event about one of its users arrives, chosen in the admin: apply a tag,
+    remove a tag (through users.access, so a manual segment follows in Customer.io), or mark the user's email
+    undeliverable. None exist until an admin adds one: until then events are only recorded."""
+
+    class Kind(models.TextChoices):
+        APPLY_TAG = "apply_tag", "Apply a tag"
+        REMOVE_TAG = "remove_tag", "Remove a tag"
+        MARK_UNDELIVERABLE = "mark_undeliverable", "Mark the email undeliverable"
+
+    # The metrics Customer.io's reporting webhooks send (its object types do not all send every one).
+    METRICS = [
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "converted",
+        "bounced",
+        "spammed",
+        "unsubscribed",
+        "subscribed",
+        "failed",
+        "dropped",
+        "undeliverable",
+        "deferred",
+        "attempted",
+        "drafted",
+    ]
+    CHANNELS = ["email", "push", "sms", "in_app", "slack", "webhook", "customer"]
+
+    metric = models.CharField(max_length=32, choices=[(m, m) for m in METRICS])
+    channel = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[("", "any channel"), *[(c, c) for c in CHANNELS]],
+        help_text="Only events of this channel (Customer.io's object_type). Empty: any.",
+    )
+    kind = models.CharField("reaction", max_length=32, choices=Kind.choices)
+    tag = models.ForeignKey(
+        Tag,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="message_reactions",
+        help_text="For applying or removing a tag: a manual segment (Customer.io follows) or a tag the site holds.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["metric", "channel", "kind"]
+        verbose_name = "message reaction"
+
+    def __str__(self):
+        what = f"{self.get_kind_display().lower()}{f' {self.tag}' if self.tag_id else ''}"
+        return f"On {self.channel or 'any'} {self.metric}: {what}"
+
+    def clean(self):
+        needs_tag = self.kind in (self.Kind.APPLY_TAG, self.Kind.REMOVE_TAG)
+        if needs_tag and self.tag_id is None:
+            raise ValidationError({"tag": "Choose the tag to apply or remove."})
+        if not needs_tag and self.tag_id is not None:
+            raise ValidationError({"tag": "Marking the email undeliverable takes no tag."})
+        if not needs_tag and self.channel not in ("", "email"):
+            raise ValidationError(
+                {"channel": "Only email events say whether mail to the address arrives: choose email (or any)."}
+            )
+        if needs_tag and self.tag.kind == Tag.Kind.DATA_DRIVEN:
+            raise ValidationError(
+                {"tag": f'"{self.tag}" is a data-driven segment: Customer.io decides its members by its conditions.'}
+            )
 
 
 class Overview(WebhookDelivery):

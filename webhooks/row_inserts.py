@@ -10,6 +10,7 @@ the compiler does. tests/webhooks/test_row_inserts.py holds every statement to w
 
 import psycopg
 from django.db import connections, models, router
+from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -26,13 +27,15 @@ class PreparedInsert:
     fields take the time of the call. Rows must set the same fields as the first: another set of fields compiles its
     own statement. A field left to a default that differs from row to row (a callable other than an empty list or
     dict, e.g. uuid4) must be set by each row: refused otherwise. tests/webhooks/test_row_inserts.py compares every
-    statement with the compiler's.
+    statement with the compiler's. `ignore_conflicts`: a row that breaks a unique constraint is not written and no
+    error is raised (the ORM's bulk_create(ignore_conflicts=True)); with `returning`, such a row returns nothing.
     """
 
-    def __init__(self, model, *, fixed: dict | None = None, returning: bool = False):
+    def __init__(self, model, *, fixed: dict | None = None, returning: bool = False, ignore_conflicts: bool = False):
         self.model = model
         self.fixed = dict(fixed or {})
         self.returning = returning
+        self.on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         # (alias, the fields a row sets) -> (statement, parameters, [(parameter index, field, auto_now)])
         self._compiled: dict[tuple, tuple[str, list, list]] = {}
 
@@ -70,7 +73,7 @@ class PreparedInsert:
             if default is not None and not (type(default) in (list, dict) and not default):
                 raise ValueError(f"{meta.label}.{field.attname} has a default that changes: each row must set it")
         row = self.model(**self.fixed, **values)
-        query = InsertQuery(self.model)
+        query = InsertQuery(self.model, on_conflict=self.on_conflict)
         query.insert_values(fields, [row])
         compiler = query.get_compiler(using=alias)
         if self.returning:

@@ -16,7 +16,7 @@ from settings_app.models import WebhookSettings
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
-from .actions import webhook_urls
+from .actions import reporting_url, webhook_urls
 from .models import WebhookDelivery
 
 RECENT_KEY_USE = 10
@@ -172,6 +172,9 @@ class WebhookSettingsAdmin(SingletonModelAdmin):
         )
         extra_context = {
             **(extra_context or {}),
+            "allowed_networks": django_settings.WEBHOOK_ALLOWED_NETWORKS.describe(),
+            "reporting_url": reporting_url(base_url),
+            "reporting_keys": len(django_settings.CUSTOMERIO_REPORTING_SIGNING_KEYS),
             "webhook_urls": webhook_urls(base_url, settings.access_key),
             "header_urls": webhook_urls(base_url, with_key=False),
             "access_key": settings.access_key,

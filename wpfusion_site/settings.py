@@ -7,6 +7,7 @@ from pathlib import Path
 
 import environ
 
+from . import allowed_networks
 from .logging_config import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -257,6 +258,11 @@ CUSTOMERIO_READ_TIMEOUT = env.float("CUSTOMERIO_READ_TIMEOUT", default=10.0)
 CUSTOMERIO_MAX_RETRIES = env.int("CUSTOMERIO_MAX_RETRIES", default=4)
 # First retry waits about this long (seconds); each further retry doubles it, with jitter, up to 30 s.
 CUSTOMERIO_RETRY_BACKOFF = env.float("CUSTOMERIO_RETRY_BACKOFF", default=0.5)
+# The reporting webhook's signing keys (message events, webhooks.intake.reporting): several during a rotation; none
+# turns /webhooks/customerio/reporting/ off (404).
+CUSTOMERIO_REPORTING_SIGNING_KEYS = [
+    key.strip() for key in env.list("CUSTOMERIO_REPORTING_SIGNING_KEYS", default=[]) if key.strip()
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -278,6 +284,10 @@ WEBHOOK_REFUSED_PER_MINUTE = env.int("WEBHOOK_REFUSED_PER_MINUTE", default=20)
 # Most address rows in the refused-requests table (one per address per hour); addresses past it are counted together
 # in one overflow row per hour.
 WEBHOOK_REFUSED_MAX_ROWS = env.int("WEBHOOK_REFUSED_MAX_ROWS", default=1000)
+
+# Journey webhooks only from these networks (CIDRs, and the presets customerio-us / customerio-eu: Customer.io's
+# published addresses); from anywhere else they are refused as a wrong key. Empty: any address.
+WEBHOOK_ALLOWED_NETWORKS = allowed_networks.parse(env.str("WEBHOOK_ALLOWED_NETWORKS", default=""))
 
 # Hours a key replaced by "Regenerate" (or `rotate_access_key`) keeps working, so journeys can be updated.
 WEBHOOK_KEY_GRACE_HOURS = env.float("WEBHOOK_KEY_GRACE_HOURS", default=24.0)

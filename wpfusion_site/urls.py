@@ -7,6 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from users.forms import SetOrResetPasswordForm
 from users.views import PasswordResetConfirmView, account, login_link
 from webhooks.health import healthz
+from webhooks.intake.reporting import reporting_view
 from webhooks.intake.views import home, webhook_view
 from webhooks.metrics.views import metrics
 
@@ -14,6 +15,8 @@ urlpatterns = [
     # The root answers Customer.io webhooks in WP Fusion's URL format (/?wpf_action=...&access_key=...).
     path("", csrf_exempt(home), name="home"),
     re_path(r"^webhooks/customerio/?$", webhook_view, name="customerio-webhook"),
+    # Customer.io's reporting webhook (message events), signed with CUSTOMERIO_REPORTING_SIGNING_KEYS.
+    re_path(r"^webhooks/customerio/reporting/?$", reporting_view, name="customerio-reporting-webhook"),
     path(
         "accounts/password_reset/",
         auth_views.PasswordResetView.as_view(form_class=SetOrResetPasswordForm),

@@ -26,6 +26,7 @@ SCREENSHOTS = {
     "admin-access-rules": "the access rules list",
     "admin-access-rule": "an access rule's page",
     "admin-user": "a user's page: role and tags",
+    "admin-user-messages": "a user's page: their message timeline from Customer.io's reporting webhook",
     "admin-import-runs": "the runs of cio_import_users",
     "admin-overview": "Webhooks → Overview: the queue, the workers and the last 24 hours and 7 days as charts",
     "account-page": "a logged-in person's account page with their tags",

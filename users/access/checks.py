@@ -113,3 +113,13 @@ def has_tags(user, any: Iterable[TagRef] = (), all: Iterable[TagRef] = (), none:
 def has_tag(user, tag: TagRef) -> bool:
     """Whether the user holds this one tag."""
     return has_tags(user, all=[tag])
+
+
+def has_deliverable_email(user) -> bool:
+    """True when the user is logged in and their email is not marked undeliverable: Customer.io has not reported
+    that mail to it bounces (or was marked as spam, ...) through a message-event reaction, and no admin ticked
+    **email undeliverable** on their page.
+
+    For content reached through an email — a course unlocked by a link you mail, a download sent on request — so
+    the site can offer another way to a person who never receives the email. An anonymous user (or None) has none."""
+    return is_authenticated(user) and not getattr(user, "email_undeliverable", False)

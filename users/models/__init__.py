@@ -89,6 +89,16 @@ class User(AbstractUser):
     welcome_email_due = models.BooleanField(default=False, editable=False)
     # When Customer.io last accepted this person's profile from the site (users.services.outbox).
     cio_pushed_at = models.DateTimeField("sent to Customer.io", null=True, blank=True, editable=False)
+    # Customer.io reported that mail to this address does not arrive (a bounce, a spam complaint, ...), through a
+    # reaction to its message events (webhooks.message_events) or an admin's tick; users.access.has_deliverable_email
+    # reads it, so a site can stop gating something behind an email the person never gets. Cleared by hand.
+    email_undeliverable = models.BooleanField(
+        "email undeliverable",
+        default=False,
+        help_text="Mail to this address does not arrive (set by a message-event reaction; untick when it is fixed).",
+    )
+    email_undeliverable_at = models.DateTimeField("marked undeliverable at", null=True, blank=True)
+    email_undeliverable_reason = models.CharField("why", max_length=500, blank=True)
 
     objects = UserManager()
 

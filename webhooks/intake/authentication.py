@@ -8,12 +8,17 @@ Where the key may travel (a request may carry it in more than one: any valid one
 - the password of HTTP Basic auth: Customer.io lets a webhook URL carry `https://user:KEY@host/…` and sends it as
   `Authorization: Basic …` (the user name is ignored);
 - `access_key=KEY` in the query string: WP Fusion's URL format, which journeys moving over keep.
+
+With WEBHOOK_ALLOWED_NETWORKS set, a request from an address outside those networks (the client address as the
+throttle sees it: webhooks.intake.client_address, TRUSTED_PROXIES) is not authenticated whatever key it carries: it
+is refused, counted and throttled exactly as a wrong key, so a stranger learns nothing from the answer.
 """
 
 import base64
 import binascii
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.authentication import BaseAuthentication
@@ -24,6 +29,7 @@ from settings_app.models import WebhookSettings
 from users.models import ActivityLog
 from users.services.activity import log_activity
 
+from .client_address import client_ip
 from .exceptions import InvalidAccessKey
 
 logger = logging.getLogger(__name__)
@@ -63,6 +69,9 @@ class AccessKeyAuthentication(BaseAuthentication):
 
     @sensitive_variables()
     def authenticate(self, request):
+        allowed = settings.WEBHOOK_ALLOWED_NETWORKS
+        if allowed and not allowed.allows(client_ip(request._request)):
+            return None  # refused before any key is looked at: the address alone decides
         site_settings = WebhookSettings.cached()
         matched = None
         # Every presented key is compared (each in constant time against every valid key), whichever matched.

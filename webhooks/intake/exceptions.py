@@ -57,14 +57,42 @@ class TooManyRefusedRequests(WebhookError):
     status_code = 429
     default_code = "too_many_refused_requests"
 
-    def __init__(self, wait: int):
+    def __init__(self, wait: int, credentials: str = "access key"):
         self.wait = wait
         super().__init__(
-            f"Too many requests with a wrong or missing access key from this address: try again in {wait} s."
+            f"Too many requests with a wrong or missing {credentials} from this address: try again in {wait} s."
         )
 
     def headers(self) -> dict:
         return {"Retry-After": str(self.wait)}
+
+
+class InvalidSignature(WebhookError):
+    """The reporting webhook's request is not signed with a signing key, or its signature is too old (a replay)."""
+
+    status_code = 401
+    default_code = "invalid_signature"
+    default_detail = "The signature matches no signing key."
+
+    def headers(self) -> dict:
+        # A 401 names how to authenticate: Customer.io's signature headers (no browser prompts for this scheme).
+        return {"WWW-Authenticate": "X-CIO-Signature"}
+
+
+class ReportingWebhookOff(WebhookError):
+    status_code = 404
+    default_code = "reporting_webhook_off"
+    default_detail = (
+        "The reporting webhook is off: the site has no signing key (set CUSTOMERIO_REPORTING_SIGNING_KEYS)."
+    )
+
+
+class DatabaseBusy(WebhookError):
+    """The database failed while recording: a 5xx, so that Customer.io retries."""
+
+    status_code = 503
+    default_code = "database_busy"
+    default_detail = "The site's database failed; try again."
 
 
 class DuplicateParameter(WebhookError):

@@ -19,21 +19,36 @@ REFUSAL_COUNTED = "_webhook_refusal_counted"
 
 
 class RefusedRequestThrottle(BaseThrottle):
+    """The journey webhook's: a request without a valid access key is counted (a wrong key or none) and past the
+    limit answered 429. Subclasses say what authenticates another endpoint's requests (the reporting webhook's
+    signature) and how its refusals are named in the count."""
+
     def __init__(self):
         self.refusal: refusals.Refusal | None = None
 
     def allow_request(self, request, view) -> bool:
-        if isinstance(request.auth, KeyMatch):
+        if self.authenticated(request):
             return True
         django_request = request._request
         setattr(django_request, REFUSAL_COUNTED, True)
         # The project's one rule for the client's address (TRUSTED_PROXIES), not DRF's NUM_PROXIES.
         self.refusal = refusals.refuse(
             client_ip(django_request),
-            django_request.GET.get("wpf_action"),
-            key_sent=bool(presented_keys(django_request)),
+            self.asked_for(django_request),
+            key_sent=self.credentials_sent(django_request),
         )
         return not self.refusal.throttled
 
     def wait(self) -> int | None:
         return self.refusal.retry_after if self.refusal is not None else None
+
+    def authenticated(self, request) -> bool:
+        return isinstance(request.auth, KeyMatch)
+
+    def asked_for(self, django_request) -> str | None:
+        """What the refused request asked for, as the refused-requests table lists it."""
+        return django_request.GET.get("wpf_action")
+
+    def credentials_sent(self, django_request) -> bool:
+        """Whether it was refused for wrong credentials (rather than none)."""
+        return bool(presented_keys(django_request))

@@ -51,7 +51,7 @@ from .exceptions import (
 from .middleware import skips_site_middleware
 from .negotiation import WebhookNegotiation
 from .pages import BrowserPageRenderer
-from .parsers import JsonOrFormParser, LimitedMultiPartParser
+from .parsers import JsonOrFormParser, LimitedMultiPartParser, refuse_declared_oversize
 from .serializers import (
     ACTION_LENGTH,
     WebhookInput,
@@ -167,7 +167,7 @@ class CustomerIOWebhookView(APIView):
     def handle_webhook(self, request):
         started = time.monotonic()
         django_request = request._request
-        _refuse_declared_oversize(django_request)
+        refuse_declared_oversize(django_request)
         query = clean_query(django_request.GET)
         # The action before the body: "No Action Specified" whatever the body holds, as WP Fusion answers.
         action = requested_action(query)
@@ -274,19 +274,6 @@ def _presented_keys(django_request) -> list[str]:
         return presented_keys(django_request)
     except SuspiciousOperation:
         return []
-
-
-def _refuse_declared_oversize(django_request) -> None:
-    """413 before reading a body whose Content-Length says it is too large (a chunked one is measured as read:
-    webhooks.intake.framing gives it its length, or refuses it here on a server that cannot de-chunk it)."""
-    if django_request.META.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-        raise LengthRequired()
-    try:
-        length = int(django_request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.WEBHOOK_MAX_BODY_BYTES:
-        raise PayloadTooLarge()
 
 
 def _body_if_readable(request, error: WebhookError) -> dict | None:

@@ -15,19 +15,20 @@ from ..actions import ACTIONS
 
 REQUESTS = Counter(
     "webhook_requests",
-    "Answers of the journey webhook, by action and HTTP status (refused requests included).",
+    "Answers of the journey webhook, by action, and of the reporting webhook (action `reporting`), by HTTP status "
+    "(refused requests included).",
     ["action", "status"],
 )
 # Customer.io gives up on a webhook after 4 s: the 4.0 bucket separates answers it saw from those it did not.
 DURATION = Histogram(
     "webhook_request_duration_seconds",
-    "Time to answer the journey webhook, by action.",
+    "Time to answer the journey webhook, by action, and the reporting webhook (action `reporting`).",
     ["action"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 10.0),
 )
 REFUSED = Counter(
     "webhook_refused_requests",
-    "Journey webhook requests answered with a client error instead of being processed, by reason.",
+    "Journey and reporting webhook requests answered with a client error instead of being processed, by reason.",
     ["reason"],
 )
 PROCESSED = Counter(
@@ -39,6 +40,8 @@ PROCESSED = Counter(
 
 NO_ACTION = "none"
 UNKNOWN = "unknown"
+# The reporting webhook's answers are counted under this action (it has no wpf_action).
+REPORTING = "reporting"
 
 # The error code of a refused request (webhooks.intake.exceptions) -> its reason label. Codes not listed (a bad
 # body, no contact, a repeated parameter, an unknown action, ...) are `invalid_request`.
@@ -48,6 +51,7 @@ REASONS = {
     "payload_too_large": "too_large",
     "length_required": "too_large",  # a chunked body a server cannot measure: refused for its size
     "method_not_allowed": "method_not_allowed",
+    "invalid_signature": "invalid_signature",  # the reporting webhook's: unsigned, wrong key or too old
 }
 INVALID_REQUEST = "invalid_request"
 MISSING_KEY = "missing_key"

@@ -10,6 +10,7 @@ from django.utils.crypto import get_random_string
 from users.services import outbox, segment_changes
 from webhooks import cio_calls
 from webhooks.health import record_heartbeat
+from webhooks.message_events import waking as message_events
 from webhooks.metrics import files as metrics_files
 from webhooks.queue import recovery
 from webhooks.queue.task_rows import PROCESS_DELIVERY
@@ -53,6 +54,7 @@ class Command(BaseCommand):
         recovery.sweep()
         segment_changes.wake_if_due()
         outbox.wake_if_due()
+        message_events.wake_if_due()
         if not batch:
             sweeper.start()
         logger.info("Webhook worker %s started", worker_id)  # a log line, so that LOG_FORMAT applies to it too
@@ -73,6 +75,7 @@ class Command(BaseCommand):
                     recovery.sweep()
                     segment_changes.wake_if_due()  # tag changes for Customer.io whose retry is due
                     outbox.wake_if_due()  # profile changes, events and login links likewise
+                    message_events.wake_if_due()  # message events no web process woke the worker for
                     cio_calls.flush_if_due()  # this process's Customer.io call counts, once a minute
                 except Exception:
                     logger.exception("Delivery recovery sweep failed; trying again later")

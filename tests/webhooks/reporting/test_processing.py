@@ -1,0 +1,240 @@
+"""The worker's part: each event linked to the user with its Customer.io id or email, the admin's reactions run for
+it, message_event_received sent after the commit; an event whose person has no user waits for one, and is linked
+(and reacted to) when that user appears."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from users.access import has_deliverable_email
+from users.models import ActivityLog, Role, SegmentChange, Tag, User, UserTag
+from webhooks.message_events.processing import process_batch
+from webhooks.models import MessageEvent, MessageReaction
+from webhooks.signals import message_event_received
+
+from .conftest import event, post
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the signal goes out on commit
+
+Kind = MessageReaction.Kind
+
+
+@pytest.fixture
+def received():
+    """What message_event_received delivered: (event_id, user email or None)."""
+    seen = []
+
+    def receiver(sender, event, user, **kwargs):
+        seen.append((event.event_id, user.email if user else None))
+
+    message_event_received.connect(receiver, dispatch_uid="tests.received")
+    yield seen
+    message_event_received.disconnect(dispatch_uid="tests.received")
+
+
+@pytest.fixture
+def vip():
+    return Tag.objects.create(segment_id=1, name="VIP", kind=Tag.Kind.MANUAL)
+
+
+def user(email="ann@example.com", **extra):
+    return User.objects.create_user(username=email, email=email, password="x", **extra)
+
+
+def test_an_event_is_linked_by_cio_id_first_then_by_email(client, received):
+    by_cio_id = user("ann.renamed@example.com", cio_id="cio-ann")  # her email changed on the site
+    bob = user("bob@example.com")
+    post(client, event(event_id="evt-ann"))
+    bobs = event(event_id="evt-bob", recipient="BOB@example.com")
+    bobs["data"]["identifiers"] = {"email": "Bob@Example.com"}
+    post(client, bobs)
+
+    assert process_batch() == 2
+    rows = {row.event_id: row for row in MessageEvent.objects.all()}
+    assert rows["evt-ann"].user == by_cio_id
+    assert rows["evt-bob"].user == bob
+    assert all(row.processed_at and row.unlinked_key is None for row in rows.values())
+    assert sorted(received) == [("evt-ann", "ann.renamed@example.com"), ("evt-bob", "bob@example.com")]
+    assert process_batch() == 0  # nothing twice
+
+
+def test_an_unknown_person_s_event_waits_and_is_linked_when_the_user_appears(client, received, vip):
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    post(client, event(metric="clicked", event_id="evt-early", href="https://example.com/join"))
+    assert process_batch() == 1
+    early = MessageEvent.objects.get()
+    assert (early.user, early.unlinked_key) == (None, "email:ann@example.com")
+    assert received == [("evt-early", None)]
+
+    ann = user("Ann@Example.com")  # signs up later (any case)
+
+    early.refresh_from_db()
+    assert early.user == ann
+    assert early.processed_at is None  # waiting for the worker again: the reactions are its job
+    assert not UserTag.objects.filter(user=ann).exists()
+    assert process_batch() == 1
+    assert list(UserTag.objects.filter(user=ann).values_list("tag__name", flat=True)) == ["VIP"]
+    assert received == [("evt-early", None), ("evt-early", "Ann@Example.com")]
+
+
+def test_a_user_whose_email_changes_to_the_person_s_gets_their_events(client):
+    post(client, event(event_id="evt-for-ann"))
+    process_batch()
+    someone = user("someone@example.com")
+    assert MessageEvent.objects.get().user is None
+    someone.email = "ann@example.com"
+    someone.save()  # the admin's form saves every field
+    assert MessageEvent.objects.get().user == someone
+
+
+def test_a_login_does_not_look_for_waiting_events(client, django_assert_num_queries):
+    ann = user()
+    ann.last_login = datetime(2026, 1, 1, tzinfo=UTC)
+    with django_assert_num_queries(1):  # the UPDATE of last_login alone
+        ann.save(update_fields=["last_login"])
+
+
+def test_apply_and_remove_tag_reactions_go_through_users_access(client, vip):
+    newsletter = Tag.objects.create(segment_id=2, name="Newsletter", kind=Tag.Kind.MANUAL)
+    ann = user()
+    UserTag.objects.create(user=ann, tag=newsletter)
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    MessageReaction.objects.create(metric="unsubscribed", kind=Kind.REMOVE_TAG, tag=newsletter)
+    MessageReaction.objects.create(metric="unsubscribed", kind=Kind.APPLY_TAG, tag=vip, enabled=False)
+
+    post(client, event(metric="clicked", event_id="evt-click"))
+    post(client, event(metric="unsubscribed", event_id="evt-unsub"))
+    process_batch()
+
+    assert list(UserTag.objects.filter(user=ann).values_list("tag__name", flat=True)) == ["VIP"]
+    # Manual segments follow in Customer.io through the outbox, as for any apply_tags / remove_tags.
+    assert sorted(SegmentChange.objects.values_list("tag__name", "action")) == [
+        ("Newsletter", "remove"),
+        ("VIP", "add"),
+    ]
+    messages = list(ActivityLog.objects.filter(user=ann).order_by("id").values_list("message", flat=True))
+    assert messages == [
+        "Applied tag VIP to ann@example.com on the email clicked event evt-click.",
+        "Removed tag Newsletter from ann@example.com on the email unsubscribed event evt-unsub.",
+    ]
+
+
+def test_mark_undeliverable_on_a_bounce(client):
+    MessageReaction.objects.create(metric="bounced", channel="email", kind=Kind.MARK_UNDELIVERABLE)
+    ann = user()
+    assert has_deliverable_email(ann)
+    bounced = event(metric="bounced", event_id="evt-bounce", failure_message="550 mailbox unavailable")
+    bounced["timestamp"] = 1_765_000_000
+    post(client, bounced)
+    process_batch()
+
+    ann.refresh_from_db()
+    assert ann.email_undeliverable
+    assert ann.email_undeliverable_at == datetime.fromtimestamp(1_765_000_000, tz=UTC)
+    assert ann.email_undeliverable_reason == ("Customer.io: email bounced event evt-bounce (550 mailbox unavailable)")
+    assert not has_deliverable_email(ann)
+    assert ActivityLog.objects.get(user=ann).message == (
+        "Marked the email of ann@example.com undeliverable: Customer.io: email bounced event evt-bounce "
+        "(550 mailbox unavailable)"
+    )
+
+
+def test_undeliverable_only_for_the_user_s_current_address_and_only_for_email(client):
+    MessageReaction.objects.create(metric="bounced", kind=Kind.MARK_UNDELIVERABLE)  # any channel
+    ann = user("ann.new@example.com", cio_id="cio-ann")
+    post(client, event(metric="bounced", event_id="evt-old-address"))  # sent to ann@example.com before she moved
+    sms = event(metric="bounced", event_id="evt-sms", channel="sms", recipient="+15555550100")
+    post(client, sms)
+    process_batch()
+    ann.refresh_from_db()
+    assert not ann.email_undeliverable
+    assert MessageEvent.objects.filter(user=ann).count() == 2
+
+
+def test_no_reactions_by_default(client, vip):
+    ann = user()
+    for metric in ("sent", "delivered", "opened", "clicked", "bounced", "spammed", "unsubscribed"):
+        post(client, event(metric=metric, event_id=f"evt-{metric}"))
+    process_batch()
+    ann.refresh_from_db()
+    assert not UserTag.objects.exists()
+    assert not ann.email_undeliverable
+    assert not ActivityLog.objects.exists()
+
+
+def test_reactions_never_touch_a_staff_account_s_role(client, vip):
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    MessageReaction.objects.create(metric="clicked", kind=Kind.MARK_UNDELIVERABLE)
+    admin = User.objects.create_superuser("ann@example.com", "ann@example.com", "x")
+    role = admin.role
+    post(client, event(metric="clicked"))
+    process_batch()
+    admin.refresh_from_db()
+    assert (admin.is_staff, admin.is_superuser, admin.role) == (True, True, role)
+    assert UserTag.objects.filter(user=admin, tag=vip).exists()  # tags, as users.access allows for staff
+    assert Role.objects.filter(pk=role.pk).exists()
+
+
+def test_a_reaction_that_cannot_be_done_is_logged_and_the_others_run(client, vip):
+    data_driven = Tag.objects.create(segment_id=3, name="Active customers", kind=Tag.Kind.DATA_DRIVEN)
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=data_driven)  # as if saved before
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    ann = user()
+    post(client, event(metric="clicked"))
+    process_batch()
+    assert list(UserTag.objects.filter(user=ann).values_list("tag__name", flat=True)) == ["VIP"]
+    warning = ActivityLog.objects.get(level=ActivityLog.Level.WARNING)
+    assert warning.message.startswith(
+        "Could not apply tag Active customers for ann@example.com on the email clicked event "
+        "01HREPORTING0000000000001: "
+    )
+    assert MessageEvent.objects.get().processed_at is not None
+
+
+def test_a_failing_reaction_does_not_hold_the_batch(client, vip, monkeypatch):
+    from webhooks.message_events import processing
+
+    def broken(event, user, reactions):
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(processing, "react", broken)
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    user()
+    post(client, event(metric="clicked", event_id="evt-1"))
+    post(client, event(metric="opened", event_id="evt-2"))
+    assert process_batch() == 2
+    assert MessageEvent.objects.filter(processed_at__isnull=True).count() == 0
+    error = ActivityLog.objects.get(level=ActivityLog.Level.ERROR)
+    assert error.message == (
+        "Reactions to the email clicked event evt-1 for ann@example.com failed: RuntimeError: a defect"
+    )
+
+
+def test_a_user_created_in_bulk_is_linked_through_user_imported(client):
+    from users.signals import user_imported
+
+    post(client, event(event_id="evt-bulk"))
+    process_batch()
+    # The queue's bulk adds and cio_import_users write users without post_save, then send user_imported.
+    (ann,) = User.objects.bulk_create(
+        [User(username="ann", email="ann@example.com", email_normalized="ann@example.com", role=Role.get_default())]
+    )
+    assert MessageEvent.objects.get().user is None
+    user_imported.send(sender=User, user=ann, delivery=None)
+    assert MessageEvent.objects.get().user == ann
+
+
+def test_a_tag_the_site_has_not_classified_is_asked_about_before_the_batch(client, emulator):
+    from tests.webhooks.conftest import app_calls
+
+    vip = Tag.objects.create(segment_id=1, name="VIP")  # first seen through a webhook: its kind not known yet
+    MessageReaction.objects.create(metric="clicked", kind=Kind.APPLY_TAG, tag=vip)
+    ann = user()
+    post(client, event(metric="clicked"))
+    process_batch()
+    vip.refresh_from_db()
+    assert vip.kind == Tag.Kind.MANUAL
+    assert UserTag.objects.filter(user=ann, tag=vip).exists()
+    assert app_calls(emulator) == [("GET", "/v1/segments/1")]
+    process_batch()  # known now: not asked again
+    assert len(app_calls(emulator)) == 1
