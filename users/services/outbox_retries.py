@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from settings_app.redaction import scrub
+
 
 def retry_later(rows: QuerySet, error: str) -> None:
     """Let these claimed rows go, to be tried again after a backoff that doubles with each attempt (capped by
@@ -19,5 +21,5 @@ def retry_later(rows: QuerySet, error: str) -> None:
         attempts=F("attempts") + 1,
         next_attempt_at=timezone.now() + timedelta(seconds=delay),
         claimed_until=None,
-        last_error=error[:500],
+        last_error=scrub(error)[:500],  # shown in the admin: never a secret a message quoted
     )
