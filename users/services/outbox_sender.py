@@ -140,8 +140,11 @@ def _operations(user: User, user_rows, identifiers: dict, site_settings, dropped
     profile = [row for row in user_rows if row.kind == Kind.PROFILE]
     if profile:
         fields = {name for row in profile for name in row.fields}
-        created = CREATED in fields
-        mappings = [m for m in push_mappings() if m.user_field != "email" and (created or m.user_field in fields)]
+        # A user made on the site is a new person for Customer.io, unless the site knows their cio_id by now: then
+        # Customer.io has them already, and only the pushed fields go (not the email, which it may have changed).
+        created = CREATED in fields and not user.cio_id
+        everything = CREATED in fields
+        mappings = [m for m in push_mappings() if m.user_field != "email" and (everything or m.user_field in fields)]
         attributes = user_attributes(user, mappings)
         # The email is the person's identity: sent when it changed here (or with a new person), never otherwise, or
         # an unrelated change (a login) could put back an address Customer.io has changed since.
