@@ -33,6 +33,19 @@ def remember_what_customerio_was_told(sender, instance, **kwargs):
 
 
 @receiver(post_save, sender=User)
+def new_address_is_deliverable_again(sender, instance, created, raw=False, **kwargs):
+    # Customer.io's bounces were about the old address: a new one starts deliverable. Before the outbox's receiver
+    # below, which forgets the email the user was loaded with.
+    loaded_email = (getattr(instance, "_pushed_snapshot", None) or {}).get("email")
+    if raw or created or not instance.email_undeliverable or not loaded_email or loaded_email == instance.email:
+        return
+    User.objects.filter(pk=instance.pk).update(
+        email_undeliverable=False, email_undeliverable_at=None, email_undeliverable_reason=""
+    )
+    instance.email_undeliverable, instance.email_undeliverable_at, instance.email_undeliverable_reason = False, None, ""
+
+
+@receiver(post_save, sender=User)
 def tell_customerio_of_profile_change(sender, instance, created, raw=False, update_fields=None, **kwargs):
     if raw:
         return

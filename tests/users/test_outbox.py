@@ -350,3 +350,18 @@ def test_a_request_refused_as_a_whole_is_retried_not_dropped(cio_emulator, setti
 
     assert summary.failed == 1 and summary.dropped == 0
     assert OutboxEntry.objects.get().attempts == 1
+
+
+def test_a_new_address_is_deliverable_again(cio_emulator):
+    from django.utils import timezone as tz
+
+    user = User.objects.create_user(username="u", email="old@example.com")
+    User.objects.filter(pk=user.pk).update(email_undeliverable=True, email_undeliverable_at=tz.now())
+    user = User.objects.get(pk=user.pk)
+    user.first_name = "Ann"
+    user.save()
+    assert User.objects.get(pk=user.pk).email_undeliverable  # the same address: still undeliverable
+
+    user.email = "new@example.com"
+    user.save()
+    assert not User.objects.get(pk=user.pk).email_undeliverable

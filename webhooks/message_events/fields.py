@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 
 from django.utils import timezone
 
+from settings_app.redaction import scrub
+
 from ..models import MessageEvent
 
 # Seconds since the epoch Customer.io's timestamps may take: a value outside (milliseconds by mistake, a negative
@@ -62,7 +64,8 @@ def event_values(document) -> dict:
         "email": email,
         "cio_id": _text(identifiers.get("cio_id"), "cio_id"),
         "customer_id": _text(identifiers.get("id"), "customer_id") or _text(data.get("customer_id"), "customer_id"),
-        "link": _text(data.get("href"), "link"),
+        # The site's own emails link to login and set-password links: their tokens must never be kept or shown.
+        "link": scrub(_text(data.get("href"), "link")),
         "failure": _text(data.get("failure_message"), "failure"),
     }
     values.update({name: _number(data.get(name)) for name in SOURCE_IDS})

@@ -12,6 +12,7 @@ sender) — such a user's events found them by email anyway, unless an event car
 """
 
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -28,7 +29,12 @@ IDENTIFYING_FIELDS = {"email", "email_normalized", "cio_id"}
 def link_waiting_events(user: User) -> int:
     """Link the events waiting under the user's email or Customer.io id to them, to be processed again. Returns
     how many (one indexed UPDATE; nothing when none wait)."""
-    linked = MessageEvent.objects.filter(unlinked_key__in=people.keys_of(user), user__isnull=True).update(
+    # Also the person's events not processed yet: on PostgreSQL a worker may hold one right now, having looked for
+    # its user before this one existed. This UPDATE then waits for the worker's commit and checks the row again as
+    # the worker left it (waiting under the user's key), so the event is linked rather than left waiting for good.
+    person = Q(email__iexact=user.email) | Q(cio_id=user.cio_id) if user.cio_id else Q(email__iexact=user.email)
+    waiting_for_them = Q(unlinked_key__in=people.keys_of(user)) | (Q(processed_at__isnull=True) & person)
+    linked = MessageEvent.objects.filter(waiting_for_them, user__isnull=True).update(
         user=user, unlinked_key=None, processed_at=None
     )
     if linked:

@@ -42,6 +42,8 @@ def users_of(events: list[MessageEvent]) -> dict[int, User]:
         user = by_cio_id.get(event.cio_id) if event.cio_id else None
         if user is None and event.email:
             user = by_email.get(normalize_email(event.email))
+            if user is not None and user.cio_id and event.cio_id and user.cio_id != event.cio_id:
+                user = None  # another Customer.io person holds that address on the site: not theirs
         if user is not None:
             found[event.pk] = user
     return found

@@ -12,7 +12,7 @@ id): webhooks.message_events.linking links it, and has it processed again, when 
 import logging
 import time
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from users.models import ActivityLog
@@ -32,12 +32,23 @@ BATCH_SIZE = 500
 WAKE_SECONDS = 0.5
 
 
+# One task spends at most about this long: the worker runs one task at a time, and journey deliveries share its
+# queue. Events still waiting then get a task of their own, behind the deliveries already queued.
+TASK_BUDGET_SECONDS = 2.0
+
+
 def process_waiting() -> int:
-    """Process waiting events until a pass WAKE_SECONDS after an empty one finds none. Returns how many."""
-    processed, looked_again = 0, False
+    """Process waiting events until a pass WAKE_SECONDS after an empty one finds none, or the task's budget is
+    spent (then another task is queued for the rest). Returns how many."""
+    from .waking import wake_worker  # waking reads this module's WAKE_SECONDS
+
+    processed, looked_again, started = 0, False, time.monotonic()
     while True:
         done = process_batch()
         processed += done
+        if done and time.monotonic() - started >= TASK_BUDGET_SECONDS:
+            wake_worker()
+            return processed
         if done:
             looked_again = False
             continue
@@ -80,6 +91,8 @@ def _react_in_savepoint(event: MessageEvent, reactions: Reactions) -> None:
     try:
         with transaction.atomic():
             react(event, event.user, chosen)
+    except OperationalError:
+        raise  # a deadlock, a lost connection: the whole batch waits for the next task, nothing is lost
     except Exception as error:
         # A defect or a database error inside one event's reactions: the others, and the batch, go on.
         logger.exception("Reactions to message event %s failed", event.event_id)

@@ -5,6 +5,8 @@ it, message_event_received sent after the commit; an event whose person has no u
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from users.access import has_deliverable_email
 from users.models import ActivityLog, Role, SegmentChange, Tag, User, UserTag
@@ -87,11 +89,12 @@ def test_a_user_whose_email_changes_to_the_person_s_gets_their_events(client):
     assert MessageEvent.objects.get().user == someone
 
 
-def test_a_login_does_not_look_for_waiting_events(client, django_assert_num_queries):
+def test_a_login_does_not_look_for_waiting_events(client):
     ann = user()
     ann.last_login = datetime(2026, 1, 1, tzinfo=UTC)
-    with django_assert_num_queries(1):  # the UPDATE of last_login alone
+    with CaptureQueriesContext(connection) as queries:
         ann.save(update_fields=["last_login"])
+    assert not any("webhooks_messageevent" in query["sql"] for query in queries.captured_queries)
 
 
 def test_apply_and_remove_tag_reactions_go_through_users_access(client, vip):
@@ -238,3 +241,31 @@ def test_a_tag_the_site_has_not_classified_is_asked_about_before_the_batch(clien
     assert app_calls(emulator) == [("GET", "/v1/segments/1")]
     process_batch()  # known now: not asked again
     assert len(app_calls(emulator)) == 1
+
+
+def test_a_click_on_a_login_or_set_password_link_keeps_no_token(client):
+    for n, href in enumerate(
+        [
+            "https://mydomain.com/accounts/login-link/2a-tb4x2k9-3f9a8c7d6e5f4a3b/",
+            "https://mydomain.com/accounts/reset/Mg/cabc12-0123456789abcdef/",
+        ]
+    ):
+        post(client, event("clicked", event_id=f"01HREPORTINGCLICK00000000{n}", href=href))
+    links = list(MessageEvent.objects.values_list("link", flat=True))
+    assert len(links) == 2
+    assert not any("3f9a8c7d6e5f4a3b" in link or "0123456789abcdef" in link for link in links)
+
+
+def test_an_address_another_customerio_person_holds_on_the_site_is_not_theirs(client):
+    user("ann@example.com", cio_id="cio-someone-else")
+    post(client, event(event_id="evt-not-hers"))
+    process_batch()
+    assert MessageEvent.objects.get().user is None
+
+
+def test_an_event_not_processed_yet_is_linked_when_its_user_appears(client):
+    post(client, event(event_id="evt-early"))
+    ann = user()  # before the worker took the event: linked at once, processed with its user
+    assert MessageEvent.objects.get().user == ann
+    process_batch()
+    assert MessageEvent.objects.get().processed_at is not None
