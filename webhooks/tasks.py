@@ -23,4 +23,6 @@ def process_delivery(delivery_id: int) -> None:
 def process_message_events() -> None:
     """Link the waiting message events to users, run the admin's reactions and send message_event_received, until
     none are left. A failing reaction is logged and does not stop the others."""
-    message_events.process_waiting()
+    _, more = message_events.process_waiting()
+    if more:  # its time is spent: the rest go behind the deliveries queued meanwhile
+        process_message_events.enqueue()

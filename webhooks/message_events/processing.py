@@ -37,23 +37,20 @@ WAKE_SECONDS = 0.5
 TASK_BUDGET_SECONDS = 2.0
 
 
-def process_waiting() -> int:
+def process_waiting() -> tuple[int, bool]:
     """Process waiting events until a pass WAKE_SECONDS after an empty one finds none, or the task's budget is
-    spent (then another task is queued for the rest). Returns how many."""
-    from .waking import wake_worker  # waking reads this module's WAKE_SECONDS
-
+    spent. Returns how many, and whether events may still wait (the task then queues another for them)."""
     processed, looked_again, started = 0, False, time.monotonic()
     while True:
         done = process_batch()
         processed += done
         if done and time.monotonic() - started >= TASK_BUDGET_SECONDS:
-            wake_worker()
-            return processed
+            return processed, True
         if done:
             looked_again = False
             continue
         if looked_again:
-            return processed
+            return processed, False
         time.sleep(WAKE_SECONDS)
         looked_again = True
 
