@@ -9,6 +9,10 @@ per-contact lock while Customer.io answers), and a row lock taken inside it woul
 until that transaction ends. On SQLite there is one writer at a time anyway, so the limiter writes through
 Django's connection (inside the caller's transaction when there is one).
 
+Without the database there is no grant: a request waiting for a slot fails with Django's OperationalError (the
+webhook answers 503, the queue retries), so hosts that lost the database send nothing rather than each guessing its
+share. Redis plays no part, so its outages change nothing here.
+
 Grant times are read from one clock for everyone: on PostgreSQL the database's (`clock_timestamp()`, read once the
 row is locked), so that worker hosts whose clocks disagree still share one limit; on SQLite, which serves one host,
 the local clock.
@@ -93,13 +97,17 @@ class SharedRateLimiter:
         return 0.0
 
     def _try_grant_postgresql(self, settings_dict) -> float:
-        side_connection = _postgresql_side_connection(settings_dict)
-        try:
-            with side_connection.transaction(), side_connection.cursor() as cursor:
-                return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE", database_clock=True)
-        except Exception:
-            _drop_side_connection()
-            raise
+        # psycopg's errors become Django's (OperationalError when the database is unreachable), as from any query:
+        # callers tell an outage from a defect the same way whichever connection met it. No database, no slot: the
+        # limit holds across every host because nothing is sent without the database's word.
+        with connections["default"].wrap_database_errors:
+            side_connection = _postgresql_side_connection(settings_dict)
+            try:
+                with side_connection.transaction(), side_connection.cursor() as cursor:
+                    return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE", database_clock=True)
+            except Exception:
+                _drop_side_connection()
+                raise
 
 
 _LIBPQ_OPTIONS = {
@@ -109,6 +117,11 @@ _LIBPQ_OPTIONS = {
     "sslkey",
     "sslpassword",
     "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
     "options",
     "application_name",
     "target_session_attrs",

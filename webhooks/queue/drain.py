@@ -40,7 +40,7 @@ def _process_batch(delivery_id: int) -> None:
         return
     name_action(next((d.action for work in works for d in work.deliveries if d.pk == delivery_id), None))
     all_ids = [d.pk for work in works for d in work.deliveries]
-    with LeaseKeeper(all_ids):
+    with LeaseKeeper(all_ids, works[0].deliveries[0].lease_expires_at):
         started = time.monotonic()
         # First, so that the pool hashes while the reads are made: generated passwords depend on nothing read.
         hashed_ahead = hash_generated_passwords_ahead(works)

@@ -1,0 +1,134 @@
+"""The database going away and coming back — a restart, a failover, a network cut: how a process tells, what it
+answers meanwhile, and the one log line each way.
+
+An unavailable database shows as Django's OperationalError or InterfaceError: a connection refused or timed out
+(`DATABASE_CONNECT_TIMEOUT`), one the server ended, or the pool's "couldn't get a connection" after
+`DATABASE_POOL_TIMEOUT`. (The rate limiter's own connection raises the same: cio.ratelimit translates psycopg's.) Then
+webhooks answer 503 with Retry-After, which Customer.io retries (webhooks.intake.exceptions); other pages answer a
+503 page (`server_error`, Django's handler500); /healthz answers 503; workers wait and carry on
+(webhooks.queue.worker).
+
+Each process writes one WARNING when it first meets the outage and one when a new connection to the database is
+made again (Django's connection_created signal: with the pool, every connection a request or a worker takes out),
+never one per request or poll.
+
+With the pool, two things change while the process knows the database is away:
+- A request waits OUTAGE_POOL_TIMEOUT for a connection rather than DATABASE_POOL_TIMEOUT (the pool's `timeout`,
+  which it reads at each request for a connection): each waiting request holds one of gunicorn's threads, and at
+  3 s each a burst of webhooks would queue behind them past Customer.io's 4 s. The pool keeps trying to reconnect
+  in the background, and the first request after it succeeds takes that connection and ends the outage.
+- The pool's idle connections are checked together once (psycopg_pool's ConnectionPool.check(), in a thread of its
+  own). After a restart every pooled connection is dead, and the pool, checking them one at a time as they are handed
+  out, sleeps a growing backoff (1 s, 2 s, …) before trying the next: left alone, requests after a restart would
+  keep finding dead connections, each costing a second or more.
+"""
+
+import logging
+import sys
+import threading
+import time
+
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpResponse
+from django.views import defaults
+
+logger = logging.getLogger(__name__)
+
+# Seconds a 503 asks the caller to wait before trying again.
+RETRY_AFTER_SECONDS = 5
+# Seconds a request waits for a pooled connection while the process knows the database is away.
+OUTAGE_POOL_TIMEOUT = 0.5
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """Whether `error` says the database cannot be reached now (rather than that a query is wrong)."""
+    return isinstance(error, OperationalError | InterfaceError)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+class DatabaseOutage:
+    """This process's view of the database: reachable, or not since when."""
+
+    def __init__(self):
+        self._since: float | None = None  # time.monotonic()
+        self._lock = threading.Lock()
+        # What this process does meanwhile, for the log line (the worker says its own).
+        self.meanwhile = "webhooks and pages answer 503"
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def met(self, error: BaseException) -> None:
+        """The database failed to answer: say so, once per outage."""
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        logger.warning(
+            "The database is unavailable (%s: %s): %s until it answers again",
+            type(error).__name__,
+            _first_line(error),
+            self.meanwhile,
+        )
+        pool = _pool()
+        if pool is not None:
+            pool.timeout = min(pool.timeout, OUTAGE_POOL_TIMEOUT)
+            _check_connections(pool)
+
+    def over(self) -> None:
+        """The database answered again: say so, once."""
+        if self._since is None:  # the usual case, on every new connection: no lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            pool = _pool()
+            if pool is not None:
+                pool.timeout = connections["default"].settings_dict["OPTIONS"]["pool"]["timeout"]
+            logger.warning("The database is back after %.1f s", time.monotonic() - since)
+
+
+outage = DatabaseOutage()
+
+
+def connection_made(sender, connection, **kwargs) -> None:
+    """connection_created receiver (connected in WebhooksConfig.ready)."""
+    outage.over()
+
+
+def _pool():
+    """The process's psycopg pool (None without one: SQLite, or DATABASE_POOL off)."""
+    return getattr(connections["default"], "pool", None)
+
+
+def _check_connections(pool) -> None:
+    def check():
+        try:
+            pool.check()
+        except Exception:  # a pool closed meanwhile (tests, shutdown): nothing to check
+            logger.debug("Checking the pool's connections failed", exc_info=True)
+
+    threading.Thread(target=check, name="pool-check", daemon=True).start()
+
+
+def server_error(request):
+    """Django's handler500: a 503 page when the database is unavailable (the request may simply be tried again),
+    else Django's own 500 page. Called inside the `except` block of the request's failure."""
+    error = sys.exc_info()[1]
+    if not database_unavailable(error):
+        return defaults.server_error(request)
+    outage.met(error)
+    response = HttpResponse(
+        "<!doctype html><title>Unavailable for a moment</title><h1>Unavailable for a moment</h1>"
+        "<p>The site cannot reach its database just now. Try again in a few seconds.</p>",
+        status=503,
+        content_type="text/html; charset=utf-8",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+    response._has_been_logged = True  # the outage's one line says it: not an ERROR with a traceback per request
+    return response
