@@ -29,41 +29,78 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETRY_SECONDS = 5.0
 
 
+class _Reachability:
+    """Whether a process reaches one Redis: shared by every thread's cache object (Django makes one per thread)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.down_since: float | None = None  # time.monotonic() when Redis was found unreachable, while it is
+        self.retry_at = 0.0
+        self.generation = 0
+
+
+_reachability: dict[str, _Reachability] = {}
+_reachability_lock = threading.Lock()
+
+
+def _reachability_of(location: str) -> _Reachability:
+    with _reachability_lock:
+        return _reachability.setdefault(location, _Reachability())
+
+
 class FallbackRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self.retry_seconds = float(params.get("RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
+        location = server if isinstance(server, str) else ",".join(server)
         kept = ("TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION")
-        local_params = {key: params[key] for key in kept if key in params}
-        self._local = LocMemCache(f"redis-fallback-{id(self)}", local_params)
-        self._lock = threading.Lock()
-        self._down_since: float | None = None  # time.monotonic() when Redis was found unreachable, while it is
-        self._retry_at = 0.0
-        self.generation = 0
+        # LocMemCache objects of one name share their storage: every thread of the process counts in the same one.
+        self._local = LocMemCache(f"redis-fallback:{location}", {key: params[key] for key in kept if key in params})
+        self._state = _reachability_of(location)
 
     @property
     def sharing(self) -> bool:
-        """Whether this process uses Redis now (False while it falls back to its own memory)."""
-        return self._down_since is None
+        """Whether this process uses Redis now (False while it falls back to its own memory). Once RETRY_SECONDS
+        have passed, asks Redis (a PING): a caller that reads around the cache meanwhile, as the configuration
+        versions do, must still find out that it is back."""
+        state = self._state
+        if state.down_since is None:
+            return True
+        if time.monotonic() < state.retry_at:
+            return False
+        try:
+            self._cache.get_client(write=True).ping()
+        except RedisError as error:
+            self._went_away(error)
+            return False
+        self._came_back()
+        return True
+
+    @property
+    def generation(self) -> int:
+        """One more each time this process found Redis back after an outage."""
+        return self._state.generation
 
     def _call(self, name: str, *args, **kwargs):
-        if self._down_since is not None and time.monotonic() < self._retry_at:
+        state = self._state
+        if state.down_since is not None and time.monotonic() < state.retry_at:
             return getattr(self._local, name)(*args, **kwargs)
         try:
             result = getattr(super(), name)(*args, **kwargs)
         except RedisError as error:
             self._went_away(error)
             return getattr(self._local, name)(*args, **kwargs)
-        if self._down_since is not None:
+        if state.down_since is not None:
             self._came_back()
         return result
 
     def _went_away(self, error: RedisError) -> None:
-        with self._lock:
-            first = self._down_since is None
+        state = self._state
+        with state.lock:
+            first = state.down_since is None
             if first:
-                self._down_since = time.monotonic()
-            self._retry_at = time.monotonic() + self.retry_seconds
+                state.down_since = time.monotonic()
+            state.retry_at = time.monotonic() + self.retry_seconds
         if first:
             logger.warning(
                 "Redis is unavailable (%s: %s): this process uses its own memory cache meanwhile (the refused-request "
@@ -75,11 +112,12 @@ class FallbackRedisCache(RedisCache):
             )
 
     def _came_back(self) -> None:
-        with self._lock:
-            since, self._down_since = self._down_since, None
+        state = self._state
+        with state.lock:
+            since, state.down_since = state.down_since, None
             if since is None:
                 return
-            self.generation += 1
+            state.generation += 1
         self._local.clear()  # what was counted meanwhile is not read again: free it
         logger.warning("Redis is back after %.0f s: the cache is shared again", time.monotonic() - since)
 

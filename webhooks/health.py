@@ -85,7 +85,9 @@ def healthz(request):
             # The class name only: a driver's message may name hosts and users.
             logger.error("Health check: the database is unreachable (%s)", type(exc).__name__)
         error = f"database unreachable: {type(exc).__name__}"
-        return JsonResponse({"status": "unavailable", "database": "unreachable", "error": error}, status=503)
+        response = JsonResponse({"status": "unavailable", "database": "unreachable", "error": error}, status=503)
+        response._has_been_logged = True  # said above: not again as Django's ERROR line per probe
+        return response
     now = timezone.now()
     return JsonResponse(
         {

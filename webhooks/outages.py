@@ -57,7 +57,7 @@ class DatabaseOutage:
         self._since: float | None = None  # time.monotonic()
         self._lock = threading.Lock()
         # What this process does meanwhile, for the log line (the worker says its own).
-        self.meanwhile = "webhooks and pages answer 503"
+        self.meanwhile = "webhooks and pages answer 503 until it answers again"
 
     @property
     def down(self) -> bool:
@@ -70,7 +70,7 @@ class DatabaseOutage:
                 return
             self._since = time.monotonic()
         logger.warning(
-            "The database is unavailable (%s: %s): %s until it answers again",
+            "The database is unavailable (%s: %s): %s",
             type(error).__name__,
             _first_line(error),
             self.meanwhile,

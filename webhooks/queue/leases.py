@@ -56,6 +56,8 @@ class LeaseKeeper:
         self.stopped.set()
         self.thread.join(timeout=30)
         if exc_type is not None and issubclass(exc_type, Exception):
+            if database_unavailable(exc):
+                outage.met(exc)
             abandon(self.hold)
             try_releasing_abandoned()
 

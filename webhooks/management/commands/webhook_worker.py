@@ -48,7 +48,7 @@ class Command(BaseCommand):
         sweeper = threading.Thread(
             target=self._sweep_forever, args=(stop_sweeping, worker, worker_id, started_at), daemon=True, name="sweep"
         )
-        outage.meanwhile = f"worker {worker_id} waits for it, then carries on"
+        outage.meanwhile = f"worker {worker_id} waits for it, then carries on"  # webhooks.outages' line
         metrics_dir = metrics_files.directory()
         if metrics_dir:  # earlier processes' metric files join the archive (webhooks.metrics.files)
             metrics_files.fold_ended_processes(metrics_dir)
