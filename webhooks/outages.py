@@ -18,9 +18,14 @@ With the pool, two things change while the process knows the database is away:
   3 s each a burst of webhooks would queue behind them past Customer.io's 4 s. The pool keeps trying to reconnect
   in the background, and the first request after it succeeds takes that connection and ends the outage.
 - The pool's idle connections are checked together once (psycopg_pool's ConnectionPool.check(), in a thread of its
-  own). After a restart every pooled connection is dead, and the pool, checking them one at a time as they are handed
-  out, sleeps a growing backoff (1 s, 2 s, …) before trying the next: left alone, requests after a restart would
-  keep finding dead connections, each costing a second or more.
+  own).
+
+That check also runs as soon as the pool finds one dead connection, outage or not. After a restart every pooled
+connection is dead, and the pool, checking them one at a time as they are handed out, sleeps a growing backoff
+(1 s, 2 s, …) before trying the next: left alone, a request after a restart that took only a second could wait
+3 s for nothing and answer 503 — how requests came to wait 11 s with a 10 s pool timeout. The pool's per-connection
+check (Django gives it psycopg_pool's check_connection when CONN_HEALTH_CHECKS is on, and offers no way to pass
+another) is wrapped once the pool exists: see `watch_pool`.
 """
 
 import logging
@@ -99,6 +104,37 @@ outage = DatabaseOutage()
 def connection_made(sender, connection, **kwargs) -> None:
     """connection_created receiver (connected in WebhooksConfig.ready)."""
     outage.over()
+    if not _watched:
+        watch_pool()
+
+
+_watched = False
+
+
+def watch_pool() -> None:
+    """Wrap the pool's check of a connection it hands out, so that one found dead has the others checked at once.
+
+    `_check` is psycopg_pool's own attribute for the `check` argument (Django passes ConnectionPool.check_connection
+    and takes no other): replaced only while it holds that function, so a psycopg_pool that changes it leaves the
+    pool as it was (tests/outages/test_answers.py notices)."""
+    global _watched
+    pool = _pool()
+    _watched = True
+    if pool is None:
+        return
+    from psycopg_pool import ConnectionPool
+
+    if getattr(pool, "_check", None) is not ConnectionPool.check_connection:
+        return
+
+    def check_connection(conn) -> None:
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            _check_connections(pool)
+            raise
+
+    pool._check = check_connection
 
 
 def _pool():
@@ -106,12 +142,20 @@ def _pool():
     return getattr(connections["default"], "pool", None)
 
 
+_checking = threading.Lock()  # held while a thread checks the pool's connections: one such thread at a time
+
+
 def _check_connections(pool) -> None:
+    if not _checking.acquire(blocking=False):
+        return  # being checked now
+
     def check():
         try:
             pool.check()
         except Exception:  # a pool closed meanwhile (tests, shutdown): nothing to check
             logger.debug("Checking the pool's connections failed", exc_info=True)
+        finally:
+            _checking.release()
 
     threading.Thread(target=check, name="pool-check", daemon=True).start()
 

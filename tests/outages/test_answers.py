@@ -155,3 +155,17 @@ def test_configuration_versions_are_read_from_the_database_while_redis_is_away(d
     assert generation == 1
     messages = [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records]
     assert messages == ["Redis is unavailable", "Redis is back"]
+
+
+def test_the_pool_checks_every_idle_connection_once_it_finds_one_dead(db):
+    """webhooks.outages.watch_pool wraps psycopg_pool's own check (an attribute of the pool's): a psycopg_pool that
+    changed it would leave restarts costing a second per dead connection again, without a word — this says so."""
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        pytest.skip("no connection pool (SQLite, or DATABASE_POOL off)")
+    from psycopg_pool import ConnectionPool
+
+    from webhooks import outages
+
+    outages.watch_pool()
+    assert callable(pool._check) and pool._check is not ConnectionPool.check_connection
