@@ -111,7 +111,7 @@ def run(processes, postgres, redis, control, web_urls, worker_ids, access_key, q
     for line in faults:
         print(f"  {line}")
     exactly_once(traffic, control, queued, sync)
-    during_restart(traffic, restart_began, restart_ended)
+    during_restart(traffic, began, restart_began, restart_ended)
     app_api(control, began)
     drain(control, began, faults_ended, done_at)
     health(traffic, restart_began, restart_ended, len(web_urls))
@@ -163,7 +163,7 @@ def exactly_once(traffic: Traffic, control, queued: int, sync: int) -> None:
     )
 
 
-def during_restart(traffic: Traffic, began: float, ended: float) -> None:
+def during_restart(traffic: Traffic, run_began: float, began: float, ended: float) -> None:
     webhooks = traffic.between(began, ended + AFTER_RESTART, kinds=("queued", "sync"))
     print(f"\nAnswers to webhooks sent while PostgreSQL restarted (and {AFTER_RESTART:.0f} s after it was back):")
     print(f"  by status                      {by_status(webhooks)}")
@@ -174,6 +174,12 @@ def during_restart(traffic: Traffic, began: float, ended: float) -> None:
     over = sum(1 for a in everything if a.seconds >= CUSTOMERIO_WAITS)
     slowest = max(a.seconds for a in everything)
     print(f"  slowest                        {slowest:.2f} s; {over} past {CUSTOMERIO_WAITS:.0f} s")
+    odd = [a for a in everything if a.seconds >= CUSTOMERIO_WAITS or not isinstance(a.status, int)]
+    for answer in sorted(odd, key=lambda a: a.started)[:10]:
+        print(
+            f"    t={answer.started - run_began:6.1f}  {answer.kind:6} web{answer.host + 1}  {answer.status}  "
+            f"{answer.seconds:.2f} s"
+        )
 
 
 def app_api(control, began: float) -> None:

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.http import HttpResponse
 from django.views import defaults
 
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
 # Seconds a request waits for a pooled connection while the process knows the database is away.
 OUTAGE_POOL_TIMEOUT = 0.5
+# An outage met this soon after the last one ended is the same one's tail: it writes no lines of its own.
+SETTLING_SECONDS = 10.0
 
 
 def database_unavailable(error: BaseException | None) -> bool:
@@ -61,6 +63,8 @@ class DatabaseOutage:
     def __init__(self):
         self._since: float | None = None  # time.monotonic()
         self._lock = threading.Lock()
+        self._back_at = float("-inf")  # when the last outage's "back" line was written
+        self._quiet = False  # this outage follows the last one closely: no lines for it
         # What this process does meanwhile, for the log line (the worker says its own).
         self.meanwhile = "webhooks and pages answer 503 until it answers again"
 
@@ -68,22 +72,33 @@ class DatabaseOutage:
     def down(self) -> bool:
         return self._since is not None
 
+    def forget(self) -> None:
+        """Back to a process that never met an outage (tests)."""
+        self.over()
+        with self._lock:
+            self._back_at, self._quiet = float("-inf"), False
+
     def met(self, error: BaseException) -> None:
         """The database failed to answer: say so, once per outage."""
         with self._lock:
             if self._since is not None:
                 return
             self._since = time.monotonic()
+            # After a restart, connections the server ended keep failing for a moment, one per thread, while new
+            # ones already work: one outage for the log, not a line each way per thread.
+            self._quiet = self._since - self._back_at < SETTLING_SECONDS
+        pool = _pool()
+        if pool is not None:
+            pool.timeout = min(pool.timeout, OUTAGE_POOL_TIMEOUT)
+            _check_connections(pool)
+        if self._quiet:
+            return
         logger.warning(
             "The database is unavailable (%s: %s): %s",
             type(error).__name__,
             _first_line(error),
             self.meanwhile,
         )
-        pool = _pool()
-        if pool is not None:
-            pool.timeout = min(pool.timeout, OUTAGE_POOL_TIMEOUT)
-            _check_connections(pool)
 
     def over(self) -> None:
         """The database answered again: say so, once."""
@@ -91,10 +106,13 @@ class DatabaseOutage:
             return
         with self._lock:
             since, self._since = self._since, None
-        if since is not None:
-            pool = _pool()
-            if pool is not None:
-                pool.timeout = connections["default"].settings_dict["OPTIONS"]["pool"]["timeout"]
+            if since is None:
+                return
+            quiet, self._back_at = self._quiet, time.monotonic()
+        pool = _pool()
+        if pool is not None:
+            pool.timeout = connections["default"].settings_dict["OPTIONS"]["pool"]["timeout"]
+        if not quiet:
             logger.warning("The database is back after %.1f s", time.monotonic() - since)
 
 
@@ -104,21 +122,23 @@ outage = DatabaseOutage()
 def connection_made(sender, connection, **kwargs) -> None:
     """connection_created receiver (connected in WebhooksConfig.ready)."""
     outage.over()
-    if not _watched:
-        watch_pool()
+    if not _watched and connection.alias == DEFAULT_DB_ALIAS:
+        watch_pool(connection)
 
 
 _watched = False
 
 
-def watch_pool() -> None:
+def watch_pool(connection) -> None:
     """Wrap the pool's check of a connection it hands out, so that one found dead has the others checked at once.
 
     `_check` is psycopg_pool's own attribute for the `check` argument (Django passes ConnectionPool.check_connection
     and takes no other): replaced only while it holds that function, so a psycopg_pool that changes it leaves the
     pool as it was (tests/outages/test_answers.py notices)."""
     global _watched
-    pool = _pool()
+    # The pool this connection came from: asking connections["default"] instead would create one, with whatever
+    # database settings hold at that moment (the test runner switches them after connecting elsewhere).
+    pool = getattr(connection, "pool", None)
     _watched = True
     if pool is None:
         return
@@ -131,7 +151,15 @@ def watch_pool() -> None:
         try:
             ConnectionPool.check_connection(conn)
         except Exception:
-            _check_connections(pool)
+            # Here, before the pool's next try: checked from a thread of their own, the others could still be in the
+            # pool when it takes the next one, and a second dead one costs the backoff's first second.
+            if _checking.acquire(timeout=1.0):
+                try:
+                    pool.check()
+                except Exception:  # a pool closed meanwhile (tests, shutdown): nothing to check
+                    logger.debug("Checking the pool's connections failed", exc_info=True)
+                finally:
+                    _checking.release()
             raise
 
     pool._check = check_connection

@@ -23,9 +23,9 @@ def unavailable(*args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def no_outage_left():
-    outage.over()
+    outage.forget()
     yield
-    outage.over()
+    outage.forget()
     leases._abandoned.clear()
 
 
@@ -167,5 +167,5 @@ def test_the_pool_checks_every_idle_connection_once_it_finds_one_dead(db):
 
     from webhooks import outages
 
-    outages.watch_pool()
+    outages.watch_pool(connection)
     assert callable(pool._check) and pool._check is not ConnectionPool.check_connection

@@ -12,6 +12,7 @@ from users.services.password_hashing import HashedAhead
 
 from ..actions import ACTIONS
 from ..log_context import delivery_context, name_action
+from ..outages import database_unavailable, outage
 from ..processing import failure, request_for_delivery, run_action
 from . import bulk_adds, bulk_tags, bulk_updates, planning
 from .claiming import ContactWork, claim_work
@@ -30,7 +31,15 @@ def process(delivery_id: int) -> None:
     name the task's delivery (and, once claimed, its action); each contact processed one by one names its own."""
     # What Customer.io told the site is never sent back to it (users.services.outbox).
     with delivery_context(delivery_id, None), from_customerio():
-        _process_batch(delivery_id)
+        try:
+            _process_batch(delivery_id)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            # The database went away mid-batch: the deliveries still held are released to the queue, each with a
+            # task of its own (leases.LeaseKeeper; at once, or by the worker once the database is back). This task
+            # has nothing left to do: no failure to report beyond the outage's own line.
+            outage.met(error)
 
 
 def _process_batch(delivery_id: int) -> None:

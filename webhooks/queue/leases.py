@@ -103,13 +103,17 @@ def release_abandoned() -> int:
     """Put back in the queue the deliveries of abandoned processings that still hold them — no other processing can
     have taken them while a lease they wrote is on them — each ready at once, with a task. Returns how many.
     Raises the database's error when it is still unavailable (the holds stay, for the next call)."""
-    with _abandoned_lock:
-        holds = list(_abandoned)
+    with _abandoned_lock:  # taken out, so that two threads (the loop, the sweep) never release one hold twice
+        holds, _abandoned[:] = list(_abandoned), []
     released = 0
-    for hold in holds:
-        released += _release(hold)
-        with _abandoned_lock:
-            _abandoned.remove(hold)
+    while holds:
+        try:
+            released += _release(holds[0])
+        except Exception:
+            with _abandoned_lock:
+                _abandoned.extend(holds)
+            raise
+        holds.pop(0)
     if released:
         logger.warning("Released %d webhook deliveries whose processing was cut off; they are queued again", released)
     return released
