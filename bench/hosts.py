@@ -65,6 +65,13 @@ def make_people(people: int) -> None:
     )
 
 
+def server_version(database_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        return "PostgreSQL " + connection.execute("SHOW server_version").fetchone()[0].split()[0]
+
+
 def start_web_host(processes, env: dict, name: str) -> str:
     port = production_site.free_port()
     command = host_command(name, [production_site.GUNICORN, "wpfusion_site.wsgi"])
@@ -154,7 +161,7 @@ def main(queued: int, sync: int) -> None:
                 processes.start(f"worker{n}", host_command(f"worker{n}", command), env)
             print(
                 f"Several hosts: {HOSTS} web hosts (gunicorn, 1 process x 8 threads each) and {HOSTS} worker hosts on "
-                f"one PostgreSQL ({postgres.bin_dir.parent.name}) and one Redis of the benchmark's own; emulator App "
+                f"one {server_version(database_url)} and one Redis of the benchmark's own; emulator App "
                 f"API limit {RATE}/s"
             )
             print(

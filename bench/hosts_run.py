@@ -37,7 +37,8 @@ def queue_state() -> dict | None:
 
 
 def holder_of_a_batch(worker_ids: dict[str, str]) -> tuple[str, int] | None:
-    """(the host of a worker processing a claimed batch now, how many deliveries are being processed), or None."""
+    """(the host of a worker processing a claimed batch now, how many deliveries it holds), or None. A worker's task
+    is its claim's seed delivery; the batch shares the seed's lease (claimed together, renewed together)."""
     from django.db import DatabaseError, connection
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
@@ -45,13 +46,17 @@ def holder_of_a_batch(worker_ids: dict[str, str]) -> tuple[str, int] | None:
     from webhooks.models import WebhookDelivery
 
     try:
-        task = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).order_by("-started_at").first()
-        if task is None or not task.worker_ids or task.worker_ids[-1] not in worker_ids:
-            return None
-        return worker_ids[task.worker_ids[-1]], WebhookDelivery.objects.filter(status="processing").count()
+        for task in DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).order_by("started_at"):
+            if not task.worker_ids or task.worker_ids[-1] not in worker_ids:
+                continue
+            seed = WebhookDelivery.objects.filter(pk=task.args_kwargs["args"][0], status="processing").first()
+            if seed is None or seed.lease_expires_at is None:
+                continue  # still letting the burst settle: holds nothing yet
+            held = WebhookDelivery.objects.filter(status="processing", lease_expires_at=seed.lease_expires_at)
+            return worker_ids[task.worker_ids[-1]], held.count()
     except DatabaseError:
         connection.close()
-        return None
+    return None
 
 
 def sleep_until(moment: float) -> None:
@@ -78,7 +83,7 @@ def run(processes, postgres, redis, control, web_urls, worker_ids, access_key, q
     name, held = holder or ("worker2", 0)
     processes.running[name].kill()  # SIGKILL: no chance to release anything
     killed.append(name)
-    faults.append(f"t={time.time() - began:5.1f}  SIGKILL {name} (a worker host), {held} deliveries being processed")
+    faults.append(f"t={time.time() - began:5.1f}  SIGKILL {name} (a worker host) holding a claimed batch of {held}")
 
     sleep_until(start + REDIS_STOP_AT)
     stopped_at = time.time()

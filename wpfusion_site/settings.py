@@ -273,8 +273,8 @@ REST_FRAMEWORK = {
 # The webhook.
 # Bodies larger than this are refused with 413 before they are read.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
-# Seconds the synchronous path may spend on Customer.io (limiter waits and retries included); Customer.io itself
-# gives up after 4 s and retries.
+# Seconds the synchronous path may spend on Customer.io (limiter waits and retries included), counted from the
+# request's arrival; Customer.io itself gives up after 4 s and retries.
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 
 # Requests refused for a wrong or missing key (webhooks.intake.refusals): after this many in a minute from one

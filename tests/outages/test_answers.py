@@ -60,23 +60,31 @@ def test_the_webhook_answers_503_when_the_database_fails(client, key, monkeypatc
     assert [r.getMessage().split(" (")[0] for r in lines] == ["The database is unavailable"]  # once, no traceback
 
 
-def test_a_synchronous_delivery_whose_outcome_cannot_be_written_is_released_when_the_database_answers(
-    client, key, monkeypatch, cio_emulator
-):
+@pytest.mark.parametrize("cut_off", ["after its processing", "during its processing"])
+def test_a_synchronous_delivery_cut_off_is_settled_by_the_next_webhook(client, key, monkeypatch, cio_emulator, cut_off):
+    """A webhook whose outcome could not be written (the database went away): the process's next webhook writes the
+    outcome it reached — its effects are committed, it must not run twice — or, when the processing itself failed,
+    puts the delivery back in the queue, with a task, rather than leaving it `processing` for its lease."""
     from tests.webhooks.conftest import FIXTURE, make_user
 
     cio_emulator.reset(FIXTURE)
     make_user()
-    monkeypatch.setattr(views.deliveries, "record_outcome", unavailable)
+    target = "record_outcome" if cut_off == "after its processing" else "run_action"
+    monkeypatch.setattr(views.deliveries if target == "record_outcome" else views, target, unavailable)
     assert post(client, key, queued=False).status_code == 503
     monkeypatch.undo()
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "processing"  # held by its lease: the process knows it was cut off
     assert leases.has_abandoned()
     assert post(client, WebhookSettings.load().access_key, queued=True).status_code == 200  # the next webhook
+    assert not leases.has_abandoned()
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.lease_expires_at) == ("retrying", None)
-    assert delivery.task_id  # with a task: a worker processes it now, not when its lease runs out
+    if cut_off == "after its processing":
+        assert (delivery.status, delivery.http_status, delivery.result["status"]) == ("succeeded", 200, "ok")
+        assert len(cio_emulator.requests("/v1/customers/")) == 1  # read once: not processed a second time
+    else:
+        assert (delivery.status, delivery.lease_expires_at) == ("retrying", None)
+        assert delivery.task_id  # with a task: a worker processes it now, not when its lease runs out
 
 
 def test_healthz_and_pages_answer_503_when_the_database_fails(db, monkeypatch, caplog):

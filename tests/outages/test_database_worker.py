@@ -73,7 +73,12 @@ def test_a_worker_rides_out_a_database_restart_and_finishes_its_work(
     running = query(
         site.database_url, "SELECT count(*) FROM django_tasks_database_dbtaskresult WHERE status = 'RUNNING'"
     )
-    assert running == [(0,)]  # the cut-off task was marked failed, not left running
+    assert running == [(0,)]  # the cut-off task ended, not left running
+    loaded = query(
+        site.database_url,
+        "SELECT user_id, count(*) FROM users_activitylog WHERE message LIKE 'Loaded tags%%' GROUP BY user_id",
+    )
+    assert sorted(n for _, n in loaded) == [1] * PEOPLE  # each person's tags loaded once: nothing processed twice
     # The worker's own words: one line when the database went, one when it came back, and the release.
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0

@@ -205,15 +205,19 @@ class CustomerIOWebhookView(APIView):
             query=intake.query,
             may_reuse=True,
         )
+        outcome = None
         try:
             outcome = run_action(intake.action, action_request)
             deliveries.record_outcome([delivery], outcome, duration_ms=_elapsed_ms(started))
         except Exception as error:
             if database_unavailable(error):
-                # Its outcome could not be written: released to the queue as soon as the database answers this
-                # process again, rather than held `processing` (Customer.io's retries answered "in progress") until
-                # the lease runs out.
-                leases.abandon(leases.Hold([delivery.pk], {delivery.lease_expires_at}))
+                # Its outcome could not be written: as soon as the database answers this process again, written
+                # then (a success: its effects are committed) or the delivery queued again — rather than held
+                # `processing` (Customer.io's retries answered "in progress") until the lease runs out.
+                hold = leases.Hold([delivery.pk], {delivery.lease_expires_at})
+                if outcome is not None:
+                    leases.keep_outcome([delivery.pk], outcome, _elapsed_ms(started), hold)
+                leases.abandon(hold)
             raise
         return answers.outcome_answer(outcome)
 

@@ -17,7 +17,7 @@ from ..processing import failure, request_for_delivery, run_action
 from . import bulk_adds, bulk_tags, bulk_updates, planning
 from .claiming import ContactWork, claim_work
 from .holding import processed_since
-from .leases import LeaseKeeper
+from .leases import LeaseKeeper, keep_outcome
 from .passwords_ahead import hash_generated_passwords_ahead
 from .people import BatchPeople, fetch_people
 from .retries import record_or_retry
@@ -100,4 +100,9 @@ def _process_contact(
         if hashed_ahead is not None:
             action_request.hashed_ahead.append(hashed_ahead)
         outcome = run_action(ACTIONS[work.action], action_request)
-    record_or_retry(work, outcome, started)
+    try:
+        record_or_retry(work, outcome, started)
+    except Exception as error:
+        if database_unavailable(error):  # written when the deliveries are released, not processed again
+            keep_outcome([d.pk for d in work.deliveries], outcome, int((time.monotonic() - started) * 1000))
+        raise

@@ -4,7 +4,7 @@ went away under it), the release of what it still holds, at once rather than whe
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from users.services.backfills.common import IN_LIST_LIMIT, batched
 
+from ..deliveries import record_outcome
 from ..models import WebhookDelivery
 from ..outages import database_unavailable, outage
 from .enqueue import enqueue
@@ -33,6 +34,20 @@ class Hold:
 
     delivery_ids: list[int]
     leases: set[datetime]
+    # Outcomes reached but not written — the database went away between the action's commit and its outcome's —
+    # as (delivery ids, processing.Outcome, duration in ms): written on release rather than run a second time.
+    outcomes: list[tuple[list[int], object, int]] = field(default_factory=list)
+
+
+_current = threading.local()  # the hold of the processing this thread is running (LeaseKeeper)
+
+
+def keep_outcome(delivery_ids: list[int], outcome, duration_ms: int, hold: Hold | None = None) -> None:
+    """Keep a processing's outcome that could not be written, for the release (only a success or a skip: their
+    effects are committed; a failure's were rolled back, and the delivery is simply processed again)."""
+    hold = hold or getattr(_current, "hold", None)
+    if hold is not None and outcome.status in WebhookDelivery.FINISHED_OK:
+        hold.outcomes.append((list(delivery_ids), outcome, duration_ms))
 
 
 class LeaseKeeper:
@@ -50,9 +65,11 @@ class LeaseKeeper:
 
     def __enter__(self):
         self.thread.start()
+        _current.hold = self.hold
         return self
 
     def __exit__(self, exc_type, exc, traceback):
+        _current.hold = None
         self.stopped.set()
         self.thread.join(timeout=30)
         if exc_type is not None and issubclass(exc_type, Exception):
@@ -136,6 +153,16 @@ def try_releasing_abandoned() -> int:
 
 
 def _release(hold: Hold) -> int:
+    for delivery_ids, outcome, duration_ms in hold.outcomes:
+        with transaction.atomic():
+            held = list(
+                WebhookDelivery.objects.select_for_update().filter(
+                    pk__in=delivery_ids, status=Status.PROCESSING, lease_expires_at__in=hold.leases
+                )
+            )
+            if held:
+                record_outcome(held, outcome, duration_ms=duration_ms)
+                logger.warning("Wrote the outcome of %d webhook deliveries cut off after their processing", len(held))
     now = timezone.now()
     released = 0
     for chunk in batched(hold.delivery_ids, IN_LIST_LIMIT):
