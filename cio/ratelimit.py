@@ -9,6 +9,10 @@ per-contact lock while Customer.io answers), and a row lock taken inside it woul
 until that transaction ends. On SQLite there is one writer at a time anyway, so the limiter writes through
 Django's connection (inside the caller's transaction when there is one).
 
+Without the database there is no grant: a request waiting for a slot fails with Django's OperationalError (the
+webhook answers 503, the queue retries), so hosts that lost the database send nothing rather than each guessing its
+share. Redis plays no part, so its outages change nothing here.
+
 Grant times are read from one clock for everyone: on PostgreSQL the database's (`clock_timestamp()`, read once the
 row is locked), so that worker hosts whose clocks disagree still share one limit; on SQLite, which serves one host,
 the local clock.
@@ -16,6 +20,7 @@ the local clock.
 
 import contextlib
 import json
+import logging
 import threading
 import time
 import weakref
@@ -26,9 +31,13 @@ from .errors import DeadlineExceeded
 from .metrics import RATE_LIMIT_WAIT
 
 # Requests reach Customer.io a little after they are granted, and not always with the same delay; a grant window
-# slightly longer than a second keeps the arrivals themselves within the rate.
+# slightly longer than a second keeps the arrivals themselves within the rate. A request that leaves much later than
+# its grant has its stamp moved (SharedRateLimiter.sent).
 WINDOW_SECONDS = 1.0
 ARRIVAL_MARGIN_SECONDS = 0.05
+RESTAMP_AFTER_SECONDS = 0.01
+
+logger = logging.getLogger(__name__)
 
 _TABLE = "cio_ratelimitbucket"
 _local = threading.local()
@@ -59,13 +68,37 @@ class SharedRateLimiter:
             RATE_LIMIT_WAIT.inc(wait)
             time.sleep(wait)
 
+    def sent(self, at: float) -> None:
+        """Say when the request this thread was last granted was handed to the network (a time.monotonic() value).
+
+        A grant is stamped when it is made; its request leaves a moment later — usually a millisecond, but on a host
+        whose CPUs are busy a thread may wait a tenth of a second for its turn in between. A request granted late in
+        one window and sent late would then reach Customer.io less than a second before the tenth request after it,
+        sent on time. So a request that left more than RESTAMP_AFTER_SECONDS after its grant has its stamp moved to
+        when it left (called once the answer is in, so that the request itself never waits for this)."""
+        grant, _local.grant = getattr(_local, "grant", None), None
+        if grant is None or grant[0] != self.name:
+            return
+        _, stamp, stamped_at = grant
+        late = at - stamped_at
+        if late < RESTAMP_AFTER_SECONDS:
+            return
+        try:
+            self._in_transaction(lambda cursor, lock, database_clock: self._restamp(cursor, lock, stamp, late))
+        except Exception:  # best effort: the grant's own stamp stays
+            logger.debug("Could not move a late request's stamp", exc_info=True)
+
     def _try_grant(self) -> float:
         """Take a slot now and return 0, or return how long until one frees up."""
+        return self._in_transaction(self._grant_with_cursor)
+
+    def _in_transaction(self, work):
+        """`work(cursor, lock_clause, database_clock)` in a transaction on the limiter's connection."""
         connection = connections["default"]
         if connection.vendor == "postgresql":
-            return self._try_grant_postgresql(connection.settings_dict)
+            return self._in_postgresql_transaction(connection, work)
         with transaction.atomic(), connection.cursor() as cursor:
-            return self._grant_with_cursor(cursor, lock_clause="", database_clock=False)
+            return work(cursor, "", False)
 
     def _grant_with_cursor(self, cursor, lock_clause: str, database_clock: bool) -> float:
         cursor.execute(
@@ -74,6 +107,7 @@ class SharedRateLimiter:
         )
         cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
         stamps = json.loads(cursor.fetchone()[0])
+        stamped_at = time.monotonic()  # a moment before the stamp is read: sent() measures the delay from here
         if database_clock:
             # Read after the row lock is held (a separate statement: in the locking SELECT itself the clock could be
             # read before the wait for the lock), so grants are stamped in the order they are made.
@@ -90,16 +124,37 @@ class SharedRateLimiter:
             f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
             [json.dumps(recent[-self.rate :]), self.name],
         )
+        _local.grant = (self.name, now, stamped_at)
         return 0.0
 
-    def _try_grant_postgresql(self, settings_dict) -> float:
-        side_connection = _postgresql_side_connection(settings_dict)
-        try:
-            with side_connection.transaction(), side_connection.cursor() as cursor:
-                return self._grant_with_cursor(cursor, lock_clause="FOR UPDATE", database_clock=True)
-        except Exception:
-            _drop_side_connection()
-            raise
+    def _restamp(self, cursor, lock_clause: str, stamp: float, late: float) -> None:
+        cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
+        row = cursor.fetchone()
+        stamps = json.loads(row[0]) if row else []
+        if stamp in stamps:  # not yet pushed out by newer grants
+            stamps[stamps.index(stamp)] = stamp + late
+            cursor.execute(
+                f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
+                [json.dumps(stamps), self.name],
+            )
+
+    def _in_postgresql_transaction(self, connection, work):
+        # psycopg's errors become Django's (OperationalError when the database is unreachable), as from any query:
+        # callers tell an outage from a defect the same way whichever connection met it. No database, no slot: the
+        # limit holds across every host because nothing is sent without the database's word.
+        with connection.wrap_database_errors:
+            for attempt in (1, 2):
+                side_connection, kept = _postgresql_side_connection(connection.settings_dict)
+                try:
+                    with side_connection.transaction(), side_connection.cursor() as cursor:
+                        return work(cursor, "FOR UPDATE", True)
+                except Exception as error:
+                    _drop_side_connection()
+                    # A kept connection the database closed (a restart, a failover) is replaced once, as Django's
+                    # CONN_HEALTH_CHECKS does for its own: a restart that is over costs no failed request.
+                    if not (kept and attempt == 1 and _connection_lost(error)):
+                        raise
+        raise AssertionError("unreachable")
 
 
 _LIBPQ_OPTIONS = {
@@ -109,6 +164,11 @@ _LIBPQ_OPTIONS = {
     "sslkey",
     "sslpassword",
     "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
     "options",
     "application_name",
     "target_session_attrs",
@@ -123,7 +183,7 @@ def _postgresql_side_connection(settings_dict):
     key = (settings_dict.get("HOST"), settings_dict.get("PORT"), settings_dict["NAME"], settings_dict.get("USER"))
     cached = getattr(_local, "side_connection", None)
     if cached is not None and cached[0] == key and not cached[1].closed:
-        return cached[1]
+        return cached[1], True
     _drop_side_connection()
     side_connection = psycopg.connect(
         host=settings_dict.get("HOST") or None,
@@ -137,7 +197,13 @@ def _postgresql_side_connection(settings_dict):
     )
     _local.side_connection = (key, side_connection)
     _side_connections.add(side_connection)
-    return side_connection
+    return side_connection, False
+
+
+def _connection_lost(error: Exception) -> bool:
+    import psycopg
+
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def close_side_connections() -> None:

@@ -142,6 +142,8 @@ class Transport:
                 error = UpstreamError(
                     f"Customer.io {method} {path}: connection failed ({type(exc).__name__})", method=method, path=path
                 )
+            if api == "app":
+                self.limiter.sent(started)  # a request that left late moves its stamp (cio.ratelimit)
             self._record(api, method, path, response, time.monotonic() - started)
             if error is None:
                 return _json_or_empty(response)

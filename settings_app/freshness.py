@@ -14,7 +14,9 @@ revalidated against a version without a round trip per read, and falls back to t
 The versions always live in the database (`ConfigVersion`), written in the same transaction as the change; with a
 shared cache they are also copied there after the commit, and a cache that lost them (restart, eviction) is refilled
 from the database. Tokens are random, not counters, so a cache that restarts from zero can never hand out a version
-a process already holds for older data.
+a process already holds for older data. While Redis is unreachable a process reads the versions from the database
+(settings_app.shared_cache says when), and once Redis is back it drops the copies Redis kept, which may be older than
+a change made during the outage.
 """
 
 import logging
@@ -39,16 +41,25 @@ REVALIDATE_SECONDS = 1.0
 CACHE_KEY_PREFIX = "config-version:"
 
 _lock = threading.Lock()
+_reading = threading.Lock()  # held by the thread reading the versions
 _kinds: set[str] = set()
 _memos: list["Memo"] = []
 # The versions last read, and when (time.monotonic()); 0 forces a read on the next access.
 _versions: dict[str, str] = {}
 _versions_read_at = 0.0
+# The shared cache's `generation` when the versions were last read from it (settings_app.shared_cache).
+_cache_generation = 0
 
 
 def cache_is_shared() -> bool:
     """Whether the default cache is seen by every process (Redis) rather than held in each (LocMemCache)."""
     return "redis" in settings.CACHES["default"]["BACKEND"].lower()
+
+
+def _shared_now() -> bool:
+    """Whether versions can be read from the shared cache right now: not while this process has fallen back to its
+    own memory because Redis is unreachable (settings_app.shared_cache)."""
+    return cache_is_shared() and getattr(cache, "sharing", True)
 
 
 def changed(kind: str) -> None:
@@ -88,19 +99,33 @@ def forget_all() -> None:
 def current_versions() -> dict[str, str]:
     """The version of every registered kind, read at most once per REVALIDATE_SECONDS in this process."""
     global _versions, _versions_read_at
-    now = time.monotonic()
-    if now - _versions_read_at < REVALIDATE_SECONDS:
+    read_at = _versions_read_at
+    if time.monotonic() - read_at < REVALIDATE_SECONDS:
         return _versions
-    with _lock:
-        if now - _versions_read_at >= REVALIDATE_SECONDS:
+    # While another thread revalidates, answer from the versions read a second ago rather than queue behind it: with
+    # the database away each read waits up to DATABASE_POOL_TIMEOUT, and a queue of threads would wait one such read
+    # each, one after the other. Only a forced read (none yet, or a change this process made) is waited for.
+    if not _reading.acquire(blocking=read_at == 0.0):
+        return _versions
+    try:
+        if time.monotonic() - _versions_read_at >= REVALIDATE_SECONDS:
             _versions = _read_versions(sorted(_kinds))
             _versions_read_at = time.monotonic()
         return _versions
+    finally:
+        _reading.release()
 
 
 def _read_versions(kinds: list[str]) -> dict[str, str]:
-    if cache_is_shared():
+    global _cache_generation
+    if _shared_now():
         try:
+            generation = getattr(cache, "generation", 0)
+            if generation != _cache_generation:
+                # Redis is back after an outage: what it kept may predate a change made meanwhile (published to the
+                # database only). Dropped, the versions are refilled from the database below.
+                cache.delete_many([CACHE_KEY_PREFIX + kind for kind in kinds])
+                _cache_generation = generation
             found = cache.get_many([CACHE_KEY_PREFIX + kind for kind in kinds])
             versions = {kind: found[CACHE_KEY_PREFIX + kind] for kind in kinds if CACHE_KEY_PREFIX + kind in found}
             missing = [kind for kind in kinds if kind not in versions]

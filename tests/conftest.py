@@ -18,6 +18,13 @@ def pytest_report_header(config):
     return chromium.status_line()
 
 
+def pytest_runtest_setup(item):
+    # PostgreSQL-only tests (those of a throwaway server, which need initdb, among them) run in the suite's
+    # PostgreSQL pass only: once per CI run rather than once per database.
+    if item.get_closest_marker("postgresql") and connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: runs when the suite runs on PostgreSQL (DATABASE_URL=postgres://…)")
+
+
 def _uses_database(request) -> bool:
     if request.node.get_closest_marker("django_db"):
         return True

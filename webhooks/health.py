@@ -27,6 +27,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .models import WebhookDelivery, WorkerHeartbeat
+from .outages import database_unavailable, outage
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,15 @@ def healthz(request):
         backlog = queue_backlog()
         heartbeat = newest_heartbeat()
     except DatabaseError as exc:
-        # The class name only: a driver's message may name hosts and users.
-        logger.error("Health check: the database is unreachable (%s)", type(exc).__name__)
+        if database_unavailable(exc):
+            outage.met(exc)  # one line for the whole outage, not one per probe
+        else:
+            # The class name only: a driver's message may name hosts and users.
+            logger.error("Health check: the database is unreachable (%s)", type(exc).__name__)
         error = f"database unreachable: {type(exc).__name__}"
-        return JsonResponse({"status": "unavailable", "database": "unreachable", "error": error}, status=503)
+        response = JsonResponse({"status": "unavailable", "database": "unreachable", "error": error}, status=503)
+        response._has_been_logged = True  # said above: not again as Django's ERROR line per probe
+        return response
     now = timezone.now()
     return JsonResponse(
         {

@@ -20,6 +20,7 @@ from . import deliveries
 from .actions import ACTIONS, WebhookAction
 from .log_context import delivery_context
 from .models import WebhookDelivery
+from .outages import database_unavailable, outage
 from .payload import WebhookOptions
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,11 @@ def _run(action: WebhookAction, request: ActionRequest) -> Outcome:
         # A wrong or missing key is fixed by the site admin, not by time; retrying gives them that time.
         retryable = exc.retryable or isinstance(exc, cio_errors.Unauthorized | cio_errors.NotConfigured)
         return failure(502, "upstream_error", f"Customer.io: {exc}", retryable=retryable)
-    except DatabaseError:
-        logger.exception("%s for %s: database error", action.name, request.contact)
+    except DatabaseError as exc:
+        if database_unavailable(exc):
+            outage.met(exc)  # one line for the whole outage, not a traceback per contact
+        else:
+            logger.exception("%s for %s: database error", action.name, request.contact)
         return failure(
             503, "database_busy", "The site's database failed; try again.", retryable=True, with_traceback=True
         )

@@ -46,6 +46,9 @@ def logging_config(log_level: str, log_format: str) -> dict:
                 "filters": ["one_line_warning"],
                 "propagate": False,
             },
+            # psycopg's pool warns at each failed attempt to reconnect (every second or two per process while the
+            # database is away): the site writes one line when it goes and one when it is back (webhooks.outages).
+            "psycopg.pool": {"level": "ERROR"},
             # django-axes: lockouts and repeated failures are warnings; its start-up and per-attempt lines are noise.
             "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },

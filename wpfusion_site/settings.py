@@ -8,6 +8,7 @@ from pathlib import Path
 import environ
 
 from . import allowed_networks
+from .connections import cache_settings, postgresql_options
 from .logging_config import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,27 +124,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # DATABASE_POOL_MAX_SIZE connections — keep it at least GUNICORN_THREADS so no request thread waits for one;
 # connections are checked before use, so a restarted database costs no failed request. Without the pool,
 # CONN_MAX_AGE keeps one connection per thread (0: a new connection per request; bench/accept.py --connection-modes).
+# With the database gone, a request waits at most DATABASE_POOL_TIMEOUT for a connection, then answers 503: under
+# Customer.io's 4 s, which retries it (wpfusion_site.connections, webhooks.outages).
 DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
 # A connection is checked before use (with the pool: as it leaves it), so one the database closed is replaced.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
-        # Seconds a request waits for a free connection before failing.
-        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
-    }
-else:
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = postgresql_options(
+        DATABASES["default"].get("OPTIONS") or {},
+        pool=DATABASE_POOL,
+        min_size=env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        max_size=env.int("DATABASE_POOL_MAX_SIZE", default=8),
+        timeout=env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+        connect_timeout=env.float("DATABASE_CONNECT_TIMEOUT", default=3.0),
+    )
+if "pool" not in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache every process shares when REDIS_URL is set (configuration versions, the refused-request throttle);
-# without it each process has its own, and configuration versions are read from the database instead.
+# without it each process has its own, and configuration versions are read from the database instead. While Redis
+# cannot be reached, each process falls back to its own memory and tries Redis again every REDIS_RETRY_SECONDS.
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = cache_settings(
+    REDIS_URL,
+    timeout=env.float("REDIS_TIMEOUT", default=0.5),
+    retry_seconds=env.float("REDIS_RETRY_SECONDS", default=5.0),
+)
 
 # REMOTE_ADDR values of reverse proxies whose X-Forwarded-For (and X-Forwarded-Proto) may be believed: the one list
 # behind the client address (webhooks.intake.client_address.client_ip) everywhere. WEBHOOK_TRUSTED_PROXIES is its old,
@@ -272,8 +279,8 @@ REST_FRAMEWORK = {
 # The webhook.
 # Bodies larger than this are refused with 413 before they are read.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
-# Seconds the synchronous path may spend on Customer.io (limiter waits and retries included); Customer.io itself
-# gives up after 4 s and retries.
+# Seconds the synchronous path may spend on Customer.io (limiter waits and retries included), counted from the
+# request's arrival; Customer.io itself gives up after 4 s and retries.
 WEBHOOK_SYNC_DEADLINE = env.float("WEBHOOK_SYNC_DEADLINE", default=3.0)
 
 # Requests refused for a wrong or missing key (webhooks.intake.refusals): after this many in a minute from one

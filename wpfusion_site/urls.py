@@ -11,6 +11,9 @@ from webhooks.intake.reporting import reporting_view
 from webhooks.intake.views import home, webhook_view
 from webhooks.metrics.views import metrics
 
+# A failure because the database is unavailable is a 503 page (try again shortly), not a 500.
+handler500 = "webhooks.outages.server_error"
+
 urlpatterns = [
     # The root answers Customer.io webhooks in WP Fusion's URL format (/?wpf_action=...&access_key=...).
     path("", csrf_exempt(home), name="home"),

@@ -82,3 +82,20 @@ def test_two_processes_share_the_limit_and_never_see_a_429(emulator_env, cio_emu
     assert len(calls) == 30
     assert [c["status"] for c in calls].count(429) == 0
     assert max_in_any_window([c["time"] for c in calls]) <= 10
+
+
+@pytest.mark.django_db
+def test_a_request_sent_late_is_counted_from_when_it_left():
+    """A thread kept from the CPU between its grant and its request (a busy host) moves its stamp to when the request
+    left: the window counts it from then, so that it and the requests granted a window later never reach Customer.io
+    within one second."""
+    limiter = SharedRateLimiter(f"late-{uuid.uuid4().hex[:8]}", rate=1, window=5.0)
+    limiter.acquire()
+    stamped_at = ratelimit._local.grant[2]
+    limiter.sent(stamped_at + 3.0)  # left 3 s after its grant
+    assert limiter._try_grant() > 7.0  # 5 s from when it left, not from its grant
+
+    on_time = SharedRateLimiter(f"on-time-{uuid.uuid4().hex[:8]}", rate=1, window=5.0)
+    on_time.acquire()
+    on_time.sent(time.monotonic())
+    assert 4.0 < on_time._try_grant() <= 5.0

@@ -19,6 +19,8 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from ..outages import RETRY_AFTER_SECONDS, database_unavailable, outage
+
 # Where Django itself reports a request's unhandled exception (and what its AdminEmailHandler listens to).
 request_logger = logging.getLogger("django.request")
 
@@ -159,6 +161,17 @@ class InternalError(WebhookError):
     default_detail = "The site failed to process this webhook."
 
 
+class DatabaseUnavailable(WebhookError):
+    """The database cannot be reached (a restart, a failover): Customer.io retries a 5xx, and by then it may be back."""
+
+    status_code = 503
+    default_code = "database_unavailable"
+    default_detail = "The site cannot reach its database just now; try again shortly."
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
 class BadRequest(WebhookError):
     default_code = "bad_request"
     default_detail = "The request could not be read (too many query parameters or form fields)."
@@ -200,6 +213,10 @@ def _translated(exc: Exception, django_request) -> WebhookError:
         exc = drf.PermissionDenied()
     if isinstance(exc, drf.APIException):
         return ApiError(exc)
+    if database_unavailable(exc):
+        # Not a defect: one log line for the whole outage (webhooks.outages), and no error report per request.
+        outage.met(exc)
+        return DatabaseUnavailable()
     # A defect: reported as Django reports an unhandled exception (the django.request ERROR line with its
     # traceback, which AdminEmailHandler mails; got_request_exception, which error trackers hook), then answered
     # 500 in JSON rather than with an HTML page.
@@ -226,6 +243,7 @@ def handle_exception(exc: Exception, context: dict) -> Response:
         view.record_invalid_request(request, error)
     set_rollback()  # as DRF's own handler: an ATOMIC_REQUESTS transaction is not committed half done
     response = Response(error.answer(), status=error.status_code, headers=error.headers())
-    if isinstance(error, InternalError):
-        response._has_been_logged = True  # reported above, with its traceback
+    if isinstance(error, InternalError | DatabaseUnavailable):
+        # Reported above, with its traceback; or, for the database, once for the whole outage (webhooks.outages).
+        response._has_been_logged = True
     return response

@@ -33,8 +33,10 @@ from users.text import clean_text
 
 from .. import deliveries
 from ..metrics import counters as metrics
+from ..outages import database_unavailable
 from ..payload import person_from_body
 from ..processing import request_for_delivery, run_action
+from ..queue import leases
 from ..queue.enqueue import open_queued
 from . import answers, refusals
 from .authentication import AccessKeyAuthentication, HasAccessKey, presented_keys
@@ -178,6 +180,8 @@ class CustomerIOWebhookView(APIView):
         intake: WebhookInput = serializer.validated_data
         site_settings = WebhookSettings.cached()
         fields = _delivery_fields(django_request, intake, request.auth, site_settings)
+        if leases.has_abandoned():  # this process's processings cut off by a database outage, now it answers
+            leases.release_abandoned()
         if not action.touches_user:
             return self._answer_touching_nobody(intake, fields, started)
         if intake.in_background or site_settings.process_in_background:
@@ -189,18 +193,32 @@ class CustomerIOWebhookView(APIView):
 
     @sensitive_variables()
     def _process(self, delivery, intake: WebhookInput, started: float) -> Response:
-        # The request's own body and query (the stored copies have password fields masked).
+        # The request's own body and query (the stored copies have password fields masked). Customer.io waits 4 s
+        # from when it sent the request: the deadline counts from its arrival, so that time spent waiting for the
+        # database (a restart) is not added to the time allowed for Customer.io.
         action_request = request_for_delivery(
             delivery,
             intake.contact,
             person=person_from_body(intake.body, intake.contact),
-            deadline_seconds=settings.WEBHOOK_SYNC_DEADLINE,
+            deadline_seconds=max(0.0, settings.WEBHOOK_SYNC_DEADLINE - (time.monotonic() - self.started)),
             body=intake.body,
             query=intake.query,
             may_reuse=True,
         )
-        outcome = run_action(intake.action, action_request)
-        deliveries.record_outcome([delivery], outcome, duration_ms=_elapsed_ms(started))
+        outcome = None
+        try:
+            outcome = run_action(intake.action, action_request)
+            deliveries.record_outcome([delivery], outcome, duration_ms=_elapsed_ms(started))
+        except Exception as error:
+            if database_unavailable(error):
+                # Its outcome could not be written: as soon as the database answers this process again, written
+                # then (a success: its effects are committed) or the delivery queued again — rather than held
+                # `processing` (Customer.io's retries answered "in progress") until the lease runs out.
+                hold = leases.Hold([delivery.pk], {delivery.lease_expires_at})
+                if outcome is not None:
+                    leases.keep_outcome([delivery.pk], outcome, _elapsed_ms(started), hold)
+                leases.abandon(hold)
+            raise
         return answers.outcome_answer(outcome)
 
     def _answer_touching_nobody(self, intake: WebhookInput, fields: dict, started: float) -> Response:

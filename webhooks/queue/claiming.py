@@ -123,10 +123,11 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
                 .exclude(pk=seed.pk)
             )
         claimed.sort(key=lambda d: (d.received_at, d.pk))
+        lease = now + lease_length()
         for chunk in batched([d.pk for d in claimed], IN_LIST_LIMIT):
             WebhookDelivery.objects.filter(pk__in=chunk).update(
                 status=Status.PROCESSING,
-                lease_expires_at=now + lease_length(),
+                lease_expires_at=lease,
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
@@ -134,6 +135,7 @@ def claim_work(delivery_id: int) -> list[ContactWork]:
     work: dict[str, ContactWork] = {}
     for delivery in claimed:
         delivery.attempts += 1
+        delivery.status, delivery.lease_expires_at = Status.PROCESSING, lease
         contact = Contact.stored(delivery.contact_type, delivery.contact, delivery.contact_key)
         entry = work.setdefault(delivery.contact_key, ContactWork(contact))
         entry.deliveries.append(delivery)

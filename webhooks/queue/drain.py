@@ -12,11 +12,12 @@ from users.services.password_hashing import HashedAhead
 
 from ..actions import ACTIONS
 from ..log_context import delivery_context, name_action
+from ..outages import database_unavailable, outage
 from ..processing import failure, request_for_delivery, run_action
 from . import bulk_adds, bulk_tags, bulk_updates, planning
 from .claiming import ContactWork, claim_work
 from .holding import processed_since
-from .leases import LeaseKeeper
+from .leases import LeaseKeeper, keep_outcome
 from .passwords_ahead import hash_generated_passwords_ahead
 from .people import BatchPeople, fetch_people
 from .retries import record_or_retry
@@ -30,7 +31,15 @@ def process(delivery_id: int) -> None:
     name the task's delivery (and, once claimed, its action); each contact processed one by one names its own."""
     # What Customer.io told the site is never sent back to it (users.services.outbox).
     with delivery_context(delivery_id, None), from_customerio():
-        _process_batch(delivery_id)
+        try:
+            _process_batch(delivery_id)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            # The database went away mid-batch: the deliveries still held are released to the queue, each with a
+            # task of its own (leases.LeaseKeeper; at once, or by the worker once the database is back). This task
+            # has nothing left to do: no failure to report beyond the outage's own line.
+            outage.met(error)
 
 
 def _process_batch(delivery_id: int) -> None:
@@ -40,7 +49,7 @@ def _process_batch(delivery_id: int) -> None:
         return
     name_action(next((d.action for work in works for d in work.deliveries if d.pk == delivery_id), None))
     all_ids = [d.pk for work in works for d in work.deliveries]
-    with LeaseKeeper(all_ids):
+    with LeaseKeeper(all_ids, works[0].deliveries[0].lease_expires_at):
         started = time.monotonic()
         # First, so that the pool hashes while the reads are made: generated passwords depend on nothing read.
         hashed_ahead = hash_generated_passwords_ahead(works)
@@ -91,4 +100,9 @@ def _process_contact(
         if hashed_ahead is not None:
             action_request.hashed_ahead.append(hashed_ahead)
         outcome = run_action(ACTIONS[work.action], action_request)
-    record_or_retry(work, outcome, started)
+    try:
+        record_or_retry(work, outcome, started)
+    except Exception as error:
+        if database_unavailable(error):  # written when the deliveries are released, not processed again
+            keep_outcome([d.pk for d in work.deliveries], outcome, int((time.monotonic() - started) * 1000))
+        raise

@@ -12,9 +12,11 @@ from webhooks import cio_calls
 from webhooks.health import record_heartbeat
 from webhooks.message_events import waking as message_events
 from webhooks.metrics import files as metrics_files
+from webhooks.outages import database_unavailable, outage
 from webhooks.queue import recovery
+from webhooks.queue.leases import try_releasing_abandoned
 from webhooks.queue.task_rows import PROCESS_DELIVERY
-from webhooks.queue.worker import ProgressWorker, beat
+from webhooks.queue.worker import ProgressWorker, beat, ride_out, wait_for_database
 
 logger = logging.getLogger("webhooks.worker")
 
@@ -47,14 +49,18 @@ class Command(BaseCommand):
         sweeper = threading.Thread(
             target=self._sweep_forever, args=(stop_sweeping, worker, worker_id, started_at), daemon=True, name="sweep"
         )
-        record_heartbeat(worker_id, started_at)
+        outage.meanwhile = f"worker {worker_id} waits for it, then carries on"  # webhooks.outages' line
         metrics_dir = metrics_files.directory()
         if metrics_dir:  # earlier processes' metric files join the archive (webhooks.metrics.files)
             metrics_files.fold_ended_processes(metrics_dir)
-        recovery.sweep()
-        segment_changes.wake_if_due()
-        outbox.wake_if_due()
-        message_events.wake_if_due()
+        # A worker started while the database is away (a restart of both) waits for it rather than exiting.
+        wait_for_database()
+        try:
+            self._start_up(worker_id, started_at)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            ride_out(error, lambda _error: self._start_up(worker_id, started_at))
         if not batch:
             sweeper.start()
         logger.info("Webhook worker %s started", worker_id)  # a log line, so that LOG_FORMAT applies to it too
@@ -63,6 +69,14 @@ class Command(BaseCommand):
             worker.run()
         finally:
             stop_sweeping.set()
+
+    @staticmethod
+    def _start_up(worker_id: str, started_at) -> None:
+        record_heartbeat(worker_id, started_at)
+        recovery.sweep()
+        segment_changes.wake_if_due()
+        outbox.wake_if_due()
+        message_events.wake_if_due()
 
     @staticmethod
     def _sweep_forever(stopped: threading.Event, worker: ProgressWorker, worker_id: str, started_at):
@@ -77,8 +91,12 @@ class Command(BaseCommand):
                     outbox.wake_if_due()  # profile changes, events and login links likewise
                     message_events.wake_if_due()  # message events no web process woke the worker for
                     cio_calls.flush_if_due()  # this process's Customer.io call counts, once a minute
-                except Exception:
-                    logger.exception("Delivery recovery sweep failed; trying again later")
+                    try_releasing_abandoned()  # a processing cut off by the database, if the loop has not yet
+                except Exception as error:
+                    if database_unavailable(error):
+                        outage.met(error)  # one line for the outage, not a traceback every few seconds
+                    else:
+                        logger.exception("Delivery recovery sweep failed; trying again later")
                 finally:
                     close_old_connections()  # with the pool: give the connection back between rounds
         finally:
