@@ -34,7 +34,7 @@ from .metrics import RATE_LIMIT_WAIT
 # slightly longer than a second keeps the arrivals themselves within the rate. A request that leaves much later than
 # its grant has its stamp moved (SharedRateLimiter.sent).
 WINDOW_SECONDS = 1.0
-ARRIVAL_MARGIN_SECONDS = 0.05
+ARRIVAL_MARGIN_SECONDS = 0.07
 RESTAMP_AFTER_SECONDS = 0.01
 
 logger = logging.getLogger(__name__)

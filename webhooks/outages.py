@@ -10,7 +10,8 @@ webhooks answer 503 with Retry-After, which Customer.io retries (webhooks.intake
 
 Each process writes one WARNING when it first meets the outage and one when a new connection to the database is
 made again (Django's connection_created signal: with the pool, every connection a request or a worker takes out),
-never one per request or poll.
+never one per request or poll. After a restart, connections the server ended keep failing for a moment, one per
+thread, while new ones already work: an outage met within SETTLING_SECONDS of the last one's end writes nothing.
 
 With the pool, two things change while the process knows the database is away:
 - A request waits OUTAGE_POOL_TIMEOUT for a connection rather than DATABASE_POOL_TIMEOUT (the pool's `timeout`,
@@ -20,12 +21,12 @@ With the pool, two things change while the process knows the database is away:
 - The pool's idle connections are checked together once (psycopg_pool's ConnectionPool.check(), in a thread of its
   own).
 
-That check also runs as soon as the pool finds one dead connection, outage or not. After a restart every pooled
-connection is dead, and the pool, checking them one at a time as they are handed out, sleeps a growing backoff
-(1 s, 2 s, …) before trying the next: left alone, a request after a restart that took only a second could wait
-3 s for nothing and answer 503 — how requests came to wait 11 s with a 10 s pool timeout. The pool's per-connection
-check (Django gives it psycopg_pool's check_connection when CONN_HEALTH_CHECKS is on, and offers no way to pass
-another) is wrapped once the pool exists: see `watch_pool`.
+The same check runs, in the requesting thread, as soon as the pool finds one dead connection, outage or not. After
+a restart every pooled connection is dead, and the pool, checking them one at a time as they are handed out, sleeps
+a growing backoff (1 s, 2 s, …) before trying the next: left alone, a request after a restart that took only a
+second could wait 3 s for nothing and answer 503 — how requests came to wait 11 s with a 10 s pool timeout. The
+pool's per-connection check (Django gives it psycopg_pool's check_connection when CONN_HEALTH_CHECKS is on, and
+offers no way to pass another) is wrapped once the pool exists: see `watch_pool`.
 """
 
 import logging
@@ -122,11 +123,8 @@ outage = DatabaseOutage()
 def connection_made(sender, connection, **kwargs) -> None:
     """connection_created receiver (connected in WebhooksConfig.ready)."""
     outage.over()
-    if not _watched and connection.alias == DEFAULT_DB_ALIAS:
+    if connection.alias == DEFAULT_DB_ALIAS:
         watch_pool(connection)
-
-
-_watched = False
 
 
 def watch_pool(connection) -> None:
@@ -135,21 +133,15 @@ def watch_pool(connection) -> None:
     `_check` is psycopg_pool's own attribute for the `check` argument (Django passes ConnectionPool.check_connection
     and takes no other): replaced only while it holds that function, so a psycopg_pool that changes it leaves the
     pool as it was (tests/outages/test_answers.py notices)."""
-    global _watched
     # The pool this connection came from: asking connections["default"] instead would create one, with whatever
     # database settings hold at that moment (the test runner switches them after connecting elsewhere).
     pool = getattr(connection, "pool", None)
-    _watched = True
-    if pool is None:
-        return
-    from psycopg_pool import ConnectionPool
-
-    if getattr(pool, "_check", None) is not ConnectionPool.check_connection:
-        return
+    if pool is None or getattr(pool, "_check", None) is not _pool_check():
+        return  # no pool, already wrapped, or a psycopg_pool that changed
 
     def check_connection(conn) -> None:
         try:
-            ConnectionPool.check_connection(conn)
+            _pool_check()(conn)
         except Exception:
             # Here, before the pool's next try: checked from a thread of their own, the others could still be in the
             # pool when it takes the next one, and a second dead one costs the backoff's first second.
@@ -163,6 +155,12 @@ def watch_pool(connection) -> None:
             raise
 
     pool._check = check_connection
+
+
+def _pool_check():
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool.check_connection
 
 
 def _pool():
