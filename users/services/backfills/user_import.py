@@ -33,19 +33,22 @@ from .common import (
     BackfillResult,
     Progress,
     UnknownSegment,
-    UserIndex,
-    batched,
     counting_calls,
+    in_chunks,
     lookup_identifier,
 )
+from .id_sets import IdSet
 from .import_runs import COUNTS, RunRecord, open_run
 from .import_steps import StepWriter
-from .tag_resync import apply_memberships, scan_memberships
+from .membership_scan import scan_segments
+from .tag_writes import write_memberships
 
 logger = logging.getLogger(__name__)
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
+# Users owed a password from an earlier run, read and settled this many at a time.
+OWED_CHUNK = 1000
 
 
 def import_users(
@@ -190,15 +193,17 @@ class _Importer:
 
     def finish(self, segments: list[dict]) -> None:
         """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
-        index = UserIndex.of(User.objects.filter(is_staff=False, is_superuser=False))
-        memberships = scan_memberships(
-            self.client, segments, index, scope_segment=self.run.segment_id, progress=self.progress
+        memberships = scan_segments(
+            segments,
+            User.objects.filter(is_staff=False, is_superuser=False),
+            scope_segment=self.run.segment_id,
+            progress=self.progress,
         )
         if not self.membership_read:
             # Stopped at --limit: the members not imported yet keep their tags until --resume gets to them.
             memberships = memberships.only(self.steps.imported_ids)
         self.progress.stage(self.result.wording("Writing tags", "Tags that would be written"))
-        outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
+        outcome = write_memberships(segments, memberships, dry_run=self.dry_run)
         self.result.notes.append(
             self.result.wording(
                 f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.",
@@ -206,17 +211,20 @@ class _Importer:
             )
         )
         if not self.dry_run:
-            owed = []
-            for chunk in batched(sorted(memberships.user_ids), 1000):
-                owed += User.objects.filter(pk__in=chunk, password_return_due=True)
-            # Owed from an earlier run (Customer.io refused them, or it stopped before returning): fresh ones.
-            self.returns.queue([(user, generate_password()) for user in owed])
-            if self.returns.waiting_count():
-                self.progress.stage(
-                    "Returning generated passwords", total=self.returns.waiting_count(), unit="passwords"
-                )
-                self.returns.flush(everything=True, progress=self.progress)
+            self._return_owed(memberships.covered)
         self.record.close(Status.FINISHED if self.membership_read else Status.PAUSED, "", self.members_done)
+
+    def _return_owed(self, members: IdSet) -> None:
+        """Passwords owed to the segment's users from an earlier run (Customer.io refused them, or it stopped before
+        returning): fresh ones, a chunk of users at a time."""
+        owed = User.objects.filter(password_return_due=True, is_staff=False, is_superuser=False).order_by("pk")
+        staged = False
+        for chunk in in_chunks(owed, OWED_CHUNK):
+            self.returns.queue([(user, generate_password()) for user in chunk if user.pk in members])
+            if self.returns.waiting_count() and not staged:
+                self.progress.stage("Returning generated passwords", unit="passwords")
+                staged = True
+            self.returns.flush(everything=True, progress=self.progress)
 
     def stop(self, status: str, error: str) -> None:
         if not self.dry_run:
