@@ -41,12 +41,16 @@ from .id_sets import IdSet
 from .import_runs import COUNTS, RunRecord, open_run
 from .import_steps import StepWriter
 from .membership_scan import scan_segments
+from .prefetch import read_ahead
 from .tag_writes import write_memberships
 
 logger = logging.getLogger(__name__)
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
+# Steps whose people are read from Customer.io ahead of the one being written: the reads keep to the rate limit
+# while the writing goes on (prefetch.read_ahead).
+STEPS_AHEAD = 3
 # Users owed a password from an earlier run, read and settled this many at a time.
 OWED_CHUNK = 1000
 
@@ -125,34 +129,35 @@ class _Importer:
         )
         self.progress.stage(label, total=limit, unit="members")
         try:
-            for members, position in self._member_steps(limit):
-                self._import_step(members, position)
+            for members, position, people in read_ahead(lambda: self._member_steps(limit), STEPS_AHEAD):
+                self._import_step(members, position, people)
                 self.progress.advance(len(members))
                 self.returns.flush()
         except ContactNotFound:
             raise UnknownSegment(self.run.segment_id) from None  # deleted since the segment list was read
 
-    def _member_steps(self, limit: int | None) -> Iterator[tuple[list[dict], tuple[str, int]]]:
-        """The members still to import, 100 at a time, each step with the position to save once it is done: the
-        start cursor of its membership page and how many of that page's members are done then."""
+    def _member_steps(self, limit: int | None) -> Iterator[tuple[list[dict], tuple[str, int], list[dict]]]:
+        """On the reading thread: the members still to import, 100 at a time, each step with the position to save
+        once it is done (the start cursor of its membership page and how many of that page's members are done then)
+        and the people Customer.io returns for them."""
+        client = get_client()  # the thread's own
         cursor, skip = self.run.cursor, self.run.page_offset
         remaining = limit
-        for page in self.client.iter_segment_member_pages(self.run.segment_id, start=cursor):
+        for page in client.iter_segment_member_pages(self.run.segment_id, start=cursor):
             members = page["identifiers"]
             for offset in range(skip, len(members), MEMBERS_PER_STEP):
                 step = members[offset : offset + MEMBERS_PER_STEP]
                 if remaining is not None:
                     step = step[:remaining]
                     remaining -= len(step)
-                yield step, (cursor, offset + len(step))
+                yield step, (cursor, offset + len(step)), _fetch_people(client, step)
                 if remaining == 0 and (offset + len(step) < len(members) or page["next"]):
                     # Stopped at --limit with members left (the next page is --resume's to read): paused.
                     return
             cursor, skip = page["next"], 0
         self.membership_read = True
 
-    def _import_step(self, members: list[dict], position: tuple[str, int]) -> None:
-        people = self._fetch_people(members)
+    def _import_step(self, members: list[dict], position: tuple[str, int], people: list[dict]) -> None:
         mapped_passwords = self.steps.hash_mapped_passwords(people)
         counted_before = {name: getattr(self.result, name) for name in COUNTS}
         done_before = self.members_done
@@ -177,17 +182,6 @@ class _Importer:
         # Users who are owed no password get their welcome email now; the others once it is returned.
         for user in written.welcome:
             send_due_welcome_email(user, BACKFILL)
-
-    def _fetch_people(self, members: list[dict]) -> list[dict]:
-        by_type: dict[str, list[str]] = {}
-        for identifiers in members:
-            id_type, value = lookup_identifier(identifiers)
-            if value:
-                by_type.setdefault(id_type, []).append(value)
-        people = []
-        for id_type, values in by_type.items():
-            people += self.client.get_attributes_batch(values, id_type)
-        return people
 
     # The end ----------------------------------------------------------------------------------------------------
 
@@ -242,3 +236,15 @@ class _Importer:
         except DatabaseError:
             # Called on the way out of a failed run too: its own error must not be hidden by this one.
             logger.exception("Could not record the summary of users without a usable password")
+
+
+def _fetch_people(client: CustomerIOClient, members: list[dict]) -> list[dict]:
+    by_type: dict[str, list[str]] = {}
+    for identifiers in members:
+        id_type, value = lookup_identifier(identifiers)
+        if value:
+            by_type.setdefault(id_type, []).append(value)
+    people = []
+    for id_type, values in by_type.items():
+        people += client.get_attributes_batch(values, id_type)
+    return people
