@@ -90,8 +90,9 @@ def spread_site(emulator, tags):
     with gaps where users were deleted), so that the writer goes through many windows."""
     emulator.reset(population(USERS))
     users = make_users(range(0, USERS, 2)) + make_users(range(1, USERS, 2), linked=False)
+    start = (max(user.pk for user in users) // BLOCK + 2) * BLOCK  # above every id taken (PostgreSQL's sequence)
     for n, user in enumerate(users):
-        User.objects.filter(pk=user.pk).update(id=10_000 + 100 * n)
+        User.objects.filter(pk=user.pk).update(id=start + 100 * n)
     users = list(User.objects.order_by("pk"))
     User.objects.filter(pk__in=[user.pk for user in users[::7]]).delete()
     for user in users[1::7]:

@@ -77,8 +77,14 @@ def log_activities(source, activities: Iterable[Activity]) -> int:
     # As bulk_create would write them, without a model instance per line (a resync writes a million).
     created_at = _CREATED_AT_FIELD.get_db_prep_save(timezone.now(), connection)
     debug = logger.isEnabledFor(logging.DEBUG)
+    # A context object shared by many lines (a backfill's) is redacted once: {id: (context, its JSON)}, the
+    # context kept so that its id is not reused meanwhile.
+    redacted: dict[int, tuple[dict, str]] = {}
     rows = []
     for activity in activities:
+        context = activity.context or _NO_CONTEXT
+        if id(context) not in redacted:
+            redacted[id(context)] = (context, _redacted_json(context))
         rows.append(
             (
                 created_at,
@@ -87,7 +93,7 @@ def log_activities(source, activities: Iterable[Activity]) -> int:
                 str(activity.level),
                 scrub(activity.message),
                 activity.user.pk if activity.user is not None else activity.user_id,
-                _redacted_json(activity.context or {}),
+                redacted[id(context)][1],
                 activity.delivery_id if activity.delivery_id is not None else delivery_id,
             )
         )
@@ -100,6 +106,7 @@ def log_activities(source, activities: Iterable[Activity]) -> int:
     return len(rows)
 
 
+_NO_CONTEXT: dict = {}
 _CREATED_AT_FIELD = ActivityLog._meta.get_field("created_at")
 _CONTEXT_FIELD = ActivityLog._meta.get_field("context")
 

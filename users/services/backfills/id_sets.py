@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 
 BLOCK = 4096  # ids per block: 512 bytes of bits
 _BLOCK_BYTES = BLOCK // 8
+_BLOCK_SHIFT = BLOCK.bit_length() - 1  # BLOCK is a power of two
+_BLOCK_MASK = BLOCK - 1
 # The positions of the set bits of each byte value, to turn a block's bytes into ids without a loop per bit.
 _BITS = [tuple(bit for bit in range(8) if value >> bit & 1) for value in range(256)]
 
@@ -31,6 +33,21 @@ class IdSet:
         if not block[offset >> 3] & mask:
             block[offset >> 3] |= mask
             self._count += 1
+
+    def add_all(self, ids: Iterable[int]) -> None:
+        """add() for many ids (a membership page's): the same, with less work per id."""
+        blocks = self._blocks
+        added = 0
+        for id_ in ids:
+            number = id_ >> _BLOCK_SHIFT
+            block = blocks.get(number)
+            if block is None:
+                block = blocks[number] = bytearray(_BLOCK_BYTES)
+            index, mask = (id_ & _BLOCK_MASK) >> 3, 1 << (id_ & 7)
+            if not block[index] & mask:
+                block[index] |= mask
+                added += 1
+        self._count += added
 
     def discard(self, id_: int) -> None:
         number, offset = divmod(id_, BLOCK)

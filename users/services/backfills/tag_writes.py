@@ -72,7 +72,9 @@ class _Writer:
         self.changes: dict[int, tuple[list[int], list[int]]] = {}
         self.keep_changes = keep_changes
         self.changed = 0
-        # For the signals after the commit: who got and lost each tag (a bit per user, not a list per user).
+        # For the signals after the commit, when something listens: who got and lost each tag (a bit per user, not
+        # a list per user).
+        self.signalled = any(signal.has_listeners(User) for signal in (tags_applied, tags_removed, tags_modified))
         self.applied: dict[int, IdSet] = defaultdict(IdSet)
         self.removed: dict[int, IdSet] = defaultdict(IdSet)
 
@@ -99,7 +101,7 @@ class _Writer:
                     added += [(user_id, tag_id) for user_id in ids_of(number, wants & ~holding)]
                     removed += [(user_id, tag_id) for user_id in ids_of(number, holding & ~wants)]
             if added or removed:
-                self._write_window(added, removed, now)
+                self._write_window(window, added, removed, now)
 
     def _site_changes(self) -> dict[tuple[int, int], list[tuple[int, str]]]:
         """The covered users' tags changed on the site and maybe not shown by Customer.io yet: {(block, tag id):
@@ -114,22 +116,35 @@ class _Writer:
 
     def _current_tags(self, window: list[int]) -> dict[tuple[int, int], int]:
         """The covered users' tags in these blocks: {(block, tag id): bits of the users who hold it}."""
-        user_ids = [user_id for number in window for user_id in ids_of(number, self.covered.block(number))]
-        span = (window[-1] - window[0] + 1) * BLOCK
-        rows = UserTag.objects.values_list("user_id", "tag_id")
-        if len(user_ids) * 4 >= span:
-            # Dense (a resync of everyone): one range read, the few users not covered (staff) dropped below.
-            chunks = [rows.filter(user_id__gte=window[0] * BLOCK, user_id__lt=(window[-1] + 1) * BLOCK)]
-        else:
-            chunks = [rows.filter(user_id__in=chunk) for chunk in batched(user_ids, IN_LIST_LIMIT)]
         holders: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for chunk in chunks:
-            for user_id, tag_id in chunk:
-                if user_id in self.covered:
-                    holders[(user_id // BLOCK, tag_id)].append(user_id)
+        for user_id, tag_id in self._rows_of_window(UserTag, ["user_id", "tag_id"], "user_id", window):
+            if user_id in self.covered:
+                holders[(user_id // BLOCK, tag_id)].append(user_id)
         return {key: bits_of(key[0], user_ids) for key, user_ids in holders.items()}
 
-    def _write_window(self, added: list[tuple[int, int]], removed: list[tuple[int, int]], now) -> None:
+    def _rows_of_window(self, model, columns: list[str], user_column: str, window: list[int]) -> list[tuple]:
+        """`columns` of `model`'s rows whose `user_column` is a user of these blocks: a range read where the
+        covered users are dense (a resync of everyone), IN lists where they are few. In SQL of its own: the ORM
+        builds a tuple per row through its iterator, a few seconds per million rows."""
+        table = connection.ops.quote_name(model._meta.db_table)
+        names = ", ".join(connection.ops.quote_name(column) for column in columns)
+        user_column = connection.ops.quote_name(user_column)
+        user_ids = [user_id for number in window for user_id in ids_of(number, self.covered.block(number))]
+        rows = []
+        with connection.cursor() as cursor:
+            if len(user_ids) * 4 >= (window[-1] - window[0] + 1) * BLOCK:
+                cursor.execute(
+                    f"SELECT {names} FROM {table} WHERE {user_column} >= %s AND {user_column} < %s",  # noqa: S608
+                    [window[0] * BLOCK, (window[-1] + 1) * BLOCK],
+                )
+                return cursor.fetchall()
+            for chunk in batched(user_ids, IN_LIST_LIMIT):
+                placeholders = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"SELECT {names} FROM {table} WHERE {user_column} IN ({placeholders})", chunk)  # noqa: S608
+                rows += cursor.fetchall()
+        return rows
+
+    def _write_window(self, window: list[int], added: list[tuple[int, int]], removed: list[tuple[int, int]], now):
         delete_rows(UserTag, ["user_id", "tag_id"], removed)
         insert_rows(
             UserTag, ["user_id", "tag_id", "applied_at"], [(*pair, now) for pair in added], ignore_conflicts=True
@@ -137,38 +152,49 @@ class _Writer:
         changes: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for user_id, tag_id in added:
             changes[user_id][0].append(tag_id)
-            self.applied[tag_id].add(user_id)
         for user_id, tag_id in removed:
             changes[user_id][1].append(tag_id)
-            self.removed[tag_id].add(user_id)
+        if self.signalled:
+            for pairs, by_tag in ((added, self.applied), (removed, self.removed)):
+                users_by_tag: dict[int, list[int]] = defaultdict(list)
+                for user_id, tag_id in pairs:
+                    users_by_tag[tag_id].append(user_id)
+                for tag_id, user_ids in users_by_tag.items():
+                    by_tag[tag_id].add_all(user_ids)
         self.changed += len(changes)
         if self.keep_changes:
             self.changes.update(changes)
         if self.log_changes:
-            self._log(changes)
+            self._log(window, changes)
 
-    def _log(self, changes: dict[int, tuple[list[int], list[int]]]) -> None:
+    def _log(self, window: list[int], changes: dict[int, tuple[list[int], list[int]]]) -> None:
+        emails = dict(self._rows_of_window(User, [User._meta.pk.column, "email"], User._meta.pk.column, window))
+        # Many users share a change (added Everyone, say): its words and context are made once per window, and the
+        # same context object lets log_activities redact it once.
+        said: dict[tuple, tuple[str, dict]] = {}
         activities = []
-        for chunk in batched(sorted(changes), IN_LIST_LIMIT):
-            for user_id, email in User.objects.filter(pk__in=chunk).values_list("pk", "email"):
-                applied = sorted(self.names[pk] for pk in changes[user_id][0])
-                removed = sorted(self.names[pk] for pk in changes[user_id][1])
+        for user_id in sorted(changes):
+            if user_id not in emails:
+                continue  # deleted meanwhile
+            applied_ids, removed_ids = changes[user_id]
+            key = (tuple(applied_ids), tuple(removed_ids))
+            if key not in said:
+                applied = sorted(self.names[pk] for pk in applied_ids)
+                removed = sorted(self.names[pk] for pk in removed_ids)
                 parts = ([f"added {', '.join(applied)}"] if applied else []) + (
                     [f"removed {', '.join(removed)}"] if removed else []
                 )
-                activities.append(
-                    Activity(
-                        f"Tags from Customer.io for {email}: {'; '.join(parts)}",
-                        user_id=user_id,
-                        context={"applied": applied, "removed": removed},
-                    )
-                )
+                said[key] = ("; ".join(parts), {"applied": applied, "removed": removed})
+            words, context = said[key]
+            activities.append(
+                Activity(f"Tags from Customer.io for {emails[user_id]}: {words}", user_id=user_id, context=context)
+            )
         log_activities(BACKFILL, activities)
 
     def send_signals(self) -> None:
         """After the commit: each changed user's signals (users.services.tags.send_tag_signals), a chunk of users
         at a time."""
-        if not any(signal.has_listeners(User) for signal in (tags_applied, tags_removed, tags_modified)):
+        if not self.signalled:
             return  # nobody listens: spare reading every changed user
         changed = IdSet()
         for users in (*self.applied.values(), *self.removed.values()):
