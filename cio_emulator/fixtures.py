@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,9 @@ class CustomerSpec:
     segment_ids: tuple[int, ...] | None
     timestamps: dict[str, int] | None
 
-    def identifiers(self) -> Iterable[tuple[str, str]]:
-        for kind, value in (("cio_id", self.cio_id), ("id", self.id), ("email", self.email)):
-            if value is not None:
-                yield kind, value
+    def identifiers(self) -> list[tuple[str, str]]:
+        pairs = (("cio_id", self.cio_id), ("id", self.id), ("email", self.email))
+        return [(kind, value) for kind, value in pairs if value is not None]
 
 
 @dataclass(frozen=True, slots=True)

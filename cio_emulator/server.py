@@ -30,13 +30,16 @@ class EmulatorServer:
         site_id: str = "emulator-site",
         track_api_key: str = "emulator-track-key",
         retry_after_header: bool = True,
+        log_bodies: bool = True,
     ):
         self.host = host
         self.requested_port = port
         self.app_api_key = app_api_key
         self.site_id = site_id
         self.track_api_key = track_api_key
-        self.state = EmulatorState(rate_limit=rate_limit, latency_ms=latency_ms, retry_after_header=retry_after_header)
+        self.state = EmulatorState(
+            rate_limit=rate_limit, latency_ms=latency_ms, retry_after_header=retry_after_header, log_bodies=log_bodies
+        )
         if fixture is not None:
             self.state.load_fixture(read_fixture(fixture))
         self.stopping = threading.Event()

@@ -22,8 +22,17 @@ class EmulatorState:
     """Everything the emulator knows, behind one lock: people, segments, the request log, the rate limiter's window,
     the fault plan and the settings. Safe to use from any thread."""
 
-    def __init__(self, rate_limit: int | None = 10, latency_ms: float = 0, retry_after_header: bool = True):
+    def __init__(
+        self,
+        rate_limit: int | None = 10,
+        latency_ms: float = 0,
+        retry_after_header: bool = True,
+        log_bodies: bool = True,
+    ):
         self._lock = threading.Lock()
+        # Off, the request log keeps each request's method, path, query, status and time but not its body: a
+        # benchmark of a million people would otherwise hold every batch it was sent.
+        self._log_bodies = log_bodies
         self._settings = EmulatorSettings(rate_limit=0, retry_after_header=True, latency_ms=0.0)
         self.update_settings(
             {"rate_limit": rate_limit, "retry_after_header": bool(retry_after_header), "latency_ms": latency_ms}
@@ -58,6 +67,18 @@ class EmulatorState:
             self._people.check_segment_references(parsed)
             self._people.apply_fixture(parsed, int(time.time()))
             return self._people.counts()
+
+    def load_customers(self, customers: Iterable[Mapping], chunk_size: int = 10_000) -> dict:
+        """Add many people (fixture-shaped customers, from any iterable: a generator of a million, say) to what is
+        there, as load_fixture does, a chunk at a time: the whole list never has to exist at once, and requests are
+        answered between chunks."""
+        chunk: list[Mapping] = []
+        for customer in customers:
+            chunk.append(customer)
+            if len(chunk) >= chunk_size:
+                self.load_fixture({"customers": chunk})
+                chunk = []
+        return self.load_fixture({"customers": chunk})
 
     def upsert_segment(self, segment: Mapping) -> dict:
         spec = parse_segment(segment, "segment")
@@ -143,6 +164,7 @@ class EmulatorState:
     # ---- request log
 
     def record_request(self, method: str, path: str, query: dict, body: Any, arrived_at: float) -> dict:
+        body = body if self._log_bodies else None
         entry = {"method": method, "path": path, "query": query, "body": body, "status": None, "time": arrived_at}
         with self._lock:
             self._log.append(entry)
@@ -162,6 +184,14 @@ class EmulatorState:
                 if (path_prefix is None or entry["path"].startswith(path_prefix))
                 and (method is None or entry["method"] == method)
             ]
+
+    def count_requests(self, since: int = 0, path_prefix: str | None = None) -> int:
+        """How many logged requests from index `since` on have a path starting with `path_prefix` (no copies)."""
+        with self._lock:
+            entries = self._log[since:] if since else self._log
+            if path_prefix is None:
+                return len(entries)
+            return sum(1 for entry in entries if entry["path"].startswith(path_prefix))
 
     def clear_requests(self) -> int:
         with self._lock:

@@ -81,6 +81,22 @@ def secret_values(text: str) -> set[str]:
 _NAME_PIECES = ("pass", "pwd", "secret", "token", "access", "api", "signing", "authorization", "credential")
 
 
+def may_hold_secrets(text: str) -> bool:
+    """False when neither scrub() nor redact() could change anything in `text`: none of the pieces of a secret's
+    name (so no secret-looking key either), no credentials, no link with a token. A quick test of the JSON text of a
+    whole dict before redacting it item by item (an ASCII text: case folding other letters can make ASCII ones)."""
+    lowered = text.casefold()
+    return (
+        not text.isascii()
+        or any(piece in lowered for piece in _NAME_PIECES)
+        or "bearer" in lowered
+        or "Basic" in text
+        or ("://" in text and "@" in text)
+        or "/reset/" in text
+        or "/login-link/" in lowered
+    )
+
+
 def scrub(text: str) -> str:
     """`text` with secret query parameters, secret items of a dict's repr, Bearer and Basic credentials,
     set-password and login-link tokens and the passwords of URLs (a database's, Redis', a mail server's) masked."""

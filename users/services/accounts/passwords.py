@@ -225,6 +225,8 @@ class BatchPasswordReturns:
         self.on_failed = on_failed
         self.heartbeat = heartbeat
         self.waiting: deque = deque()  # (user, password, future hash), in the order queued
+        # The users waiting, and those Customer.io refused in this run (the next run or a webhook retries them, not
+        # this one). The ones settled are forgotten: an import of a million would otherwise remember every one.
         self.queued: set[int] = set()
 
     def waiting_count(self) -> int:
@@ -280,4 +282,7 @@ class BatchPasswordReturns:
         notice = ActivityLog.Level.NOTICE
         log_activities(self.source, [Activity(logged_in_meanwhile_message(u), level=notice, user=u) for u in logged_in])
         owed = [(user, password) for user, password, _ in sending]
-        self.on_failed(len(return_passwords_in_batch(self.client, self.rules, owed, source=self.source)))
+        refused = return_passwords_in_batch(self.client, self.rules, owed, source=self.source)
+        self.on_failed(len(refused))
+        self.queued.difference_update(user.pk for user, _, _ in group)
+        self.queued.update(owed[index][0].pk for index in refused)

@@ -160,34 +160,6 @@ def held_identities(emails: Iterable[str], cio_ids: Iterable[str]) -> tuple[set[
     return held_emails, held_cio_ids
 
 
-class UserIndex:
-    """Which local user a Customer.io identifier names — by cio_id, then by email, as find_user_for_person — held
-    in memory as two dicts, so that a membership scan of 100,000 people needs no query per person."""
-
-    def __init__(self, rows: Iterable[tuple[int, str | None, str]]):
-        self.by_cio_id: dict[str, int] = {}
-        self.by_email: dict[str, int] = {}
-        for pk, cio_id, email_normalized in rows:
-            if cio_id:
-                self.by_cio_id[cio_id] = pk
-            self.by_email[email_normalized] = pk
-
-    @classmethod
-    def of(cls, users: QuerySet) -> "UserIndex":
-        return cls(users.values_list("pk", "cio_id", "email_normalized").iterator(chunk_size=5000))
-
-    def find(self, identifiers: dict) -> int | None:
-        cio_id = identifiers.get("cio_id")
-        if cio_id and cio_id in self.by_cio_id:
-            return self.by_cio_id[cio_id]
-        email = identifiers.get("email")
-        return self.by_email.get(normalize_email(email)) if email else None
-
-    @property
-    def user_ids(self) -> set[int]:
-        return set(self.by_email.values())
-
-
 def person_key(person_or_identifiers: dict) -> str:
     """A person's identity across Customer.io answers: their cio_id (every answer carries it), else their email."""
     identifiers = person_or_identifiers.get("identifiers") or person_or_identifiers

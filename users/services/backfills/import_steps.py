@@ -25,6 +25,7 @@ from ..password_hashing import PasswordHashPool
 from ..roles import add_role_groups
 from ..tags import send_on_commit
 from .common import BACKFILL, BackfillResult, match_people, person_key
+from .id_sets import IdSet
 from .import_runs import RunRecord
 
 # Tries at creating one user whose insert keeps meeting a user someone else just created.
@@ -51,7 +52,7 @@ class StepWriter:
         self.dry_run = result.dry_run
         self.pool = pool
         # The users this invocation imported (created or updated); a run stopped at --limit tags only them.
-        self.imported_ids: set[int] = set()
+        self.imported_ids = IdSet()
 
     def hash_mapped_passwords(self, people: list[dict]) -> dict[str, str]:
         """Hashes of the passwords Customer.io holds (a mapped user_pass) for the people who are to become users,

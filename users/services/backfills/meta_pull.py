@@ -24,32 +24,48 @@ def pull_meta(result: BackfillResult, *, emails: list[str] | None = None, progre
     client = get_client()
     client.require_credentials(app=True)
     rules = AccountRules.load()
-    missing: list[User] = []
+    missing = _Missing()
     with counting_calls(result):
         users = selected_users(emails, result).select_related("role")
         label = result.wording("Pulling attributes", "Attributes that would be pulled")
         progress.stage(label, total=users.count(), unit="users")
-        stale_cio_ids = []
+        # A cio_id Customer.io no longer knows (their profile was merged into another): tried again by email, 100
+        # such users a call.
+        stale: list[User] = []
         for chunk in in_chunks(users.filter(cio_id__isnull=False), ATTRIBUTES_BATCH_LIMIT):
-            stale_cio_ids += _pull(client, rules, chunk, "cio_id", result)
+            stale += _pull(client, rules, chunk, "cio_id", result)
+            if len(stale) >= ATTRIBUTES_BATCH_LIMIT:
+                missing.add(_pull(client, rules, stale[:ATTRIBUTES_BATCH_LIMIT], "email", result))
+                stale = stale[ATTRIBUTES_BATCH_LIMIT:]
             progress.advance(len(chunk))
         for chunk in in_chunks(users.filter(cio_id__isnull=True), ATTRIBUTES_BATCH_LIMIT):
-            missing += _pull(client, rules, chunk, "email", result)
+            missing.add(_pull(client, rules, chunk, "email", result))
             progress.advance(len(chunk))
-        # A cio_id Customer.io no longer knows (their profile was merged into another): try their email.
-        for chunk in batched(stale_cio_ids, ATTRIBUTES_BATCH_LIMIT):
-            missing += _pull(client, rules, chunk, "email", result)
-    result.skipped += len(missing)
-    if missing:
-        shown = ", ".join(user.email for user in missing[:SHOWN_MISSING])
-        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
-        result.notes.append(f"{len(missing)} user(s) not found in Customer.io, left as they were: {shown}{more}")
+        for chunk in batched(stale, ATTRIBUTES_BATCH_LIMIT):
+            missing.add(_pull(client, rules, chunk, "email", result))
+    result.skipped += missing.count
+    if missing.count:
+        shown = ", ".join(missing.shown)
+        more = f" and {missing.count - SHOWN_MISSING} more" if missing.count > SHOWN_MISSING else ""
+        result.notes.append(f"{missing.count} user(s) not found in Customer.io, left as they were: {shown}{more}")
     if not result.dry_run:
         log_activity(
             BACKFILL,
             f"Pulled meta data from Customer.io: {result.updated} users updated, {result.unchanged} unchanged, "
-            f"{len(missing)} not found",
+            f"{missing.count} not found",
         )
+
+
+class _Missing:
+    """The users Customer.io did not return: counted, and the first few named (not a list of them all)."""
+
+    def __init__(self):
+        self.count = 0
+        self.shown: list[str] = []
+
+    def add(self, users: list[User]) -> None:
+        self.count += len(users)
+        self.shown += [user.email for user in users[: SHOWN_MISSING - len(self.shown)]]
 
 
 def _pull(client: CustomerIOClient, rules: AccountRules, users: list[User], id_type: str, result) -> list[User]:

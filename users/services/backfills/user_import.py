@@ -33,19 +33,26 @@ from .common import (
     BackfillResult,
     Progress,
     UnknownSegment,
-    UserIndex,
-    batched,
     counting_calls,
+    in_chunks,
     lookup_identifier,
 )
+from .id_sets import IdSet
 from .import_runs import COUNTS, RunRecord, open_run
 from .import_steps import StepWriter
-from .tag_resync import apply_memberships, scan_memberships
+from .membership_scan import scan_segments
+from .prefetch import read_ahead
+from .tag_writes import write_memberships
 
 logger = logging.getLogger(__name__)
 
 Status = ImportRun.Status
 MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
+# Steps whose people are read from Customer.io ahead of the one being written: the reads keep to the rate limit
+# while the writing goes on (prefetch.read_ahead).
+STEPS_AHEAD = 3
+# Users owed a password from an earlier run, read and settled this many at a time.
+OWED_CHUNK = 1000
 
 
 def import_users(
@@ -122,34 +129,35 @@ class _Importer:
         )
         self.progress.stage(label, total=limit, unit="members")
         try:
-            for members, position in self._member_steps(limit):
-                self._import_step(members, position)
+            for members, position, people in read_ahead(lambda: self._member_steps(limit), STEPS_AHEAD):
+                self._import_step(members, position, people)
                 self.progress.advance(len(members))
                 self.returns.flush()
         except ContactNotFound:
             raise UnknownSegment(self.run.segment_id) from None  # deleted since the segment list was read
 
-    def _member_steps(self, limit: int | None) -> Iterator[tuple[list[dict], tuple[str, int]]]:
-        """The members still to import, 100 at a time, each step with the position to save once it is done: the
-        start cursor of its membership page and how many of that page's members are done then."""
+    def _member_steps(self, limit: int | None) -> Iterator[tuple[list[dict], tuple[str, int], list[dict]]]:
+        """On the reading thread: the members still to import, 100 at a time, each step with the position to save
+        once it is done (the start cursor of its membership page and how many of that page's members are done then)
+        and the people Customer.io returns for them."""
+        client = get_client()  # the thread's own
         cursor, skip = self.run.cursor, self.run.page_offset
         remaining = limit
-        for page in self.client.iter_segment_member_pages(self.run.segment_id, start=cursor):
+        for page in client.iter_segment_member_pages(self.run.segment_id, start=cursor):
             members = page["identifiers"]
             for offset in range(skip, len(members), MEMBERS_PER_STEP):
                 step = members[offset : offset + MEMBERS_PER_STEP]
                 if remaining is not None:
                     step = step[:remaining]
                     remaining -= len(step)
-                yield step, (cursor, offset + len(step))
+                yield step, (cursor, offset + len(step)), _fetch_people(client, step)
                 if remaining == 0 and (offset + len(step) < len(members) or page["next"]):
                     # Stopped at --limit with members left (the next page is --resume's to read): paused.
                     return
             cursor, skip = page["next"], 0
         self.membership_read = True
 
-    def _import_step(self, members: list[dict], position: tuple[str, int]) -> None:
-        people = self._fetch_people(members)
+    def _import_step(self, members: list[dict], position: tuple[str, int], people: list[dict]) -> None:
         mapped_passwords = self.steps.hash_mapped_passwords(people)
         counted_before = {name: getattr(self.result, name) for name in COUNTS}
         done_before = self.members_done
@@ -175,30 +183,21 @@ class _Importer:
         for user in written.welcome:
             send_due_welcome_email(user, BACKFILL)
 
-    def _fetch_people(self, members: list[dict]) -> list[dict]:
-        by_type: dict[str, list[str]] = {}
-        for identifiers in members:
-            id_type, value = lookup_identifier(identifiers)
-            if value:
-                by_type.setdefault(id_type, []).append(value)
-        people = []
-        for id_type, values in by_type.items():
-            people += self.client.get_attributes_batch(values, id_type)
-        return people
-
     # The end ----------------------------------------------------------------------------------------------------
 
     def finish(self, segments: list[dict]) -> None:
         """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
-        index = UserIndex.of(User.objects.filter(is_staff=False, is_superuser=False))
-        memberships = scan_memberships(
-            self.client, segments, index, scope_segment=self.run.segment_id, progress=self.progress
+        memberships = scan_segments(
+            segments,
+            User.objects.filter(is_staff=False, is_superuser=False),
+            scope_segment=self.run.segment_id,
+            progress=self.progress,
         )
         if not self.membership_read:
             # Stopped at --limit: the members not imported yet keep their tags until --resume gets to them.
             memberships = memberships.only(self.steps.imported_ids)
         self.progress.stage(self.result.wording("Writing tags", "Tags that would be written"))
-        outcome = apply_memberships(segments, memberships, dry_run=self.dry_run)
+        outcome = write_memberships(segments, memberships, dry_run=self.dry_run)
         self.result.notes.append(
             self.result.wording(
                 f"Tags: changed for {outcome.changed} user(s), unchanged for {outcome.unchanged}.",
@@ -206,17 +205,20 @@ class _Importer:
             )
         )
         if not self.dry_run:
-            owed = []
-            for chunk in batched(sorted(memberships.user_ids), 1000):
-                owed += User.objects.filter(pk__in=chunk, password_return_due=True)
-            # Owed from an earlier run (Customer.io refused them, or it stopped before returning): fresh ones.
-            self.returns.queue([(user, generate_password()) for user in owed])
-            if self.returns.waiting_count():
-                self.progress.stage(
-                    "Returning generated passwords", total=self.returns.waiting_count(), unit="passwords"
-                )
-                self.returns.flush(everything=True, progress=self.progress)
+            self._return_owed(memberships.covered)
         self.record.close(Status.FINISHED if self.membership_read else Status.PAUSED, "", self.members_done)
+
+    def _return_owed(self, members: IdSet) -> None:
+        """Passwords owed to the segment's users from an earlier run (Customer.io refused them, or it stopped before
+        returning): fresh ones, a chunk of users at a time."""
+        owed = User.objects.filter(password_return_due=True, is_staff=False, is_superuser=False).order_by("pk")
+        staged = False
+        for chunk in in_chunks(owed, OWED_CHUNK):
+            self.returns.queue([(user, generate_password()) for user in chunk if user.pk in members])
+            if self.returns.waiting_count() and not staged:
+                self.progress.stage("Returning generated passwords", unit="passwords")
+                staged = True
+            self.returns.flush(everything=True, progress=self.progress)
 
     def stop(self, status: str, error: str) -> None:
         if not self.dry_run:
@@ -234,3 +236,15 @@ class _Importer:
         except DatabaseError:
             # Called on the way out of a failed run too: its own error must not be hidden by this one.
             logger.exception("Could not record the summary of users without a usable password")
+
+
+def _fetch_people(client: CustomerIOClient, members: list[dict]) -> list[dict]:
+    by_type: dict[str, list[str]] = {}
+    for identifiers in members:
+        id_type, value = lookup_identifier(identifiers)
+        if value:
+            by_type.setdefault(id_type, []).append(value)
+    people = []
+    for id_type, values in by_type.items():
+        people += client.get_attributes_batch(values, id_type)
+    return people
