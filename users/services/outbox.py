@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import functools
 import os
-import threading
 import time
 from collections.abc import Iterable
 from copy import deepcopy
@@ -21,7 +20,6 @@ from copy import deepcopy
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min
-from django_tasks_db.models import DBTaskResult
 
 from settings_app.models import FIRST_CLASS_USER_FIELDS, WebhookSettings
 
@@ -29,6 +27,7 @@ from ..models import OutboxEntry, User
 from ..tasks import send_outbox
 from .attributes import push_mappings
 from .segment_changes import Waiting
+from .task_waking import AtMostEvery, wake_task
 
 _from_customerio = contextvars.ContextVar("from_customerio", default=False)
 
@@ -201,31 +200,14 @@ def owe_login_links(users: Iterable[User], *, created: bool) -> None:
 # The worker ------------------------------------------------------------------------------------------------------
 
 
-# A web process checks for a waiting task at most this often: a burst of changes costs its requests one INSERT
-# each, not a SELECT too. A row committed after the running task's last look, in a process that checked less than
-# this long ago, is found by the worker's sweep (wake_if_due) within WEBHOOK_SWEEP_SECONDS.
-WAKE_SECONDS = 0.5
-_last_wake = 0.0
-_wake_lock = threading.Lock()
-
-
-def wake_worker_soon() -> None:
-    """After a commit that added rows: make sure a task will send them, checking at most once per WAKE_SECONDS in
-    this process."""
-    global _last_wake
-    now = time.monotonic()
-    with _wake_lock:
-        if now - _last_wake < WAKE_SECONDS:
-            return
-        _last_wake = now
-    wake_worker()
-
-
 def wake_worker() -> None:
     """Enqueue the sending task unless one already waits (10,000 changes in a burst make one task, not 10,000)."""
-    waiting = DBTaskResult.objects.ready().filter(task_path=send_outbox.module_path)
-    if not waiting.exists():
-        send_outbox.enqueue()
+    wake_task(send_outbox)
+
+
+# After a commit that added rows: a web process looks for a waiting task at most twice a second, so a burst of changes
+# costs its requests one INSERT each, not a SELECT too (the sweep, wake_if_due, finds what slips between).
+wake_worker_soon = AtMostEvery(0.5, wake_worker)
 
 
 def wake_if_due() -> None:

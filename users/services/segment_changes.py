@@ -17,7 +17,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
 from cio import get_client
 from cio.client import deadline_in
@@ -25,6 +24,7 @@ from cio.client import deadline_in
 from ..models import SegmentChange, Tag, User
 from ..tasks import send_segment_changes
 from .segment_sender import due_changes
+from .task_waking import wake_task
 
 
 class NotAManualSegment(ValueError):
@@ -66,9 +66,7 @@ def record(user: User, tags: list[Tag], action: str) -> None:
 
 def wake_worker() -> None:
     """Enqueue the sending task unless one already waits (2,500 calls of apply_tags make one task, not 2,500)."""
-    waiting = DBTaskResult.objects.ready().filter(task_path=send_segment_changes.module_path)
-    if not waiting.exists():
-        send_segment_changes.enqueue()
+    wake_task(send_segment_changes)
 
 
 @dataclass(frozen=True)

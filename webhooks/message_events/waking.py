@@ -8,11 +8,10 @@ finds within WEBHOOK_SWEEP_SECONDS (wake_if_due).
 """
 
 import logging
-import threading
-import time
 
 from django.db import DatabaseError
-from django_tasks_db.models import DBTaskResult
+
+from users.services.task_waking import AtMostEvery, wake_task
 
 from ..models import MessageEvent
 from ..tasks import process_message_events
@@ -20,30 +19,22 @@ from .processing import WAKE_SECONDS
 
 logger = logging.getLogger(__name__)
 
-_last_wake = 0.0
-_wake_lock = threading.Lock()
+
+def wake_worker() -> None:
+    """Enqueue the task that processes message events, unless one already waits to run."""
+    wake_task(process_message_events)
 
 
-def wake_worker_soon() -> None:
-    """Make sure a task will process the events stored by now, checking at most once per WAKE_SECONDS in this
-    process. Never raises: the event is stored, and the sweep wakes the worker if this could not."""
-    global _last_wake
-    now = time.monotonic()
-    with _wake_lock:
-        if now - _last_wake < WAKE_SECONDS:
-            return
-        _last_wake = now
+def _wake_logging_failure() -> None:
     try:
         wake_worker()
     except DatabaseError as error:
         logger.warning("Could not wake the worker for message events (its sweep will): %s", error)
 
 
-def wake_worker() -> None:
-    """Enqueue the task that processes message events, unless one already waits to run."""
-    waiting = DBTaskResult.objects.ready().filter(task_path=process_message_events.module_path)
-    if not waiting.exists():
-        process_message_events.enqueue()
+# Make sure a task will process the events stored by now, looking at most once per WAKE_SECONDS in this process.
+# Never raises: the event is stored, and the sweep wakes the worker if this could not.
+wake_worker_soon = AtMostEvery(WAKE_SECONDS, _wake_logging_failure)
 
 
 def wake_if_due() -> None:
@@ -53,7 +44,5 @@ def wake_if_due() -> None:
 
 
 def forget() -> None:
-    """The next wake_worker_soon() checks at once (tests)."""
-    global _last_wake
-    with _wake_lock:
-        _last_wake = 0.0
+    """The next wake_worker_soon() looks at once (tests)."""
+    wake_worker_soon.forget()
