@@ -10,7 +10,6 @@ at most now and then, answer. Linking the event to a user, reactions and the sig
 read, nothing counted.
 """
 
-import functools
 import logging
 import time
 
@@ -19,7 +18,6 @@ from django.core.cache import cache
 from django.db import DatabaseError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from users.access import never_locked
 from users.models import ActivityLog
@@ -37,8 +35,8 @@ from .exceptions import (
     ReportingWebhookOff,
     TooManyRefusedRequests,
     WebhookError,
-    handle_exception,
 )
+from .lean import LeanAPIView
 from .middleware import skips_site_middleware
 from .negotiation import WebhookNegotiation
 from .parsers import JsonObjectParser, refuse_declared_oversize
@@ -59,38 +57,14 @@ logger = logging.getLogger(__name__)
 UNREADABLE_NOTICE_SECONDS = 60
 
 
-class CustomerIOReportingView(APIView):
+class CustomerIOReportingView(LeanAPIView):
     authentication_classes = [SignatureAuthentication]
     permission_classes = [HasValidSignature]
     throttle_classes = [RefusedSignatureThrottle]
     parser_classes = [JsonObjectParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = WebhookNegotiation
-    metadata_class = None
-    format_kwarg = None
     http_method_names = ["post"]  # Customer.io posts; anything else gets the JSON 405
-
-    # Stateless classes, one instance each per process (as the journey webhook's view).
-    @classmethod
-    @functools.cache
-    def _shared(cls, attribute: str):
-        declared = getattr(cls, attribute)
-        return declared() if isinstance(declared, type) else [kind() for kind in declared]
-
-    def get_parsers(self):
-        return self._shared("parser_classes")
-
-    def get_authenticators(self):
-        return self._shared("authentication_classes")
-
-    def get_permissions(self):
-        return self._shared("permission_classes")
-
-    def get_content_negotiator(self):
-        return self._shared("content_negotiation_class")
-
-    def get_exception_handler(self):
-        return handle_exception
 
     @property
     def default_response_headers(self):

@@ -4,13 +4,13 @@ AccessKeyAuthentication, RefusedRequestThrottle, the parsers, WebhookNegotiation
 exception handler (webhooks.intake.exceptions).
 
 What DRF costs, and why it is still used: DRF's request and response layer costs about 0.1 ms of CPU a request
-(measured when this endpoint was a plain Django view, bench/accept.py). The classes here are lean (one shared
-instance of each stateless class, no metadata, no versioning, no format suffixes), and webhook requests skip the site
-middleware they do not use (webhooks.intake.middleware, about 60 us): in one process a queued accept costs the same
-CPU as the plain view did with the whole middleware list, and under gunicorn less (docs/performance.md).
+(measured when this endpoint was a plain Django view, bench/accept.py). The classes here are lean
+(webhooks.intake.lean: one shared instance of each stateless class, no metadata, no versioning, no format suffixes),
+and webhook requests skip the site middleware they do not use (webhooks.intake.middleware, about 60 us): in one
+process a queued accept costs the same CPU as the plain view did with the whole middleware list, and under gunicorn
+less (docs/performance.md).
 """
 
-import functools
 import logging
 import time
 from datetime import timedelta
@@ -22,7 +22,6 @@ from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from settings_app.access_keys import KeyMatch
 from settings_app.models import WebhookSettings
@@ -48,8 +47,8 @@ from .exceptions import (
     PayloadTooLarge,
     TooManyRefusedRequests,
     WebhookError,
-    handle_exception,
 )
+from .lean import LeanAPIView
 from .middleware import skips_site_middleware
 from .negotiation import WebhookNegotiation
 from .pages import BrowserPageRenderer
@@ -70,42 +69,16 @@ logger = logging.getLogger(__name__)
 SYNC_LEASE = timedelta(seconds=60)
 
 
-class CustomerIOWebhookView(APIView):
+class CustomerIOWebhookView(LeanAPIView):
     authentication_classes = [AccessKeyAuthentication]
     permission_classes = [HasAccessKey]
     throttle_classes = [RefusedRequestThrottle]
     parser_classes = [JsonOrFormParser, LimitedMultiPartParser]
     renderer_classes = [JSONRenderer, BrowserPageRenderer]
     content_negotiation_class = WebhookNegotiation
-    metadata_class = None
-    format_kwarg = None  # no format suffixes: the answer is JSON (or the browser page), whatever the URL
     # Every method a Customer.io webhook action can send (its method menu), as WP Fusion answers them all; HEAD and
     # OPTIONS for monitors and browsers. Anything else gets the JSON 405.
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
-
-    # The parsers, authentication, permission and negotiation classes are stateless: one instance of each per
-    # process, built from the declarations above, instead of DRF's new ones per request. (The throttle keeps its
-    # refusal on the instance: DRF's get_throttles() builds it per request.)
-    @classmethod
-    @functools.cache
-    def _shared(cls, attribute: str):
-        declared = getattr(cls, attribute)
-        return declared() if isinstance(declared, type) else [kind() for kind in declared]
-
-    def get_parsers(self):
-        return self._shared("parser_classes")
-
-    def get_authenticators(self):
-        return self._shared("authentication_classes")
-
-    def get_permissions(self):
-        return self._shared("permission_classes")
-
-    def get_content_negotiator(self):
-        return self._shared("content_negotiation_class")
-
-    def get_exception_handler(self):
-        return handle_exception
 
     @property
     def default_response_headers(self):
