@@ -1,8 +1,7 @@
 """A rate limiter shared by every process that uses the database.
 
 Customer.io's App API allows 10 requests per second per workspace. Web processes and background workers share
-one budget, so the limiter's state lives in the database: a row holding the grant times of the last `rate`
-requests. A request may go when the oldest of them is more than one window old.
+one budget, so the limiter's state lives in the database: a row holding the times of the recent requests (below).
 
 On PostgreSQL the limiter uses its own autocommit connection: a caller may hold a long transaction (the
 per-contact lock while Customer.io answers), and a row lock taken inside it would stall every other process
@@ -13,9 +12,16 @@ Without the database there is no grant: a request waiting for a slot fails with 
 webhook answers 503, the queue retries), so hosts that lost the database send nothing rather than each guessing its
 share. Redis plays no part, so its outages change nothing here.
 
-Grant times are read from one clock for everyone: on PostgreSQL the database's (`clock_timestamp()`, read once the
-row is locked), so that worker hosts whose clocks disagree still share one limit; on SQLite, which serves one host,
-the local clock.
+What is counted is when each request reached Customer.io, and the only time known to be no earlier than that is
+when its answer came back. So a grant is stored as "in flight" until its answer is in (Transport calls finished()),
+counted meanwhile as if it were arriving right now, and then as having arrived when the answer came. A slot is free
+when the tenth-latest of those is more than a second old. However late a granted request leaves its host (a busy CPU,
+Python's GIL), it and the ten after it cannot reach Customer.io within one second; what this costs is the answer's
+own latency on each slot's turn (milliseconds), where a fixed margin on grant times costs its width and still leaks.
+
+Times are read from one clock for everyone: on PostgreSQL the database's (`clock_timestamp()`, read once the row is
+locked), so that worker hosts whose clocks disagree still share one limit — an answer's time is the grant's database
+time plus the seconds the host measured since it; on SQLite, which serves one host, the local clock.
 """
 
 import contextlib
@@ -30,12 +36,13 @@ from django.db import connections, transaction
 from .errors import DeadlineExceeded
 from .metrics import RATE_LIMIT_WAIT
 
-# Requests reach Customer.io a little after they are granted, and not always with the same delay; a grant window
-# slightly longer than a second keeps the arrivals themselves within the rate. A request that leaves much later than
-# its grant has its stamp moved (SharedRateLimiter.sent).
-WINDOW_SECONDS = 1.0
-ARRIVAL_MARGIN_SECONDS = 0.07
-RESTAMP_AFTER_SECONDS = 0.01
+# Customer.io's servers stamp arrivals with a clock of their own; a hair more than a second absorbs its rounding.
+WINDOW_SECONDS = 1.01
+# While ten requests are in flight at once nobody knows when the next slot frees up: look again this often.
+IN_FLIGHT_POLL_SECONDS = 0.02
+# A grant whose answer never comes (its process was killed mid-request) stops counting as in flight after this long,
+# the longest a request may take; Transport passes its connect + read timeouts.
+DEFAULT_LONGEST_REQUEST_SECONDS = 15.0
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +53,22 @@ _side_connections: "weakref.WeakSet" = weakref.WeakSet()
 
 
 class SharedRateLimiter:
-    def __init__(self, name: str, rate: int, window: float = WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS):
+    def __init__(
+        self,
+        name: str,
+        rate: int,
+        window: float = WINDOW_SECONDS,
+        longest_request: float = DEFAULT_LONGEST_REQUEST_SECONDS,
+    ):
         self.name = name
         self.rate = rate
         self.window = window
+        self.longest_request = longest_request
 
     def acquire(self, deadline: float | None = None) -> float:
         """Wait until a request may be sent; return the seconds waited. Past `deadline` (a time.monotonic()
-        value) raise DeadlineExceeded instead of waiting longer."""
+        value) raise DeadlineExceeded instead of waiting longer. Once the request's answer is in (or it failed),
+        call finished()."""
         if not self.rate or self.rate <= 0:
             return 0.0
         started = time.monotonic()
@@ -68,25 +83,18 @@ class SharedRateLimiter:
             RATE_LIMIT_WAIT.inc(wait)
             time.sleep(wait)
 
-    def sent(self, at: float) -> None:
-        """Say when the request this thread was last granted was handed to the network (a time.monotonic() value).
-
-        A grant is stamped when it is made; its request leaves a moment later — usually a millisecond, but on a host
-        whose CPUs are busy a thread may wait a tenth of a second for its turn in between. A request granted late in
-        one window and sent late would then reach Customer.io less than a second before the tenth request after it,
-        sent on time. So a request that left more than RESTAMP_AFTER_SECONDS after its grant has its stamp moved to
-        when it left (called once the answer is in, so that the request itself never waits for this)."""
+    def finished(self, at: float) -> None:
+        """Say that the request this thread was last granted has its answer (or its failure) since `at`, a
+        time.monotonic() value: it reached Customer.io no later than that, and counts from then on."""
         grant, _local.grant = getattr(_local, "grant", None), None
         if grant is None or grant[0] != self.name:
             return
         _, stamp, stamped_at = grant
-        late = at - stamped_at
-        if late < RESTAMP_AFTER_SECONDS:
-            return
+        answered = stamp + max(0.0, at - stamped_at)
         try:
-            self._in_transaction(lambda cursor, lock, database_clock: self._restamp(cursor, lock, stamp, late))
-        except Exception:  # best effort: the grant's own stamp stays
-            logger.debug("Could not move a late request's stamp", exc_info=True)
+            self._in_transaction(lambda cursor, lock, database_clock: self._finish(cursor, lock, stamp, answered))
+        except Exception:  # the database went away meanwhile: the grant ages out as a request that never answered
+            logger.debug("Could not record an App API request's answer", exc_info=True)
 
     def _try_grant(self) -> float:
         """Take a slot now and return 0, or return how long until one frees up."""
@@ -100,14 +108,23 @@ class SharedRateLimiter:
         with transaction.atomic(), connection.cursor() as cursor:
             return work(cursor, "", False)
 
+    def _counted_at(self, request, now: float) -> float:
+        """When a stored request counts as having reached Customer.io: its answer's time, or now while in flight."""
+        if not isinstance(request, list):  # a bare time: a grant stored before answers were recorded
+            return request
+        granted, answered = request
+        if answered is not None:
+            return answered
+        return min(now, granted + self.longest_request)
+
     def _grant_with_cursor(self, cursor, lock_clause: str, database_clock: bool) -> float:
         cursor.execute(
             f"INSERT INTO {_TABLE} (name, stamps) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",  # noqa: S608
             [self.name, "[]"],
         )
         cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
-        stamps = json.loads(cursor.fetchone()[0])
-        stamped_at = time.monotonic()  # a moment before the stamp is read: sent() measures the delay from here
+        requests = json.loads(cursor.fetchone()[0])
+        stamped_at = time.monotonic()  # a moment before the time is read: finished() measures from here
         if database_clock:
             # Read after the row lock is held (a separate statement: in the locking SELECT itself the clock could be
             # read before the wait for the lock), so grants are stamped in the order they are made.
@@ -115,28 +132,34 @@ class SharedRateLimiter:
             now = float(cursor.fetchone()[0])
         else:
             now = time.time()
-        recent = [stamp for stamp in stamps if stamp > now - self.window]
+        recent = [
+            (self._counted_at(request, now), request)
+            for request in requests
+            if self._counted_at(request, now) > now - self.window
+        ]
         if len(recent) >= self.rate:
-            recent.sort()
-            return recent[-self.rate] + self.window - now
-        recent.append(now)
-        cursor.execute(
-            f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
-            [json.dumps(recent[-self.rate :]), self.name],
-        )
+            recent.sort(key=lambda counted: counted[0])
+            counted_at, blocking = recent[-self.rate]
+            if isinstance(blocking, list) and blocking[1] is None and counted_at >= now:
+                return IN_FLIGHT_POLL_SECONDS  # ten in flight: a slot frees up a second after the first answer
+            return counted_at + self.window - now
+        kept = [request for _, request in recent] + [[now, None]]
+        cursor.execute(f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s", [json.dumps(kept), self.name])  # noqa: S608
         _local.grant = (self.name, now, stamped_at)
         return 0.0
 
-    def _restamp(self, cursor, lock_clause: str, stamp: float, late: float) -> None:
+    def _finish(self, cursor, lock_clause: str, granted: float, answered: float) -> None:
         cursor.execute(f"SELECT stamps FROM {_TABLE} WHERE name = %s {lock_clause}", [self.name])  # noqa: S608
         row = cursor.fetchone()
-        stamps = json.loads(row[0]) if row else []
-        if stamp in stamps:  # not yet pushed out by newer grants
-            stamps[stamps.index(stamp)] = stamp + late
-            cursor.execute(
-                f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
-                [json.dumps(stamps), self.name],
-            )
+        requests = json.loads(row[0]) if row else []
+        for request in requests:
+            if isinstance(request, list) and request[0] == granted and request[1] is None:
+                request[1] = answered
+                cursor.execute(
+                    f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608
+                    [json.dumps(requests), self.name],
+                )
+                return
 
     def _in_postgresql_transaction(self, connection, work):
         # psycopg's errors become Django's (OperationalError when the database is unreachable), as from any query:

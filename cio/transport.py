@@ -88,7 +88,9 @@ class Transport:
     def __init__(self, config: ClientConfig, *, session: requests.Session | None = None):
         self.config = config
         self.session = session or requests.Session()
-        self.limiter = SharedRateLimiter("app_api", config.app_api_rate)
+        self.limiter = SharedRateLimiter(
+            "app_api", config.app_api_rate, longest_request=config.connect_timeout + config.read_timeout
+        )
 
     def require_credentials(self, *, app: bool = False, track: bool = False) -> None:
         """Raise NotConfigured now when credentials a job will need are missing, rather than halfway through it."""
@@ -128,22 +130,12 @@ class Transport:
             attempt += 1
             if api == "app":
                 self.limiter.acquire(deadline)
-            timeout = self._timeout(method, path, deadline)
             started = time.monotonic()
-            response = None
             try:
-                response = self.session.request(
-                    method, base_url + path, headers=headers, params=params, json=json, data=data, timeout=timeout
-                )
-                error = None if response.ok else self._error_for(response, method, path)
-            except requests.Timeout:
-                error = UpstreamError(f"Customer.io {method} {path}: timed out", method=method, path=path)
-            except requests.RequestException as exc:
-                error = UpstreamError(
-                    f"Customer.io {method} {path}: connection failed ({type(exc).__name__})", method=method, path=path
-                )
-            if api == "app":
-                self.limiter.sent(started)  # a request that left late moves its stamp (cio.ratelimit)
+                response, error = self._send(method, base_url, path, headers, params, json, data, deadline)
+            finally:
+                if api == "app":
+                    self.limiter.finished(time.monotonic())  # it reached Customer.io by now (cio.ratelimit)
             self._record(api, method, path, response, time.monotonic() - started)
             if error is None:
                 return _json_or_empty(response)
@@ -154,6 +146,21 @@ class Transport:
                 raise error
             logger.info("Customer.io %s %s: %s; retrying in %.2fs", method, path, _status_text(error), delay)
             time.sleep(delay)
+
+    def _send(self, method, base_url, path, headers, params, json, data, deadline):
+        """One attempt: (response or None, the error it makes or None)."""
+        timeout = self._timeout(method, path, deadline)
+        try:
+            response = self.session.request(
+                method, base_url + path, headers=headers, params=params, json=json, data=data, timeout=timeout
+            )
+        except requests.Timeout:
+            return None, UpstreamError(f"Customer.io {method} {path}: timed out", method=method, path=path)
+        except requests.RequestException as exc:
+            return None, UpstreamError(
+                f"Customer.io {method} {path}: connection failed ({type(exc).__name__})", method=method, path=path
+            )
+        return response, None if response.ok else self._error_for(response, method, path)
 
     def _timeout(self, method, path, deadline):
         connect, read = self.config.connect_timeout, self.config.read_timeout

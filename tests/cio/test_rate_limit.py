@@ -1,5 +1,6 @@
 """The shared App API rate limiter: within one process and across processes."""
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from django.db import connection
 from cio import ratelimit
 from cio.errors import DeadlineExceeded
 from cio.ratelimit import SharedRateLimiter
+from cio.transport import ClientConfig, Transport
 
 
 def max_in_any_window(times, window=1.0):
@@ -85,17 +87,62 @@ def test_two_processes_share_the_limit_and_never_see_a_429(emulator_env, cio_emu
 
 
 @pytest.mark.django_db
-def test_a_request_sent_late_is_counted_from_when_it_left():
-    """A thread kept from the CPU between its grant and its request (a busy host) moves its stamp to when the request
-    left: the window counts it from then, so that it and the requests granted a window later never reach Customer.io
-    within one second."""
+def test_a_request_counts_from_when_its_answer_came():
+    """A thread kept from the CPU between its grant and its request (a busy host) reaches Customer.io late; only its
+    answer's time is surely no earlier than its arrival, so the window counts it from then."""
     limiter = SharedRateLimiter(f"late-{uuid.uuid4().hex[:8]}", rate=1, window=5.0)
     limiter.acquire()
     stamped_at = ratelimit._local.grant[2]
-    limiter.sent(stamped_at + 3.0)  # left 3 s after its grant
-    assert limiter._try_grant() > 7.0  # 5 s from when it left, not from its grant
+    limiter.finished(stamped_at + 3.0)  # answered 3 s after its grant
+    assert limiter._try_grant() > 7.0  # 5 s from the answer, not from the grant
 
     on_time = SharedRateLimiter(f"on-time-{uuid.uuid4().hex[:8]}", rate=1, window=5.0)
     on_time.acquire()
-    on_time.sent(time.monotonic())
+    on_time.finished(time.monotonic())
     assert 4.0 < on_time._try_grant() <= 5.0
+
+
+@pytest.mark.django_db
+def test_requests_in_flight_hold_their_slots_until_answered():
+    """However long ago they were granted, requests still waiting for their answers could reach Customer.io at any
+    moment: while `rate` of them are in flight no grant is made, and the next one comes a window after an answer."""
+    limiter = SharedRateLimiter(f"in-flight-{uuid.uuid4().hex[:8]}", rate=2, window=0.5)
+    limiter.acquire()
+    first = ratelimit._local.grant
+    limiter.acquire()
+    second = ratelimit._local.grant
+    time.sleep(0.6)  # a window after both grants: by grant times both slots would be free again
+    assert limiter._try_grant() == ratelimit.IN_FLIGHT_POLL_SECONDS
+
+    ratelimit._local.grant = first
+    limiter.finished(time.monotonic())
+    assert 0.4 < limiter._try_grant() <= 0.5  # the answered one frees its slot a window after its answer
+    ratelimit._local.grant = second
+    limiter.finished(time.monotonic())
+
+
+@pytest.mark.django_db
+def test_a_request_whose_answer_never_comes_stops_holding_its_slot():
+    """A process killed mid-request never reports its answer: its grant counts as in flight only for as long as a
+    request may take."""
+    limiter = SharedRateLimiter(f"killed-{uuid.uuid4().hex[:8]}", rate=1, window=0.2, longest_request=0.3)
+    limiter.acquire()
+    ratelimit._local.grant = None  # the process that held it is gone
+    assert limiter._try_grant() == ratelimit.IN_FLIGHT_POLL_SECONDS
+    time.sleep(0.55)  # longest_request, then a window
+    assert limiter._try_grant() == 0.0
+
+
+@pytest.mark.django_db
+def test_a_failed_attempt_frees_its_slot_like_an_answered_one():
+    """The transport reports every attempt's end, answered or not: an attempt cut short by its deadline or a
+    refused connection does not leave its slot held as in flight."""
+    config = dataclasses.replace(
+        ClientConfig.from_settings(), app_api_url="http://127.0.0.1:9", max_retries=0, app_api_key="key"
+    )  # nothing listens on port 9: the connection is refused
+    transport = Transport(config)
+    transport.limiter = SharedRateLimiter(f"failed-{uuid.uuid4().hex[:8]}", rate=1, window=0.2)
+    with pytest.raises(Exception, match="connection failed"):
+        transport._app("GET", "/v1/segments")
+    time.sleep(0.25)
+    assert transport.limiter._try_grant() == 0.0
