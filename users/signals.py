@@ -76,3 +76,8 @@ After commit."""
 user_imported = Signal()
 """A webhook or an import created the user; `delivery` is the `WebhookDelivery`, or None from `cio_import_users`.
 After commit."""
+
+users_created_in_bulk = Signal()
+"""Users were written in one statement, without `post_save` (an import step, a batch of queued adds); `users` is
+their list. Sent once per batch, after commit and after each one's `user_imported`: a receiver that would run a
+query per user does one for the batch here."""

@@ -5,7 +5,8 @@ The worker leaves such an event processed without a user and waiting under its e
 (the admin, a webhook's update, an import), the events waiting under that user's keys are linked to them and marked
 waiting for the worker again, in the same transaction as the save: the worker then runs the reactions and sends
 message_event_received with the user, as for an event that found its user at once. Users created in bulk by the
-queue or an import send user_imported rather than post_save: that is listened to as well.
+queue or an import send users_created_in_bulk rather than post_save: that is listened to as well, and looked at a
+batch at a time (an import of a million people must not cost a million UPDATEs when nothing waits for them).
 
 Not a trigger: a Customer.io id written to existing users in bulk (webhooks.queue.bulk_updates, the segment
 sender) — such a user's events found them by email anyway, unless an event carried a Customer.io id alone.
@@ -13,11 +14,12 @@ sender) — such a user's events found them by email anyway, unless an event car
 
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from users.models import User
-from users.signals import user_imported
+from users.signals import users_created_in_bulk
 
 from ..models import MessageEvent
 from . import people, waking
@@ -50,6 +52,38 @@ def link_on_save(sender, instance: User, created: bool, raw: bool = False, updat
         link_waiting_events(instance)
 
 
-@receiver(user_imported, dispatch_uid="webhooks.message_events.linking.imported")
-def link_on_import(sender, user: User, **kwargs):
-    link_waiting_events(user)
+# Keys per query: well under SQLite's limit on a statement's parameters.
+KEYS_PER_QUERY = 500
+
+
+def link_waiting_events_of(users: list[User]) -> int:
+    """link_waiting_events for each of many users, with a query or two per 500 of them to find the few anything
+    waits for."""
+    by_key = {key: user for user in users for key in people.keys_of(user)}
+    by_email = {user.email.lower(): user for user in users}
+    by_cio_id = {user.cio_id: user for user in users if user.cio_id}
+    waited_for: dict[int, User] = {}
+    for keys in _chunks(list(by_key)):
+        found = MessageEvent.objects.filter(user__isnull=True, unlinked_key__in=keys)
+        for key in found.values_list("unlinked_key", flat=True).distinct():
+            waited_for[by_key[key].pk] = by_key[key]
+    # Events not processed yet (as in link_waiting_events): the waiting ones' partial index, then these people.
+    unprocessed = MessageEvent.objects.filter(processed_at__isnull=True, user__isnull=True).annotate(
+        email_lower=Lower("email")
+    )
+    for emails in _chunks(list(by_email)):
+        for email in unprocessed.filter(email_lower__in=emails).values_list("email_lower", flat=True).distinct():
+            waited_for[by_email[email].pk] = by_email[email]
+    for cio_ids in _chunks(list(by_cio_id)):
+        for cio_id in unprocessed.filter(cio_id__in=cio_ids).values_list("cio_id", flat=True).distinct():
+            waited_for[by_cio_id[cio_id].pk] = by_cio_id[cio_id]
+    return sum(link_waiting_events(user) for user in waited_for.values())
+
+
+def _chunks(items: list) -> list[list]:
+    return [items[start : start + KEYS_PER_QUERY] for start in range(0, len(items), KEYS_PER_QUERY)]
+
+
+@receiver(users_created_in_bulk, dispatch_uid="webhooks.message_events.linking.created_in_bulk")
+def link_on_bulk_creation(sender, users: list[User], **kwargs):
+    link_waiting_events_of(users)

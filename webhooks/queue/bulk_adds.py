@@ -41,7 +41,7 @@ from users.services.contacts import ContactKind, lock_contacts, person_cio_id
 from users.services.outbox import owe_login_links
 from users.services.roles import add_role_groups
 from users.services.tags import send_on_commit, send_tag_signals
-from users.signals import user_imported
+from users.signals import user_imported, users_created_in_bulk
 
 from ..actions import ActionName
 from ..deliveries import record_successes
@@ -197,6 +197,7 @@ def _create(chunk, plan, rules: AccountRules, hashed_ahead: dict) -> dict:
                 user.pk, user.email, user.email_normalized, user.cio_id, protected=False, owed=True
             )
             send_on_commit(user_imported, user=user, delivery=work.leading)
+        send_on_commit(users_created_in_bulk, users=[account.user for account in accounts.values()])
         log_activities(WEBHOOK, activities)
         done = {key: chosen[key] for key in accounts}
         names = write_tags(done, plan)

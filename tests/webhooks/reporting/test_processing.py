@@ -2,9 +2,11 @@
 it, message_event_received sent after the commit; an event whose person has no user waits for one, and is linked
 (and reacted to) when that user appears."""
 
+import io
 from datetime import UTC, datetime
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -213,18 +215,50 @@ def test_a_failing_reaction_does_not_hold_the_batch(client, vip, monkeypatch):
     )
 
 
-def test_a_user_created_in_bulk_is_linked_through_user_imported(client):
-    from users.signals import user_imported
+def test_people_an_import_creates_get_the_events_waiting_for_them(client, cio_emulator):
+    """cio_import_users writes users in bulk, without post_save: the events waiting under their emails or
+    Customer.io ids, processed or not yet, are linked to them once the step commits."""
+    cio_emulator.add_segment(id=1, name="Everyone")
+    for name in ("ann", "bob", "cara"):
+        cio_emulator.add_customer(email=f"{name}@example.com", cio_id=f"cio-{name}", segments=[1])
+    post(client, event(event_id="evt-ann"))
+    process_batch()  # Ann has no user yet: her event waits under her email
+    bobs = event(event_id="evt-bob")
+    bobs["data"].update(identifiers={"cio_id": "cio-bob"}, customer_id="", recipient="")
+    post(client, bobs)
+    process_batch()  # Bob's waits under his Customer.io id
+    caras = event(event_id="evt-cara")
+    caras["data"].update(identifiers={"email": "Cara@Example.com"}, customer_id="", recipient="Cara@Example.com")
+    post(client, caras)  # Cara's is not processed yet when the import creates her
+    assert MessageEvent.objects.filter(user__isnull=False).count() == 0
 
-    post(client, event(event_id="evt-bulk"))
-    process_batch()
-    # The queue's bulk adds and cio_import_users write users without post_save, then send user_imported.
-    (ann,) = User.objects.bulk_create(
-        [User(username="ann", email="ann@example.com", email_normalized="ann@example.com", role=Role.get_default())]
+    call_command("cio_import_users", "--segment", "1", stdout=io.StringIO())
+
+    linked = {row.event_id: row.user.email for row in MessageEvent.objects.select_related("user")}
+    assert linked == {"evt-ann": "ann@example.com", "evt-bob": "bob@example.com", "evt-cara": "cara@example.com"}
+    assert MessageEvent.objects.filter(processed_at__isnull=True).count() == 3  # each processed again, with its user
+
+
+def test_users_created_in_bulk_with_nothing_waiting_cost_a_few_queries_not_one_each():
+    from users.signals import users_created_in_bulk
+
+    role = Role.get_default()
+    users = User.objects.bulk_create(
+        [
+            User(
+                username=f"u{n}",
+                email=f"u{n}@example.com",
+                email_normalized=f"u{n}@example.com",
+                cio_id=f"c{n}",
+                role=role,
+            )
+            for n in range(1200)
+        ]
     )
-    assert MessageEvent.objects.get().user is None
-    user_imported.send(sender=User, user=ann, delivery=None)
-    assert MessageEvent.objects.get().user == ann
+    with CaptureQueriesContext(connection) as queries:
+        users_created_in_bulk.send(sender=User, users=users)
+    assert len(queries) == 5 + 3 + 3  # 2,400 keys, 1,200 emails, 1,200 Customer.io ids: 500 a query
+    assert MessageEvent.objects.count() == 0
 
 
 def test_a_tag_the_site_has_not_classified_is_asked_about_before_the_batch(client, emulator):

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from ...emails import normalize_email
 from ...models import ActivityLog, ImportRun, User
-from ...signals import user_imported
+from ...signals import user_imported, users_created_in_bulk
 from ..accounts import (
     AccountRules,
     NewAccount,
@@ -121,6 +121,8 @@ class StepWriter:
                 elif user.welcome_email_due:
                     written.welcome.append(user)
                 send_on_commit(user_imported, user=user, delivery=None)
+            if written.created:
+                send_on_commit(users_created_in_bulk, users=[account.user for account in written.created])
             self.result.created += len(written.created)
             self.result.skipped += missing
             if not self.dry_run:
