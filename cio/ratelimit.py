@@ -38,11 +38,10 @@ from .metrics import RATE_LIMIT_WAIT
 
 # Customer.io's servers stamp arrivals with a clock of their own; a hair more than a second absorbs its rounding.
 WINDOW_SECONDS = 1.01
-# While ten requests are in flight at once nobody knows when the next slot frees up: look again this often.
-IN_FLIGHT_POLL_SECONDS = 0.02
-# A grant whose answer never comes (its process was killed mid-request) stops counting as in flight after this long,
-# the longest a request may take; Transport passes its connect + read timeouts.
-DEFAULT_LONGEST_REQUEST_SECONDS = 15.0
+# A grant whose answer never comes (its process was killed mid-request) stops counting as in flight after this long:
+# longer than a request may take (Transport passes twice its connect + read timeouts, and more: DNS, connecting to
+# each address, a CPU wait before sending are outside those timeouts).
+DEFAULT_LONGEST_REQUEST_SECONDS = 30.0
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +107,8 @@ class SharedRateLimiter:
         with transaction.atomic(), connection.cursor() as cursor:
             return work(cursor, "", False)
 
-    def _counted_at(self, request, now: float) -> float:
+    def _counted_at(self, request: list, now: float) -> float:
         """When a stored request counts as having reached Customer.io: its answer's time, or now while in flight."""
-        if not isinstance(request, list):  # a bare time: a grant stored before answers were recorded
-            return request
         granted, answered = request
         if answered is not None:
             return answered
@@ -138,11 +135,9 @@ class SharedRateLimiter:
             if self._counted_at(request, now) > now - self.window
         ]
         if len(recent) >= self.rate:
-            recent.sort(key=lambda counted: counted[0])
-            counted_at, blocking = recent[-self.rate]
-            if isinstance(blocking, list) and blocking[1] is None and counted_at >= now:
-                return IN_FLIGHT_POLL_SECONDS  # ten in flight: a slot frees up a second after the first answer
-            return counted_at + self.window - now
+            # The tenth-latest frees its slot a window after it counts; while it is in flight that is at least a
+            # window from now, so waiting that long and looking again is never early.
+            return sorted(counted_at for counted_at, _ in recent)[-self.rate] + self.window - now
         kept = [request for _, request in recent] + [[now, None]]
         cursor.execute(f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s", [json.dumps(kept), self.name])  # noqa: S608
         _local.grant = (self.name, now, stamped_at)
@@ -153,7 +148,7 @@ class SharedRateLimiter:
         row = cursor.fetchone()
         requests = json.loads(row[0]) if row else []
         for request in requests:
-            if isinstance(request, list) and request[0] == granted and request[1] is None:
+            if request[0] == granted and request[1] is None:
                 request[1] = answered
                 cursor.execute(
                     f"UPDATE {_TABLE} SET stamps = %s WHERE name = %s",  # noqa: S608

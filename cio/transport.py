@@ -88,8 +88,12 @@ class Transport:
     def __init__(self, config: ClientConfig, *, session: requests.Session | None = None):
         self.config = config
         self.session = session or requests.Session()
+        # Named apart from the grant-stamped row of earlier versions ("app_api"), whose processes cannot read this one's
+        # entries: during a rolling upgrade the two budgets overlap for a moment (429s, retried) rather than fail.
         self.limiter = SharedRateLimiter(
-            "app_api", config.app_api_rate, longest_request=config.connect_timeout + config.read_timeout
+            "app_api_answers",
+            config.app_api_rate,
+            longest_request=2 * (config.connect_timeout + config.read_timeout) + 5,
         )
 
     def require_credentials(self, *, app: bool = False, track: bool = False) -> None:

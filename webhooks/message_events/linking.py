@@ -13,11 +13,12 @@ sender) — such a user's events found them by email anyway, unless an event car
 """
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.db.models.functions import Lower
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from users.emails import normalize_email
 from users.models import User
 from users.signals import users_created_in_bulk
 
@@ -57,26 +58,30 @@ KEYS_PER_QUERY = 500
 
 
 def link_waiting_events_of(users: list[User]) -> int:
-    """link_waiting_events for each of many users, with a query or two per 500 of them to find the few anything
+    """link_waiting_events for each of many users, with a few queries per 500 of them to find the few anything
     waits for."""
-    by_key = {key: user for user in users for key in people.keys_of(user)}
-    by_email = {user.email.lower(): user for user in users}
-    by_cio_id = {user.cio_id: user for user in users if user.cio_id}
     waited_for: dict[int, User] = {}
-    for keys in _chunks(list(by_key)):
-        found = MessageEvent.objects.filter(user__isnull=True, unlinked_key__in=keys)
-        for key in found.values_list("unlinked_key", flat=True).distinct():
-            waited_for[by_key[key].pk] = by_key[key]
-    # Events not processed yet (as in link_waiting_events): the waiting ones' partial index, then these people.
-    unprocessed = MessageEvent.objects.filter(processed_at__isnull=True, user__isnull=True).annotate(
-        email_lower=Lower("email")
-    )
-    for emails in _chunks(list(by_email)):
-        for email in unprocessed.filter(email_lower__in=emails).values_list("email_lower", flat=True).distinct():
-            waited_for[by_email[email].pk] = by_email[email]
+    # Events not processed yet first: a worker may be processing one right now and leave it waiting under a key,
+    # which the key queries after this one then see. (The other order could miss an event between the two.)
+    unprocessed = MessageEvent.objects.filter(processed_at__isnull=True, user__isnull=True).order_by()
+    by_email = {user.email_normalized: user for user in users}
+    for emails in _chunks([user.email for user in users]):
+        # Folded by the database on both sides, as link_waiting_events' iexact does; then matched in normal form.
+        same_email = unprocessed.annotate(email_folded=Lower("email")).filter(
+            email_folded__in=[Lower(Value(email)) for email in emails]
+        )
+        for email in same_email.values_list("email", flat=True).distinct():
+            if user := by_email.get(normalize_email(email)):
+                waited_for[user.pk] = user
+    by_cio_id = {user.cio_id: user for user in users if user.cio_id}
     for cio_ids in _chunks(list(by_cio_id)):
         for cio_id in unprocessed.filter(cio_id__in=cio_ids).values_list("cio_id", flat=True).distinct():
             waited_for[by_cio_id[cio_id].pk] = by_cio_id[cio_id]
+    by_key = {key: user for user in users for key in people.keys_of(user)}
+    for keys in _chunks(list(by_key)):
+        found = MessageEvent.objects.filter(user__isnull=True, unlinked_key__in=keys).order_by()
+        for key in found.values_list("unlinked_key", flat=True).distinct():
+            waited_for[by_key[key].pk] = by_key[key]
     return sum(link_waiting_events(user) for user in waited_for.values())
 
 
@@ -86,4 +91,5 @@ def _chunks(items: list) -> list[list]:
 
 @receiver(users_created_in_bulk, dispatch_uid="webhooks.message_events.linking.created_in_bulk")
 def link_on_bulk_creation(sender, users: list[User], **kwargs):
-    link_waiting_events_of(users)
+    if users:
+        link_waiting_events_of(users)

@@ -251,3 +251,28 @@ def test_two_contacts_of_one_new_person_in_a_chunk_leave_the_second_to_one_by_on
     assert len(batch["body"]["batch"]) == 20 and not cio_emulator.requests("/api/v1/customers/")
     [(_, password)] = [(person, password) for person, password in returned_passwords(cio_emulator) if person == "c3"]
     assert p3.check_password(password) and not p3.password_return_due
+
+
+def test_message_events_waiting_for_people_created_in_bulk_are_linked_to_them(client, cio_emulator):
+    """Reporting events that came before these people had users wait under their emails; the bulk creation (no
+    post_save) links them once the batch commits, to be processed again with their user."""
+    from webhooks.models import MessageEvent
+
+    cio_emulator.reset({"segments": SEGMENTS, "customers": new_people(60)})
+    set_settings(return_password=True, return_password_field=FIELD)
+    waiting = MessageEvent.objects.create(
+        event_id="evt-early",
+        metric="delivered",
+        occurred_at=timezone.now(),
+        email="P7@Example.com",
+        processed_at=timezone.now(),
+        unlinked_key="email:p7@example.com",
+    )
+    for n in range(60):
+        queued(client, "add", email=f"p{n}@example.com")
+
+    process_all()
+
+    waiting.refresh_from_db()
+    assert waiting.user == User.objects.get(email="p7@example.com")
+    assert (waiting.unlinked_key, waiting.processed_at) == (None, None)
