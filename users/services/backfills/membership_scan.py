@@ -112,7 +112,14 @@ def _user_ids(column: str, values: list[str]) -> dict[str, int]:
     found = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT {column}, {pk} FROM {table} WHERE {column} = ANY(%s)", [values])  # noqa: S608
+            # One text parameter the server splits: a list parameter goes through psycopg's array dumper, in Python
+            # (a page of 30,000 cio_ids: 34 ms to send that way, 7 ms this way). No stored email or cio_id holds a
+            # line break, so a value with one matches nobody: it is left out rather than split.
+            lines = "\n".join(value for value in values if "\n" not in value)
+            cursor.execute(
+                f"SELECT {column}, {pk} FROM {table} WHERE {column} = ANY(string_to_array(%s, E'\\n'))",  # noqa: S608
+                [lines],
+            )
             return dict(cursor.fetchall())
         for chunk in batched(values, IN_LIST_LIMIT):
             placeholders = ", ".join(["%s"] * len(chunk))
