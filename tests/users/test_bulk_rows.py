@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from users.models import Tag, User, UserTag
+from users.services import bulk_rows
 from users.services.bulk_rows import delete_rows, insert_rows
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,9 @@ def stored():
     return set(UserTag.objects.values_list("user_id", "tag_id"))
 
 
-def test_rows_are_inserted_and_conflicting_ones_skipped_window_after_window(people):
+@pytest.mark.parametrize("staging_from", [1, bulk_rows.STAGING_FROM_ROWS], ids=["temporary table", "arrays"])
+def test_rows_are_inserted_and_conflicting_ones_skipped_window_after_window(people, monkeypatch, staging_from):
+    monkeypatch.setattr(bulk_rows, "STAGING_FROM_ROWS", staging_from)
     users, tags = people
     now = timezone.now()
     UserTag.objects.create(user=users[0], tag=tags[0])  # already there: a webhook wrote it meanwhile

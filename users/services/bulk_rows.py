@@ -4,10 +4,10 @@ activity log, which write millions: a million users' tags and their activity lin
 bulk_create builds a model instance per row and prepares every value through the compiler: about 20 µs a row,
 minutes for a million-user resync. Here the caller gives the rows as tuples of database-ready values for the
 columns it names; SQLite takes them with one executemany (its driver binds each row in C), PostgreSQL with COPY
-(psycopg formats each row in C). Rows that may break a unique constraint are copied into a temporary table first and
-moved with INSERT ... SELECT ... ON CONFLICT DO NOTHING, which COPY cannot do itself. Deletes on PostgreSQL use one
-DELETE ... USING unnest(arrays) per few thousand keys, each column one array parameter. (Arrays for the inserts too
-cost twice the time in psycopg's Python array dumper: a million-user resync spent 44 % of its CPU there.)
+(psycopg formats each row in C). Many rows that may break a unique constraint are copied into a temporary table
+first and moved with INSERT ... SELECT ... ON CONFLICT DO NOTHING, which COPY cannot do itself; a few go as arrays
+(INSERT ... SELECT FROM unnest), as deletes do. Arrays for every insert cost twice the time: psycopg builds them in
+Python, and a million-user resync spent 44 % of its CPU there.
 """
 
 import hashlib
@@ -15,6 +15,9 @@ import hashlib
 from django.db import connection, transaction
 
 POSTGRESQL_ROWS_PER_STATEMENT = 5000
+# Inserts that skip conflicting rows go through a temporary table from this many rows (a resync's window), and as one
+# INSERT ... SELECT FROM unnest(arrays) below it.
+STAGING_FROM_ROWS = 5000
 
 
 def insert_rows(model, columns: list[str], rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
@@ -33,6 +36,13 @@ def insert_rows(model, columns: list[str], rows: list[tuple], *, ignore_conflict
         if not ignore_conflicts:
             _copy(cursor, table, names, rows)
             return
+        if len(rows) < STAGING_FROM_ROWS:
+            # A queued batch's few thousand tags: not worth a temporary table (and its catalog rows) per call.
+            arrays = ", ".join(f"%s::{_db_type(model, column)}[]" for column in columns)
+            sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){on_conflict}"  # noqa: S608
+            for columns_of_rows in _column_arrays(rows):
+                cursor.execute(sql, columns_of_rows)
+            return
         staging = connection.ops.quote_name("bulk_rows_" + hashlib.sha256(f"{table} {names}".encode()).hexdigest()[:16])
         with transaction.atomic():  # the staging table lives until the transaction ends
             cursor.execute(
@@ -45,7 +55,10 @@ def insert_rows(model, columns: list[str], rows: list[tuple], *, ignore_conflict
 
 
 def _copy(cursor, table: str, names: str, rows: list[tuple]) -> None:
-    with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # the driver's cursor: Django has no COPY
+    # The driver's cursor (Django has no COPY), with its errors made Django's as any query's are: an outage must
+    # still read as OperationalError to the workers and the webhooks (webhooks.outages).
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 
