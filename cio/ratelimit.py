@@ -129,11 +129,8 @@ class SharedRateLimiter:
             now = float(cursor.fetchone()[0])
         else:
             now = time.time()
-        recent = [
-            (self._counted_at(request, now), request)
-            for request in requests
-            if self._counted_at(request, now) > now - self.window
-        ]
+        counted = [(self._counted_at(request, now), request) for request in requests]
+        recent = [(counted_at, request) for counted_at, request in counted if counted_at > now - self.window]
         if len(recent) >= self.rate:
             # The tenth-latest frees its slot a window after it counts; while it is in flight that is at least a
             # window from now, so waiting that long and looking again is never early.

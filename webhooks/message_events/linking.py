@@ -20,6 +20,7 @@ from django.dispatch import receiver
 
 from users.emails import normalize_email
 from users.models import User
+from users.services.backfills.common import batched
 from users.signals import users_created_in_bulk
 
 from ..models import MessageEvent
@@ -65,7 +66,7 @@ def link_waiting_events_of(users: list[User]) -> int:
     # which the key queries after this one then see. (The other order could miss an event between the two.)
     unprocessed = MessageEvent.objects.filter(processed_at__isnull=True, user__isnull=True).order_by()
     by_email = {user.email_normalized: user for user in users}
-    for emails in _chunks([user.email for user in users]):
+    for emails in batched([user.email for user in users], KEYS_PER_QUERY):
         # Folded by the database on both sides, as link_waiting_events' iexact does; then matched in normal form.
         same_email = unprocessed.annotate(email_folded=Lower("email")).filter(
             email_folded__in=[Lower(Value(email)) for email in emails]
@@ -74,19 +75,15 @@ def link_waiting_events_of(users: list[User]) -> int:
             if user := by_email.get(normalize_email(email)):
                 waited_for[user.pk] = user
     by_cio_id = {user.cio_id: user for user in users if user.cio_id}
-    for cio_ids in _chunks(list(by_cio_id)):
+    for cio_ids in batched(list(by_cio_id), KEYS_PER_QUERY):
         for cio_id in unprocessed.filter(cio_id__in=cio_ids).values_list("cio_id", flat=True).distinct():
             waited_for[by_cio_id[cio_id].pk] = by_cio_id[cio_id]
     by_key = {key: user for user in users for key in people.keys_of(user)}
-    for keys in _chunks(list(by_key)):
+    for keys in batched(list(by_key), KEYS_PER_QUERY):
         found = MessageEvent.objects.filter(user__isnull=True, unlinked_key__in=keys).order_by()
         for key in found.values_list("unlinked_key", flat=True).distinct():
             waited_for[by_key[key].pk] = by_key[key]
     return sum(link_waiting_events(user) for user in waited_for.values())
-
-
-def _chunks(items: list) -> list[list]:
-    return [items[start : start + KEYS_PER_QUERY] for start in range(0, len(items), KEYS_PER_QUERY)]
 
 
 @receiver(users_created_in_bulk, dispatch_uid="webhooks.message_events.linking.created_in_bulk")
