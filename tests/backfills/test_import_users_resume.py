@@ -2,6 +2,8 @@
 Customer.io going down saves its position, --resume continues it, and each member is looked up and imported once."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from cio.client import CustomerIOClient
 from cio.transport import api_call_finished
@@ -78,6 +80,27 @@ def test_limit_on_a_small_segment_pauses_and_leaves_the_others_tags_alone(emulat
 def pages_of_150(monkeypatch):
     """Membership pages of 150 people instead of 30,000, so that a test segment spans several pages."""
     monkeypatch.setattr("cio.app_api.MEMBERSHIP_PAGE_LIMIT", 150)
+
+
+def test_a_run_that_reads_every_member_does_not_scan_its_segment_again(emulator, tags, pages_of_150):
+    """The import's own pages told it who the segment's users are: the tag scan reads the other segments only, and
+    the users it covers are the ones the import made or updated — not a staff member of the segment."""
+    emulator.reset(population(400))
+    [known] = make_users([30])
+    UserTag.objects.create(user=known, tag=tags[5])
+    [staff] = make_users([7], is_staff=True)
+    UserTag.objects.create(user=staff, tag=tags[2])
+
+    outcome = run("cio_import_users", "--segment", "1")
+
+    assert outcome.code == 0, outcome.text
+    assert "398 created, 1 updated" in outcome.out
+    assert len(membership_reads(emulator)) == 3
+    for other in (2, 3, 4, 5):
+        assert membership_reads(emulator, other), other
+    assert tags_of(known) == segments_of(30)
+    assert tags_of(User.objects.get(email="person399@example.com")) == segments_of(399)
+    assert tags_of(staff) == [2]
 
 
 def test_limit_across_membership_pages_resumes_at_each_boundary(emulator, pages_of_150):
@@ -201,3 +224,26 @@ def test_customerio_going_down_mid_run_is_a_clear_line_and_resumable(emulator, s
     resumed = run("cio_import_users", "--segment", "1", "--resume")
     assert resumed.code == 0, resumed.text
     assert User.objects.count() == MEMBERS
+
+
+@pytest.mark.postgresql
+def test_a_large_import_renews_postgresqls_statistics_of_the_users_before_the_tag_scan(emulator, monkeypatch):
+    """Without it the planner still thinks the users table is as small as it was, and reads all of it for each
+    membership page of the scan."""
+    emulator.reset(population(300))
+    monkeypatch.setattr("users.services.backfills.user_import.ANALYZE_FROM_CREATED", 200)
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = run("cio_import_users", "--segment", "1")
+
+    assert outcome.code == 0, outcome.text
+    statements = [query["sql"] for query in queries.captured_queries]
+    analyzed = [n for n, sql in enumerate(statements) if sql.startswith("ANALYZE") and "users_user" in sql]
+    assert len(analyzed) == 1
+    # Before the scan's first look-up of a membership page's people.
+    assert analyzed[0] < next(n for n, sql in enumerate(statements) if "string_to_array" in sql)
+
+    emulator.clear_requests()
+    with CaptureQueriesContext(connection) as queries:
+        run("cio_import_users", "--segment", "1")  # nobody new: no ANALYZE
+    assert not [query for query in queries.captured_queries if query["sql"].startswith("ANALYZE")]

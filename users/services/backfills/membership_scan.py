@@ -22,8 +22,9 @@ from .common import IN_LIST_LIMIT, Progress, UnknownSegment, batched
 from .id_sets import IdSet
 from .prefetch import read_ahead
 
-# Membership pages read ahead of the matching: each is up to 30,000 people (a few MB parsed).
-PAGES_AHEAD = 2
+# Membership pages read ahead of the matching: each is up to 30,000 people (about 6 MB parsed), and the matching of
+# a page takes longer than reading the next one, so a second page ahead would only wait in memory.
+PAGES_AHEAD = 1
 
 
 @dataclass
@@ -46,10 +47,12 @@ def scan_segments(
     users: QuerySet,
     *,
     scope_segment: int | None = None,
+    scope_members: IdSet | None = None,
     progress: Progress | None = None,
 ) -> ScannedMemberships:
     """Page through every segment's membership and note which of `users` are in it. Every one of `users` is
-    covered — or, with `scope_segment`, only the ones in that segment: it is scanned first to learn who they are."""
+    covered — or, with `scope_segment`, only the ones in that segment: it is scanned first to learn who they are,
+    unless the caller knows them already (`scope_members`: an import that has just read every member of it)."""
     progress = progress or Progress()
     progress.stage("Scanning segment memberships", total=len(segments), unit="segments")
     ordered = [int(segment["id"]) for segment in sorted(segments, key=lambda s: int(s["id"]) != scope_segment)]
@@ -57,6 +60,10 @@ def scan_segments(
     eligible.add_all(users.values_list("pk", flat=True).iterator(chunk_size=10_000))
     covered = eligible if scope_segment is None else None
     by_segment = {segment_id: IdSet() for segment_id in ordered}
+    if scope_segment is not None and scope_members is not None:
+        covered = by_segment[scope_segment] = scope_members.intersection(eligible)
+        ordered.remove(scope_segment)
+        progress.advance()
     for segment_id, identifiers in read_ahead(lambda: _pages(ordered), PAGES_AHEAD):
         if identifiers is None:  # the segment is done
             if segment_id == scope_segment:

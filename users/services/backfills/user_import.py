@@ -2,8 +2,9 @@
 rules, in bulk and resumably.
 
 Calls: one for the segment list, one per membership page (up to 30,000 members), one attributes call per 100
-members, the membership scans that give everyone's tags (a few per segment), and — only when Return Password is on
-with a field — one /api/v2/batch request per few hundred returned passwords.
+members, the membership scans that give everyone's tags (a few per segment; the imported segment's own only for a
+resumed run, as one that read every member knows who they are), and — only when Return Password is on with a field —
+one /api/v2/batch request per few hundred returned passwords.
 
 A run's position (membership page and offset) and counts live in an ImportRun row, saved in the same transaction as
 the users of each 100 members, so an interrupted run resumes exactly where it stopped (`--resume`), and running the
@@ -15,7 +16,7 @@ users and import_runs.py keeps the run's row.
 import logging
 from collections.abc import Iterator
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from cio import get_client
 from cio.app_api import ATTRIBUTES_BATCH_LIMIT
@@ -53,6 +54,8 @@ MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
 STEPS_AHEAD = 3
 # Users owed a password from an earlier run, read and settled this many at a time.
 OWED_CHUNK = 1000
+# Users created by a run from which PostgreSQL's statistics of the users table are renewed before the tag scan.
+ANALYZE_FROM_CREATED = 10_000
 
 
 def import_users(
@@ -114,6 +117,9 @@ class _Importer:
         self.steps = StepWriter(rules, run, self.record, result, self.pool)
         self.members_done = 0
         self.membership_read = False
+        # Whether this invocation reads the segment from its first member (not resumed): once it has read them all,
+        # it knows who the segment's users are without scanning the segment again.
+        self.reads_every_member = not run.cursor and not run.page_offset
         # New users without a usable password: one line for the invocation, not one per user.
         self.no_password = NoPasswordSummary()
 
@@ -187,10 +193,14 @@ class _Importer:
 
     def finish(self, segments: list[dict]) -> None:
         """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
+        if self.result.created >= ANALYZE_FROM_CREATED and not self.dry_run:
+            _renew_statistics()
+        knows_members = self.membership_read and self.reads_every_member
         memberships = scan_segments(
             segments,
             User.objects.filter(is_staff=False, is_superuser=False),
             scope_segment=self.run.segment_id,
+            scope_members=self.steps.imported_ids if knows_members else None,
             progress=self.progress,
         )
         if not self.membership_read:
@@ -236,6 +246,16 @@ class _Importer:
         except DatabaseError:
             # Called on the way out of a failed run too: its own error must not be hidden by this one.
             logger.exception("Could not record the summary of users without a usable password")
+
+
+def _renew_statistics() -> None:
+    """ANALYZE the users table on PostgreSQL. A run that made most of a site's users leaves the planner thinking
+    the table holds what it held at the last autovacuum: at a million users, it then read the whole table for each
+    membership page of the tag scan, and the scan took twice as long."""
+    if connection.vendor != "postgresql":
+        return  # SQLite's planner looks the identifiers up by index without statistics
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(User._meta.db_table)}")
 
 
 def _fetch_people(client: CustomerIOClient, members: list[dict]) -> list[dict]:
