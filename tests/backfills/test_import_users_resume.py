@@ -82,27 +82,6 @@ def pages_of_150(monkeypatch):
     monkeypatch.setattr("cio.app_api.MEMBERSHIP_PAGE_LIMIT", 150)
 
 
-def test_a_run_that_reads_every_member_does_not_scan_its_segment_again(emulator, tags, pages_of_150):
-    """The import's own pages told it who the segment's users are: the tag scan reads the other segments only, and
-    the users it covers are the ones the import made or updated — not a staff member of the segment."""
-    emulator.reset(population(400))
-    [known] = make_users([30])
-    UserTag.objects.create(user=known, tag=tags[5])
-    [staff] = make_users([7], is_staff=True)
-    UserTag.objects.create(user=staff, tag=tags[2])
-
-    outcome = run("cio_import_users", "--segment", "1")
-
-    assert outcome.code == 0, outcome.text
-    assert "398 created, 1 updated" in outcome.out
-    assert len(membership_reads(emulator)) == 3
-    for other in (2, 3, 4, 5):
-        assert membership_reads(emulator, other), other
-    assert tags_of(known) == segments_of(30)
-    assert tags_of(User.objects.get(email="person399@example.com")) == segments_of(399)
-    assert tags_of(staff) == [2]
-
-
 def test_limit_across_membership_pages_resumes_at_each_boundary(emulator, pages_of_150):
     """400 members on pages of 150, 150 and 100: a limit ending at a page's end, one ending inside a page, and one
     ending at the segment's last member."""

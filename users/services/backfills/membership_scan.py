@@ -48,12 +48,10 @@ def scan_segments(
     users: QuerySet,
     *,
     scope_segment: int | None = None,
-    scope_members: IdSet | None = None,
     progress: Progress | None = None,
 ) -> ScannedMemberships:
     """Page through every segment's membership and note which of `users` are in it. Every one of `users` is
-    covered — or, with `scope_segment`, only the ones in that segment: it is scanned first to learn who they are,
-    unless the caller knows them already (`scope_members`: an import that has just read every member of it)."""
+    covered — or, with `scope_segment`, only the ones in that segment: it is scanned first to learn who they are."""
     progress = progress or Progress()
     progress.stage("Scanning segment memberships", total=len(segments), unit="segments")
     ordered = [int(segment["id"]) for segment in sorted(segments, key=lambda s: int(s["id"]) != scope_segment)]
@@ -61,10 +59,6 @@ def scan_segments(
     eligible.add_all(users.values_list("pk", flat=True).iterator(chunk_size=10_000))
     covered = eligible if scope_segment is None else None
     by_segment = {segment_id: IdSet() for segment_id in ordered}
-    if scope_segment is not None and scope_members is not None:
-        covered = by_segment[scope_segment] = scope_members.intersection(eligible)
-        ordered.remove(scope_segment)
-        progress.advance()
     for segment_id, page in read_ahead(lambda: _pages(ordered), PAGES_AHEAD):
         if page is None:  # the segment is done
             if segment_id == scope_segment:

@@ -2,9 +2,8 @@
 rules, in bulk and resumably.
 
 Calls: one for the segment list, one per membership page (up to 30,000 members), one attributes call per 100
-members, the membership scans that give everyone's tags (a few per segment; the imported segment's own only for a
-resumed run, as one that read every member knows who they are), and — only when Return Password is on with a field —
-one /api/v2/batch request per few hundred returned passwords.
+members, the membership scans that give everyone's tags (a few per segment), and — only when Return Password is on
+with a field — one /api/v2/batch request per few hundred returned passwords.
 
 A run's position (membership page and offset) and counts live in an ImportRun row, saved in the same transaction as
 the users of each 100 members, so an interrupted run resumes exactly where it stopped (`--resume`), and running the
@@ -117,9 +116,6 @@ class _Importer:
         self.steps = StepWriter(rules, run, self.record, result, self.pool)
         self.members_done = 0
         self.membership_read = False
-        # Whether this invocation reads the segment from its first member (not resumed): once it has read them all,
-        # it knows who the segment's users are without scanning the segment again.
-        self.reads_every_member = not run.cursor and not run.page_offset
         # New users without a usable password: one line for the invocation, not one per user.
         self.no_password = NoPasswordSummary()
 
@@ -195,12 +191,12 @@ class _Importer:
         """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
         if self.result.created >= ANALYZE_FROM_CREATED and not self.dry_run:
             _renew_statistics()
-        knows_members = self.membership_read and self.reads_every_member
+        # The segment is read again rather than taken from the run's own pages: a long run's early pages no longer
+        # say who is in it, and a tag removed meanwhile (someone left; a webhook reloaded their tags) must stay off.
         memberships = scan_segments(
             segments,
             User.objects.filter(is_staff=False, is_superuser=False),
             scope_segment=self.run.segment_id,
-            scope_members=self.steps.imported_ids if knows_members else None,
             progress=self.progress,
         )
         if not self.membership_read:
