@@ -1,8 +1,8 @@
 import pytest
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from users.models import Role, Tag, User
+from users.models import ActivityLog, Role, Tag, User, UserTag
 from users.services.roles import assign_role, make_default_role
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +130,25 @@ def test_tag_kind_follows_the_customerio_segment_type():
     assert Tag.kind_from_segment_type("manual") == "manual"
     assert Tag.kind_from_segment_type("dynamic") == "data_driven"
     assert Tag.kind_from_segment_type(None) == ""
+
+
+def _indexed_columns(table: str) -> dict[str, tuple[str, ...]]:
+    """{index name: its columns} of the table's plain indexes (not its primary key or unique ones)."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    return {
+        name: tuple(found["columns"])
+        for name, found in constraints.items()
+        if found["index"] and not found["primary_key"] and not found["unique"]
+    }
+
+
+def test_tags_and_activity_lines_pay_only_for_the_indexes_that_are_read():
+    """A backfill writes millions of both: each index is written for each row (migration users.0015)."""
+    assert ("user_id",) not in _indexed_columns(UserTag._meta.db_table).values()  # the unique (user, tag) serves
+    activity = _indexed_columns(ActivityLog._meta.db_table)
+    assert activity["users_activitylog_level_time"] == ("level", "created_at")
+    assert activity["users_activitylog_source_time"] == ("source", "created_at")
+    assert activity["users_activitylog_delivery"] == ("delivery_id",)
+    assert not {("level",), ("source",)} & set(activity.values())  # nor PostgreSQL's LIKE copies
+    assert list(activity.values()).count(("delivery_id",)) == 1
