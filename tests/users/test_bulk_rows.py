@@ -27,14 +27,18 @@ def stored():
     return set(UserTag.objects.values_list("user_id", "tag_id"))
 
 
-@pytest.mark.parametrize("staging_from", [1, bulk_rows.STAGING_FROM_ROWS], ids=["temporary table", "arrays"])
+@pytest.mark.parametrize(
+    "staging_from", [1, bulk_rows.STAGING_FROM_ROWS], ids=["copied, through a temporary table on a conflict", "arrays"]
+)
 def test_rows_are_inserted_and_conflicting_ones_skipped_window_after_window(people, monkeypatch, staging_from):
     monkeypatch.setattr(bulk_rows, "STAGING_FROM_ROWS", staging_from)
     users, tags = people
     now = timezone.now()
     UserTag.objects.create(user=users[0], tag=tags[0])  # already there: a webhook wrote it meanwhile
     with transaction.atomic():
-        for user in users:  # one window per user, the staging table reused in one transaction
+        # One window per user: the first conflicts (so it goes through a temporary table), the others are copied
+        # straight in.
+        for user in users:
             insert_rows(
                 UserTag,
                 ["user_id", "tag_id", "applied_at"],
@@ -43,7 +47,7 @@ def test_rows_are_inserted_and_conflicting_ones_skipped_window_after_window(peop
             )
     assert stored() == pairs(users, tags)
     insert_rows(UserTag, ["user_id", "tag_id", "applied_at"], [(users[1].pk, tags[0].pk, now)], ignore_conflicts=True)
-    assert UserTag.objects.count() == 6  # outside a transaction too
+    assert UserTag.objects.count() == 6  # outside a transaction too (a conflict: the temporary table's way)
 
 
 def test_rows_without_conflicts_are_copied_and_keys_deleted(people):

@@ -1,11 +1,15 @@
-"""Indexes that every written tag and activity line paid for and no query used: UserTag's own index on `user` (the
-unique (user, tag) index serves it) and ActivityLog's single-column indexes on level, source and delivery_id (on
-PostgreSQL with a second, LIKE index each for level and source), replaced by the indexes the admin reads.
+"""Indexes that every written tag and activity line paid for, replaced by fewer that serve the same reads: UserTag's
+own index on `user` (the unique (user, tag) index serves its look-ups), and ActivityLog's single-column indexes on
+level, source and delivery_id (on PostgreSQL with a second, LIKE index each for level and source, which no query
+uses) by (level, created_at) and (source, created_at) for the admin's filters and a delivery_id index that leaves
+out the lines of no delivery (a backfill writes millions).
 
 The database part is written by hand. The operations makemigrations writes would drop and re-create UserTag's
 foreign key, checking every row while the users table is locked, and on SQLite rebuild both tables. Here the new
 indexes are built first and the old ones dropped after, on PostgreSQL CONCURRENTLY (outside a transaction, so the
-migration is not atomic): webhooks, logins and backfills go on meanwhile.
+migration is not atomic): webhooks, logins and backfills go on meanwhile. Any plain single-column index on those
+columns is dropped, whatever its name. Run again after an interruption, it finishes the work: an index that a
+cancelled concurrent build left invalid is built again before any old one is dropped.
 """
 
 import django.db.models.deletion
@@ -41,16 +45,36 @@ def _indexes(schema_editor, model) -> dict:
         return schema_editor.connection.introspection.get_constraints(cursor, model._meta.db_table)
 
 
+def _usable(schema_editor, model, name: str) -> bool:
+    """Whether index `name` exists and is usable: a concurrent build that was cancelled leaves an invalid index
+    behind, written to on every insert and read by no query."""
+    if name not in _indexes(schema_editor, model):
+        return False
+    if schema_editor.connection.vendor != "postgresql":
+        return True
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            [name],
+        )
+        return all(valid for (valid,) in cursor.fetchall())
+
+
 def _drop_index(schema_editor, name: str) -> None:
     concurrently = "CONCURRENTLY " if _concurrently(schema_editor) else ""
     schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS {schema_editor.quote_name(name)}")
 
 
+def _build(schema_editor, model, index) -> None:
+    if not _usable(schema_editor, model, index.name):
+        _drop_index(schema_editor, index.name)  # what a cancelled build left, if anything
+        schema_editor.add_index(model, index, **_concurrently(schema_editor))
+
+
 def leaner_indexes(apps, schema_editor):
     for model_name, index in NEW_INDEXES:
-        model = apps.get_model("users", model_name)
-        if index.name not in _indexes(schema_editor, model):
-            schema_editor.add_index(model, index, **_concurrently(schema_editor))
+        _build(schema_editor, apps.get_model("users", model_name), index)
     for model_name, _, column in OLD_INDEXED:
         model = apps.get_model("users", model_name)
         for name, index in _indexes(schema_editor, model).items():
@@ -63,7 +87,7 @@ def former_indexes(apps, schema_editor):
     """Back to one index per column (without PostgreSQL's LIKE ones, which nothing read)."""
     for model_name, field, _ in OLD_INDEXED:
         model = apps.get_model("users", model_name)
-        schema_editor.add_index(model, models.Index(fields=[field], name=f"{model._meta.db_table}_{field}"))
+        _build(schema_editor, model, models.Index(fields=[field], name=f"{model._meta.db_table}_{field}"))
     for _, index in NEW_INDEXES:
         _drop_index(schema_editor, index.name)
 

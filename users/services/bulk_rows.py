@@ -4,9 +4,10 @@ activity log, which write millions: a million users' tags and their activity lin
 bulk_create builds a model instance per row and prepares every value through the compiler: about 20 µs a row,
 minutes for a million-user resync. Here the caller gives the rows as tuples of database-ready values for the
 columns it names; SQLite takes them with one executemany (its driver binds each row in C), PostgreSQL with COPY
-(psycopg formats each row in C). Many rows that may break a unique constraint are copied into a temporary table
-first and moved with INSERT ... SELECT ... ON CONFLICT DO NOTHING, which COPY cannot do itself; a few go as arrays
-(INSERT ... SELECT FROM unnest), as deletes do. Arrays for every insert cost twice the time: psycopg builds them in
+(psycopg formats each row in C). Many rows that may break a unique constraint are copied straight in too, in a
+savepoint; should one conflict, they are copied into a temporary table instead and moved with INSERT ... SELECT ...
+ON CONFLICT DO NOTHING, which COPY cannot do itself. A few go as arrays (INSERT ... SELECT FROM unnest), as deletes
+do. Arrays for every insert cost twice the time: psycopg builds them in
 Python, and a million-user resync spent 44 % of its CPU there.
 """
 
@@ -15,8 +16,8 @@ import hashlib
 from django.db import IntegrityError, connection, transaction
 
 POSTGRESQL_ROWS_PER_STATEMENT = 5000
-# Inserts that skip conflicting rows go through a temporary table from this many rows (a resync's window), and as one
-# INSERT ... SELECT FROM unnest(arrays) below it.
+# Inserts that skip conflicting rows are copied (straight in, or through a temporary table on a conflict) from this
+# many rows (a resync's window), and go as one INSERT ... SELECT FROM unnest(arrays) below it.
 STAGING_FROM_ROWS = 5000
 
 

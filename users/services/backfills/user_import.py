@@ -53,7 +53,8 @@ MEMBERS_PER_STEP = ATTRIBUTES_BATCH_LIMIT
 STEPS_AHEAD = 3
 # Users owed a password from an earlier run, read and settled this many at a time.
 OWED_CHUNK = 1000
-# Users created by a run from which PostgreSQL's statistics of the users table are renewed before the tag scan.
+# Users created by a run (all its invocations) from which PostgreSQL's statistics of the users table are renewed
+# before the tag scan.
 ANALYZE_FROM_CREATED = 10_000
 
 
@@ -189,7 +190,7 @@ class _Importer:
 
     def finish(self, segments: list[dict]) -> None:
         """Tags for the segment's users from membership scans, then the passwords still owed to its members."""
-        if self.result.created >= ANALYZE_FROM_CREATED and not self.dry_run:
+        if self.run.created >= ANALYZE_FROM_CREATED and not self.dry_run:
             _renew_statistics()
         # The segment is read again rather than taken from the run's own pages: a long run's early pages no longer
         # say who is in it, and a tag removed meanwhile (someone left; a webhook reloaded their tags) must stay off.
@@ -245,9 +246,9 @@ class _Importer:
 
 
 def _renew_statistics() -> None:
-    """ANALYZE the users table on PostgreSQL. A run that made most of a site's users leaves the planner thinking
-    the table holds what it held at the last autovacuum: at a million users, it then read the whole table for each
-    membership page of the tag scan, and the scan took twice as long."""
+    """ANALYZE the users table on PostgreSQL. After a run that made most of a site's users, the planner's statistics
+    may still describe a fraction of the table (at a million users they expected 57,000 rows): it then read the
+    whole table for each membership page of the tag scan, and the scan took twice as long."""
     if connection.vendor != "postgresql":
         return  # SQLite's planner looks the identifiers up by index without statistics
     with connection.cursor() as cursor:
