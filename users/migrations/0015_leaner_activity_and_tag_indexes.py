@@ -130,22 +130,7 @@ STATE_OPERATIONS = [
             to=settings.AUTH_USER_MODEL,
         ),
     ),
-    migrations.AddIndex(
-        model_name="activitylog",
-        index=models.Index(fields=["level", "created_at"], name="users_activitylog_level_time"),
-    ),
-    migrations.AddIndex(
-        model_name="activitylog",
-        index=models.Index(fields=["source", "created_at"], name="users_activitylog_source_time"),
-    ),
-    migrations.AddIndex(
-        model_name="activitylog",
-        index=models.Index(
-            condition=models.Q(("delivery_id__isnull", False)),
-            fields=["delivery_id"],
-            name="users_activitylog_delivery",
-        ),
-    ),
+    *(migrations.AddIndex(model_name=model_name, index=index) for model_name, index in NEW_INDEXES),
 ]
 
 

@@ -7,8 +7,8 @@ columns it names; SQLite takes them with one executemany (its driver binds each 
 (psycopg formats each row in C). Many rows that may break a unique constraint are copied straight in too, in a
 savepoint; should one conflict, they are copied into a temporary table instead and moved with INSERT ... SELECT ...
 ON CONFLICT DO NOTHING, which COPY cannot do itself. A few go as arrays (INSERT ... SELECT FROM unnest), as deletes
-do. Arrays for every insert cost twice the time: psycopg builds them in
-Python, and a million-user resync spent 44 % of its CPU there.
+do. Arrays for every insert cost twice the time: psycopg builds them in Python, and a million-user resync spent 44 %
+of its CPU there.
 """
 
 import hashlib
